@@ -1,1 +1,57 @@
-fn main() {}
+//! `invscale`: a fast, exact evaluation harness for inverse scaling. This binary is a thin shell:
+//! argument parsing and printing; the work is done by the invscale-* libraries.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "invscale",
+    version,
+    about = "Evaluate language models on the Inverse Scaling Prize tasks, exactly as lm-evaluation-harness and the prize scored them",
+    long_about = "Evaluate language models on the Inverse Scaling Prize tasks (McKenzie et al. 2023), scoring them \
+exactly as lm-evaluation-harness (`inverse_scaling_mc`) and the prize's own pipeline did.\n\n\
+Exit status: 0 success, 1 failure, 2 bad input (data, task files, arguments).",
+    after_help = "Examples:\n  invscale tasks                                   list tasks and groups\n  \
+invscale tasks show neqa                         describe a task, with an example and its requests\n  \
+invscale data validate my_task.csv               check a candidate dataset in the prize format\n  \
+invscale data validate inverse_scaling_mc --data-dir ../shared/data/inverse_scaling"
+)]
+struct Cli {
+    /// Folder(s) holding task data files (the prize release files, or `<hub name>.jsonl`).
+    /// Also read from $INVSCALE_DATA_DIR (`:`-separated). Searched before the hub cache.
+    #[arg(long = "data-dir", global = true, value_name = "DIR")]
+    data_dirs: Vec<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List tasks and groups, or describe one task.
+    Tasks(commands::tasks::TasksArgs),
+    /// Work with task data files.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let data = invscale_tasks::DataOptions::from_env(cli.data_dirs);
+    let result = match cli.command {
+        Command::Tasks(args) => commands::tasks::run(args, &data),
+        Command::Data(cmd) => commands::data::run(cmd, &data),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
