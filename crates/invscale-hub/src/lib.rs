@@ -17,6 +17,8 @@
 
 mod cache;
 mod client;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -2,73 +2,29 @@
 //! here): listing, download into the hub cache layout, offline mode, missing files.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::thread;
 
+use invscale_hub::testing::{FakeFile, FakeHub};
 use invscale_hub::{Hub, HubConfig, HubError, Repo};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const TRAIN: &str = "{\"prompt\":\"Q?\",\"classes\":\"[' A', ' B']\",\"answer_index\":0}\n";
 const LFS: &[u8] = b"PAR1 pretend parquet bytes PAR1";
 
-/// A loopback hub: one dataset `org/ds` at COMMIT. `data/train.jsonl` is a plain git file
-/// (ETag on the first answer), `data/big.parquet` an LFS file (302 to a "CDN" path with
-/// X-Linked-Etag), as the real hub serves them. Records every request's method, path and
-/// Authorization header.
-struct FakeHub {
-    endpoint: String,
-    log: Arc<Mutex<Vec<(String, String, Option<String>)>>>,
-    _thread: thread::JoinHandle<()>,
-}
-
+/// One dataset `org/ds` at COMMIT: README.md and data/train.jsonl as plain git files,
+/// data/big.parquet as an LFS object.
 fn fake_hub() -> FakeHub {
-    let server = tiny_http::Server::http("127.0.0.1:0").expect("bind loopback");
-    let endpoint = format!("http://{}", server.server_addr().to_ip().unwrap());
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let log2 = log.clone();
-    let handle = thread::spawn(move || {
-        for request in server.incoming_requests() {
-            let method = request.method().to_string();
-            let url = request.url().to_string();
-            let auth = request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .map(|h| h.value.to_string());
-            log2.lock().unwrap().push((method.clone(), url.clone(), auth));
-            if url == "/shutdown" {
-                let _ = request.respond(tiny_http::Response::empty(200));
-                break;
-            }
-            let resolve = format!("/datasets/org/ds/resolve/{COMMIT}/");
-            let header = |k: &str, v: &str| tiny_http::Header::from_bytes(k, v).unwrap();
-            let response = match url.as_str() {
-                "/api/datasets/org/ds/revision/main" => tiny_http::Response::from_string(format!(
-                    r#"{{"id":"org/ds","sha":"{COMMIT}","siblings":[{{"rfilename":"README.md"}},{{"rfilename":"data/train.jsonl"}},{{"rfilename":"data/big.parquet"}}]}}"#
-                )),
-                u if u == format!("{resolve}data/train.jsonl") => {
-                    tiny_http::Response::from_string(if method == "HEAD" { "" } else { TRAIN })
-                        .with_header(header("ETag", "\"gitblob1\""))
-                        .with_header(header("X-Repo-Commit", COMMIT))
-                }
-                u if u == format!("{resolve}data/big.parquet") => tiny_http::Response::from_string("")
-                    .with_status_code(302)
-                    .with_header(header("Location", "/cdn/lfs-object"))
-                    .with_header(header("X-Linked-Etag", "\"sha256lfs\""))
-                    .with_header(header("ETag", "\"pointer-etag\"")),
-                "/cdn/lfs-object" => tiny_http::Response::from_data(LFS.to_vec()),
-                _ => tiny_http::Response::from_string("not found").with_status_code(404),
-            };
-            let _ = request.respond(response);
-        }
-    });
-    FakeHub { endpoint, log, _thread: handle }
-}
-
-impl Drop for FakeHub {
-    fn drop(&mut self) {
-        let _ = ureq::get(&format!("{}/shutdown", self.endpoint)).call();
-    }
+    let file = |path: &str, content: &[u8], lfs: bool| FakeFile {
+        repo: repo(),
+        commit: COMMIT.into(),
+        path: path.into(),
+        content: content.to_vec(),
+        lfs,
+    };
+    FakeHub::start(vec![
+        file("README.md", b"# ds", false),
+        file("data/train.jsonl", TRAIN.as_bytes(), false),
+        file("data/big.parquet", LFS, true),
+    ])
 }
 
 fn repo() -> Repo {
@@ -99,21 +55,21 @@ fn downloads_into_the_hub_cache_layout_and_reads_it_back_offline() {
     assert_eq!(train, root.join("snapshots").join(COMMIT).join("data/train.jsonl"));
     #[cfg(unix)]
     {
-        assert_eq!(std::fs::read_link(&train).unwrap(), std::path::Path::new("../../../blobs/gitblob1"));
-        assert_eq!(std::fs::read_link(&big).unwrap(), std::path::Path::new("../../../blobs/sha256lfs"));
+        assert_eq!(std::fs::read_link(&train).unwrap(), std::path::Path::new("../../../blobs/etag-1-58"));
+        assert_eq!(std::fs::read_link(&big).unwrap(), std::path::Path::new("../../../blobs/etag-2-31"));
     }
-    assert!(root.join("blobs/gitblob1").is_file());
-    assert!(!root.join("blobs/gitblob1.incomplete").exists());
+    assert!(root.join("blobs/etag-1-58").is_file());
+    assert!(!root.join("blobs/etag-1-58.incomplete").exists());
 
     // The token went to the hub only as a header (never in a URL).
-    let log = hub_server.log.lock().unwrap().clone();
+    let log = hub_server.requests();
     assert!(log.iter().any(|(_, url, auth)| url.starts_with("/api/") && auth.as_deref() == Some("Bearer hf_secret")));
     assert!(log.iter().all(|(_, url, _)| !url.contains("hf_secret")));
     let requests_before = log.len();
 
     // A second lookup is served from the cache: no new download.
     assert_eq!(online.file(&repo(), COMMIT, "data/train.jsonl").unwrap(), train);
-    assert_eq!(hub_server.log.lock().unwrap().len(), requests_before);
+    assert_eq!(hub_server.requests().len(), requests_before);
 
     // Offline: the listing comes from refs/main + the snapshot, the files from the cache.
     let offline = Hub::new(HubConfig::new(cache.path(), "http://127.0.0.1:9", true));
