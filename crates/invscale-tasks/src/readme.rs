@@ -31,7 +31,7 @@ format (`prompt, classes, answer_index` as CSV, JSONL, JSON or parquet).\n"
     }
 
     let _ = writeln!(w, "## Tasks\n");
-    let _ = writeln!(w, "**Main** marks the main variant of each paper task. Rows are those of the published data.\n");
+    let _ = writeln!(w, "**Main** marks the main variant of each paper task. Rows are those of the published data (`?`: not known offline).\n");
     let _ = writeln!(w, "| Task | Paper task | Main | Type | Cause | Rows | Data | Matches |");
     let _ = writeln!(w, "|---|---|---|---|---|---:|---|---|");
     let mut tasks: Vec<&TaskSpec> = registry.tasks.iter().collect();
@@ -45,7 +45,7 @@ format (`prompt, classes, answer_index` as CSV, JSONL, JSON or parquet).\n"
             if t.main { "**main**" } else { "variant" },
             t.task_type,
             t.cause.map_or("—", |c| c.label()),
-            t.source.rows.map_or("≈412".to_string(), thousands),
+            t.source.rows.map_or("?".to_string(), thousands),
             data_cell(t),
             t.matches.join(", "),
         );

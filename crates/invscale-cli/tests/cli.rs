@@ -1,0 +1,136 @@
+//! The `invscale` binary as users run it: output, exit codes (0 ok, 2 bad input), messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn invscale(args: &[&str]) -> Output {
+    let empty_cache = std::env::temp_dir().join("invscale-cli-test-empty-hub-cache");
+    Command::new(env!("CARGO_BIN_EXE_invscale"))
+        .args(args)
+        // Never reach for the network; an empty cache.
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", empty_cache)
+        .env_remove("INVSCALE_DATA_DIR")
+        .output()
+        .expect("run invscale")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn shared_data() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
+    assert!(dir.is_dir(), "needs the project's shared/ folder beside the checkout ({})", dir.display());
+    dir
+}
+
+fn malformed(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../invscale-tasks/tests/fixtures/malformed")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn tasks_json_lists_the_suite() {
+    let o = invscale(&["tasks", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 14);
+    let mc = v["groups"].as_array().unwrap().iter().find(|g| g["name"] == "inverse_scaling_mc").unwrap();
+    assert_eq!(mc["tasks"].as_array().unwrap().len(), 11);
+}
+
+#[test]
+fn tasks_show_renders_an_example_with_its_requests() {
+    let data = shared_data();
+    let o = invscale(&["tasks", "show", "hindsight_neglect", "--data-dir", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "inverse_scaling_hindsight_neglect_10shot",
+        "cause:       spurious few-shot",
+        "identical to the official release",
+        "documents: 315",
+        "classes: [\" Y\", \" N\"]",
+        "requests (context, continuation):",
+        ", \" N\")",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn tasks_show_without_data_explains_how_to_get_it() {
+    let o = invscale(&["tasks", "show", "sig_figs"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("data: not available here."), "{}", stdout(&o));
+    assert!(stdout(&o).contains("sig-figs_classification.jsonl"));
+}
+
+#[test]
+fn unknown_task_is_bad_input_with_a_suggestion() {
+    let o = invscale(&["tasks", "show", "inverse_scaling_neqq"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("did you mean `inverse_scaling_neqa`"), "{}", stderr(&o));
+}
+
+#[test]
+fn validate_reports_every_error_with_file_line_and_field_and_exits_2() {
+    let file = malformed("errors_everywhere.jsonl");
+    let o = invscale(&["data", "validate", &file]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = stdout(&o);
+    let errors: Vec<&str> = out.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(errors.len(), 5, "{out}");
+    assert!(out.contains(&format!("{file}:2: error: field `answer_index`: gold index 7 is out of range")), "{out}");
+    assert!(out.contains("FAILED: errors_everywhere"), "{out}");
+}
+
+#[test]
+fn validate_json_output() {
+    let o = invscale(&["data", "validate", "--json", &malformed("gold_out_of_range.jsonl")]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let d = &v["results"][0]["diagnostics"][0];
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["location"]["line"], 2);
+    assert_eq!(d["field"], "answer_index");
+}
+
+#[test]
+fn validate_real_tasks_and_submission_csvs() {
+    let data = shared_data();
+    let o = invscale(&["data", "validate", "neqa", "memo_trap", "hindsight_neglect", "--data-dir", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o).lines().filter(|l| l.starts_with("ok: ")).count(), 3);
+    // The authors' CSV, read with the built-in task's rules.
+    let csv = data.join("original_submissions/neqa/sample_not_be_300.csv");
+    let o = invscale(&["data", "validate", csv.to_str().unwrap(), "--as", "neqa"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok: inverse_scaling_neqa"), "{}", stdout(&o));
+    // The submission was saved with Windows line endings: reported, and harmless (the
+    // documents equal the release's, see invscale-tasks' real_data tests).
+    assert!(stdout(&o).contains("301 line(s) end in CRLF"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("300 documents, 0 error(s), 1 warning(s)"), "{}", stdout(&o));
+}
+
+#[test]
+fn validate_a_task_without_data_is_bad_input() {
+    let o = invscale(&["data", "validate", "sig_figs"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no data for task `inverse_scaling_sig_figs`"), "{}", stderr(&o));
+}
+
+#[test]
+fn help_teaches() {
+    let o = invscale(&["--help"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("Examples:") && out.contains("invscale data validate"), "{out}");
+}
