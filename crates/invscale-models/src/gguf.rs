@@ -1,0 +1,152 @@
+//! GGUF files: memory-mapped, header parsed by candle, with the checks that turn a corrupt or
+//! truncated file into a clear error instead of a panic or garbage.
+
+use std::fs::File;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use candle_core::quantized::QTensor;
+use candle_core::quantized::gguf_file::{Content, Value};
+use memmap2::Mmap;
+
+use crate::{ModelError, Result};
+
+pub struct GgufFile {
+    pub path: PathBuf,
+    mmap: Mmap,
+    pub content: Content,
+}
+
+impl GgufFile {
+    pub fn open(path: &Path) -> Result<GgufFile> {
+        let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+        // SAFETY: the file is opened read-only and only read through the map; a file changed
+        // underneath a running evaluation is outside what any loader can defend against.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+        if mmap.len() < 8 || &mmap[..4] != b"GGUF" {
+            return Err(ModelError::corrupt(path, "not a GGUF file (it does not start with the bytes `GGUF`)"));
+        }
+        let content = Content::read(&mut Cursor::new(&mmap[..]))
+            .map_err(|e| ModelError::corrupt(path, format!("unreadable GGUF header: {e}")))?;
+        let g = GgufFile { path: path.to_path_buf(), mmap, content };
+        g.check_tensor_bounds()?;
+        Ok(g)
+    }
+
+    /// Every tensor's bytes must lie inside the file: a truncated download fails here, by name.
+    fn check_tensor_bounds(&self) -> Result<()> {
+        let data_start = self.content.tensor_data_offset as usize;
+        for (name, info) in &self.content.tensor_infos {
+            let elems = info.shape.elem_count();
+            let block = info.ggml_dtype.block_size();
+            if elems % block != 0 {
+                return Err(ModelError::corrupt(&self.path, format!("tensor `{name}`: {elems} elements is not a whole number of {block}-element blocks")));
+            }
+            let bytes = elems / block * info.ggml_dtype.type_size();
+            let end = data_start + info.offset as usize + bytes;
+            if end > self.mmap.len() {
+                return Err(ModelError::corrupt(
+                    &self.path,
+                    format!(
+                        "truncated: tensor `{name}` ends at byte {end} but the file has {} bytes (an incomplete download? check its sha256)",
+                        self.mmap.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn missing(&self, key: &str) -> ModelError {
+        ModelError::corrupt(&self.path, format!("metadata key `{key}` is missing or has the wrong type"))
+    }
+
+    pub fn string(&self, key: &str) -> Result<&str> {
+        match self.get(key) {
+            Some(Value::String(s)) => Ok(s),
+            _ => Err(self.missing(key)),
+        }
+    }
+
+    /// An integer of any width.
+    pub fn int(&self, key: &str) -> Result<i64> {
+        self.get(key).and_then(value_int).ok_or_else(|| self.missing(key))
+    }
+
+    pub fn opt_int(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(value_int)
+    }
+
+    pub fn float(&self, key: &str) -> Result<f64> {
+        match self.get(key) {
+            Some(Value::F32(v)) => Ok(f64::from(*v)),
+            Some(Value::F64(v)) => Ok(*v),
+            Some(v) => value_int(v).map(|i| i as f64).ok_or_else(|| self.missing(key)),
+            None => Err(self.missing(key)),
+        }
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Option<bool> {
+        match self.get(key) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn string_array(&self, key: &str) -> Result<Vec<String>> {
+        match self.get(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(self.missing(key)),
+                })
+                .collect(),
+            _ => Err(self.missing(key)),
+        }
+    }
+
+    pub fn int_array(&self, key: &str) -> Result<Vec<i64>> {
+        match self.get(key) {
+            Some(Value::Array(items)) => items.iter().map(|v| value_int(v).ok_or_else(|| self.missing(key))).collect(),
+            _ => Err(self.missing(key)),
+        }
+    }
+
+    pub fn architecture(&self) -> Result<&str> {
+        self.string("general.architecture")
+    }
+
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    /// A tensor as stored (quantized or not).
+    pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
+        if !self.has_tensor(name) {
+            return Err(ModelError::corrupt(&self.path, format!("tensor `{name}` is missing")));
+        }
+        self.content
+            .tensor(&mut Cursor::new(&self.mmap[..]), name, device)
+            .map_err(|e| ModelError::corrupt(&self.path, format!("tensor `{name}`: {e}")))
+    }
+}
+
+fn value_int(v: &Value) -> Option<i64> {
+    Some(match v {
+        Value::U8(x) => i64::from(*x),
+        Value::I8(x) => i64::from(*x),
+        Value::U16(x) => i64::from(*x),
+        Value::I16(x) => i64::from(*x),
+        Value::U32(x) => i64::from(*x),
+        Value::I32(x) => i64::from(*x),
+        Value::U64(x) => i64::try_from(*x).ok()?,
+        Value::I64(x) => *x,
+        _ => return None,
+    })
+}

