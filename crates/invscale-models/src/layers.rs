@@ -1,0 +1,190 @@
+//! Layers shared by the architectures: linear layers (dense or quantized), norms, rotary
+//! embeddings, causal attention with a KV cache. Activations are `[tokens, hidden]` for one
+//! sequence; attention works on `[1, heads, tokens, head_dim]`.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{D, DType, Device, Module, Tensor};
+
+use crate::Result;
+
+/// A weight matrix `[out, in]`, applied as `x Wᵀ`.
+pub enum Weight {
+    /// Full precision (GGUF dequantized to f32, or an HF checkpoint's tensor).
+    Dense(Tensor),
+    /// Kept quantized; candle's kernels quantize the activations too (llama.cpp's scheme).
+    Quantized(QMatMul),
+}
+
+pub struct Linear {
+    pub weight: Weight,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.weight {
+            Weight::Dense(w) => x.matmul(&w.t()?)?,
+            Weight::Quantized(q) => q.forward(x)?,
+        };
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+pub struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
+    }
+}
+
+/// How rotary embeddings pair dimensions: llama.cpp's "normal" (adjacent pairs; llama-arch GGUF
+/// files permute Q/K for it) or NeoX's halves (HF's `rotate_half`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    Interleaved,
+    Halves,
+}
+
+pub struct Rotary {
+    pub style: RopeStyle,
+    /// `1 / base^(2i/d)` for the rotated dimensions.
+    inv_freq: Vec<f32>,
+    /// Positions are divided by this (linear RoPE scaling; 1 for none).
+    scale: f32,
+}
+
+impl Rotary {
+    pub fn new(style: RopeStyle, rotary_dim: usize, base: f64, linear_scale: f64) -> Rotary {
+        // As HF computes it: inv_freq = 1 / base^(arange(0, d, 2) / d) in float32.
+        let inv_freq = (0..rotary_dim)
+            .step_by(2)
+            .map(|i| 1.0f32 / (base as f32).powf(i as f32 / rotary_dim as f32))
+            .collect();
+        Rotary { style, inv_freq, scale: linear_scale as f32 }
+    }
+
+    /// cos and sin, `[t, rotary_dim / 2]`, for positions `start..start + t`.
+    fn tables(&self, start: usize, t: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut freqs = Vec::with_capacity(t * half);
+        for p in start..start + t {
+            let pos = p as f32 / self.scale;
+            freqs.extend(self.inv_freq.iter().map(|f| pos * f));
+        }
+        let freqs = Tensor::from_vec(freqs, (t, half), device)?;
+        Ok((freqs.cos()?, freqs.sin()?))
+    }
+
+    /// Rotates `x: [1, heads, t, head_dim]` at positions `start..`.
+    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
+        let (_, _, t, head_dim) = x.dims4()?;
+        let (cos, sin) = self.tables(start, t, x.device())?;
+        let rot = self.inv_freq.len() * 2;
+        let rope = |x: &Tensor| -> Result<Tensor> {
+            let x = x.contiguous()?;
+            Ok(match self.style {
+                RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
+                RopeStyle::Halves => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
+            })
+        };
+        if rot == head_dim {
+            return rope(x);
+        }
+        // Partial rotary (GPT-NeoX's rotary_pct): only the first `rot` dimensions turn.
+        let rotated = rope(&x.narrow(D::Minus1, 0, rot)?)?;
+        let rest = x.narrow(D::Minus1, rot, head_dim - rot)?;
+        Ok(Tensor::cat(&[rotated, rest], D::Minus1)?)
+    }
+}
+
+/// Past keys and values of every layer, for continuing a sequence.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(layers: usize) -> Self {
+        KvCache { layers: vec![None; layers], len: 0 }
+    }
+    /// Tokens already in the cache (the position of the next one).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub(crate) fn advance(&mut self, t: usize) {
+        self.len += t;
+    }
+    /// Appends this step's keys/values to layer `i` and returns all of them.
+    pub(crate) fn append(&mut self, i: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match self.layers[i].take() {
+            Some((pk, pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
+            None => (k, v),
+        };
+        self.layers[i] = Some((k.clone(), v.clone()));
+        Ok((k, v))
+    }
+}
+
+/// The additive mask for `t` new queries at positions `past..past+t` over `past + t` keys:
+/// causal, and limited to the last `window` keys when the layer has a sliding window.
+pub fn attention_mask(past: usize, t: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+    let s = past + t;
+    let mut m = vec![0f32; t * s];
+    for i in 0..t {
+        let q = past + i;
+        for j in 0..s {
+            let too_far = window.is_some_and(|w| q >= w && j <= q - w);
+            if j > q || too_far {
+                m[i * s + j] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(m, (1, 1, t, s), device)?)
+}
+
+/// `softmax(q kᵀ · scale + mask) v` with grouped-query heads; `q: [1, h, t, d]`,
+/// `k, v: [1, kv_h, s, d]`. Returns `[t, h·d]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    let (_, heads, t, head_dim) = q.dims4()?;
+    let kv_heads = k.dim(1)?;
+    let (k, v) = if kv_heads == heads {
+        (k.clone(), v.clone())
+    } else {
+        let rep = heads / kv_heads;
+        let repeat = |x: &Tensor| -> Result<Tensor> {
+            let (b, kvh, s, d) = x.dims4()?;
+            Ok(x.unsqueeze(2)?.expand((b, kvh, rep, s, d))?.reshape((b, kvh * rep, s, d))?)
+        };
+        (repeat(k)?, repeat(v)?)
+    };
+    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let out = probs.matmul(&v.contiguous()?)?; // [1, h, t, d]
+    Ok(out.transpose(1, 2)?.reshape((t, heads * head_dim))?)
+}
+
+/// `[t, heads·head_dim]` → `[1, heads, t, head_dim]`.
+pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (t, width) = x.dims2()?;
+    Ok(x.reshape((1, t, heads, width / heads))?.transpose(1, 2)?.contiguous()?)
+}
+
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::silu(x)?)
+}
+
+/// Checks that a tensor is f32 (the exact path computes everything in f32).
+pub fn ensure_f32(t: Tensor) -> Result<Tensor> {
+    Ok(if t.dtype() == DType::F32 { t } else { t.to_dtype(DType::F32)? })
+}

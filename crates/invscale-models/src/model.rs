@@ -1,0 +1,145 @@
+//! A loaded model and the interface made for scoring: log-probabilities of given tokens, with
+//! the LM head applied only at the positions that are scored, and a KV cache so a shared prefix
+//! runs once and many continuations are scored against it.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{D, DType, Device, Tensor};
+
+use crate::gguf::GgufFile;
+use crate::layers::KvCache;
+use crate::models::{gemma3::Gemma3, llama::Llama};
+use crate::tokenizer::Tokenizer;
+use crate::weights::{GgufWeights, Precision};
+use crate::{ModelError, Result};
+
+/// One architecture's network: token ids in, final hidden states out; logits on demand.
+pub trait CausalLm: Send + Sync {
+    /// Runs `ids` at positions `cache.len()..`, extending the cache; returns the final
+    /// (normed) hidden states, `[ids.len(), hidden]`.
+    fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor>;
+    /// The LM head on some hidden states: `[n, hidden]` → `[n, vocab]`.
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
+    fn layers(&self) -> usize;
+}
+
+/// The score of one token given everything before it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenScore {
+    pub token: u32,
+    /// `log p(token | prefix)`, from a log-softmax computed in f32.
+    pub logprob: f32,
+    /// Whether the token is the argmax at its position (lm-eval's `is_greedy`).
+    pub greedy: bool,
+}
+
+/// A sequence run once, to be continued: its KV cache and its last hidden state.
+#[derive(Clone)]
+pub struct Prefix {
+    cache: KvCache,
+    last_hidden: Tensor,
+}
+
+impl Prefix {
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+}
+
+pub struct Model {
+    pub tokenizer: Tokenizer,
+    /// The architecture name (GGUF `general.architecture`).
+    pub arch: String,
+    /// Parameters counted from the weights (tied matrices once).
+    pub params: u64,
+    pub path: PathBuf,
+    pub precision: Precision,
+    /// The longest sequence the model was trained for, when the file says.
+    pub context_length: Option<usize>,
+    net: Box<dyn CausalLm>,
+    device: Device,
+}
+
+impl Model {
+    /// Loads a `.gguf` file on the CPU.
+    pub fn load_gguf(path: &Path, precision: Precision) -> Result<Model> {
+        let file = GgufFile::open(path)?;
+        let arch = file.architecture()?.to_string();
+        let device = Device::Cpu;
+        let weights = GgufWeights { file: &file, device: device.clone(), precision };
+        let net: Box<dyn CausalLm> = match arch.as_str() {
+            "llama" | "qwen2" => Box::new(Llama::from_gguf(&weights, &arch)?),
+            "gemma3" => Box::new(Gemma3::from_gguf(&weights)?),
+            other => {
+                return Err(ModelError::unsupported(
+                    path,
+                    format!("GGUF architecture `{other}` is not supported (supported: llama, qwen2, gemma3)"),
+                ));
+            }
+        };
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let vocab = file.opt_int(&format!("{arch}.vocab_size")).map(|v| v as usize);
+        let n_tokens = file.content.tensor_infos.get("token_embd.weight").map(|i| i.shape.dims()[0]);
+        if let Some(n) = vocab.or(n_tokens)
+            && tokenizer.vocab_size() > n
+        {
+            return Err(ModelError::corrupt(
+                path,
+                format!("the tokenizer has {} tokens but the model's embedding has {n} rows: they do not belong together", tokenizer.vocab_size()),
+            ));
+        }
+        let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
+        let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
+        Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, device })
+    }
+
+    /// Log-probs of `tokens[from..]`, each given all tokens before it (`from >= 1`).
+    pub fn score(&self, tokens: &[u32], from: usize) -> Result<Vec<TokenScore>> {
+        assert!(from >= 1 && from <= tokens.len(), "score needs at least one token of context");
+        let mut cache = KvCache::new(self.net.layers());
+        // The last token is only ever a target.
+        let hidden = self.net.forward(&tokens[..tokens.len() - 1], &mut cache)?;
+        let rows = hidden.narrow(0, from - 1, tokens.len() - from)?;
+        self.gather(&rows, &tokens[from..])
+    }
+
+    /// Runs `tokens` once, for continuations scored with [`score_after`](Self::score_after).
+    pub fn prefill(&self, tokens: &[u32]) -> Result<Prefix> {
+        assert!(!tokens.is_empty(), "a prefix needs at least one token");
+        let mut cache = KvCache::new(self.net.layers());
+        let hidden = self.net.forward(tokens, &mut cache)?;
+        let last_hidden = hidden.narrow(0, tokens.len() - 1, 1)?;
+        Ok(Prefix { cache, last_hidden })
+    }
+
+    /// Log-probs of every token of `continuation` after `prefix` (the prefix is not changed).
+    pub fn score_after(&self, prefix: &Prefix, continuation: &[u32]) -> Result<Vec<TokenScore>> {
+        if continuation.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = vec![prefix.last_hidden.clone()];
+        if continuation.len() > 1 {
+            let mut cache = prefix.cache.clone();
+            rows.push(self.net.forward(&continuation[..continuation.len() - 1], &mut cache)?);
+        }
+        self.gather(&Tensor::cat(&rows, 0)?, continuation)
+    }
+
+    /// LM head on `rows` only, log-softmax in f32, the targets' log-probs and greediness.
+    fn gather(&self, rows: &Tensor, targets: &[u32]) -> Result<Vec<TokenScore>> {
+        let logits = self.net.logits(rows)?.to_dtype(DType::F32)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        let idx = Tensor::new(targets, &self.device)?.unsqueeze(1)?;
+        let picked: Vec<f32> = logp.gather(&idx, 1)?.squeeze(1)?.to_vec1()?;
+        Ok(targets
+            .iter()
+            .zip(picked)
+            .zip(argmax)
+            .map(|((&token, logprob), best)| TokenScore { token, logprob, greedy: best == token })
+            .collect())
+    }
+}

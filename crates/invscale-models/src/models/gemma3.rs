@@ -1,0 +1,141 @@
+//! Gemma 3 (text) from GGUF. Differences from Llama: embeddings scaled by √hidden; RMSNorm on
+//! each head's queries and keys; norms after attention and after the MLP as well as before; a
+//! GELU (tanh) gated MLP; sliding-window attention on 5 of every 6 layers, with its own rotary
+//! base. llama.cpp's converter stores Gemma's norm weights as `1 + w`, so they are plain
+//! RMSNorm weights here.
+
+use candle_core::Tensor;
+
+use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, attention_mask, split_heads};
+use crate::model::CausalLm;
+use crate::weights::GgufWeights;
+use crate::Result;
+
+/// Every `GLOBAL_EVERY`-th layer attends globally (Gemma 3's fixed pattern: 5 local, 1 global);
+/// the file does not record it.
+const GLOBAL_EVERY: usize = 6;
+/// Rotary base of the sliding-window layers (Gemma 3's `rope_local_base_freq`).
+const LOCAL_ROPE_BASE: f64 = 10_000.0;
+
+struct Block {
+    attn_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    o: Linear,
+    post_attn_norm: RmsNorm,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: RmsNorm,
+    /// `Some(window)` on sliding-window layers.
+    window: Option<usize>,
+}
+
+pub struct Gemma3 {
+    embed: Tensor,
+    embed_scale: f64,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    head: Linear,
+    rotary_global: Rotary,
+    rotary_local: Rotary,
+    heads: usize,
+    kv_heads: usize,
+    scale: f64,
+}
+
+impl Gemma3 {
+    pub fn from_gguf(w: &GgufWeights) -> Result<Gemma3> {
+        let g = w.file;
+        let key = |k: &str| format!("gemma3.{k}");
+        let hidden = g.int(&key("embedding_length"))? as usize;
+        let layers = g.int(&key("block_count"))? as usize;
+        let heads = g.int(&key("attention.head_count"))? as usize;
+        let kv_heads = g.opt_int(&key("attention.head_count_kv")).map_or(heads, |v| v as usize);
+        let head_dim = g.opt_int(&key("attention.key_length")).map_or(hidden / heads, |v| v as usize);
+        let eps = g.float(&key("attention.layer_norm_rms_epsilon"))? as f32;
+        let base = g.float(&key("rope.freq_base")).unwrap_or(1_000_000.0);
+        let window = g.opt_int(&key("attention.sliding_window")).map(|v| v as usize);
+        let rope_scale = g.float(&key("rope.scaling.factor")).unwrap_or(1.0);
+        let embed = w.f32("token_embd.weight")?;
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            blocks.push(Block {
+                attn_norm: w.rms_norm(&n("attn_norm"), eps)?,
+                q: w.linear(&n("attn_q"))?,
+                k: w.linear(&n("attn_k"))?,
+                v: w.linear(&n("attn_v"))?,
+                q_norm: w.rms_norm(&n("attn_q_norm"), eps)?,
+                k_norm: w.rms_norm(&n("attn_k_norm"), eps)?,
+                o: w.linear(&n("attn_output"))?,
+                post_attn_norm: w.rms_norm(&n("post_attention_norm"), eps)?,
+                ffn_norm: w.rms_norm(&n("ffn_norm"), eps)?,
+                gate: w.linear(&n("ffn_gate"))?,
+                up: w.linear(&n("ffn_up"))?,
+                down: w.linear(&n("ffn_down"))?,
+                post_ffn_norm: w.rms_norm(&n("post_ffw_norm"), eps)?,
+                window: if (i + 1) % GLOBAL_EVERY == 0 { None } else { window },
+            });
+        }
+        // Gemma 3 scales queries by query_pre_attn_scalar^-1/2, which is head_dim for the text
+        // models llama.cpp converts (it uses 1/√head_dim as well).
+        Ok(Gemma3 {
+            norm: w.rms_norm("output_norm.weight", eps)?,
+            head: w.lm_head(&embed)?,
+            embed,
+            embed_scale: (hidden as f32).sqrt() as f64,
+            blocks,
+            rotary_global: Rotary::new(RopeStyle::Halves, head_dim, base, rope_scale),
+            rotary_local: Rotary::new(RopeStyle::Halves, head_dim, LOCAL_ROPE_BASE, 1.0),
+            heads,
+            kv_heads,
+            scale: 1.0 / (head_dim as f64).sqrt(),
+        })
+    }
+}
+
+impl CausalLm for Gemma3 {
+    fn layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let device = self.embed.device();
+        let past = cache.len();
+        let t = ids.len();
+        let mut x = (self.embed.index_select(&Tensor::new(ids, device)?, 0)? * self.embed_scale)?;
+        let global_mask = attention_mask(past, t, None, device)?;
+        let local_mask = match self.blocks.iter().find_map(|b| b.window) {
+            Some(w) => attention_mask(past, t, Some(w), device)?,
+            None => global_mask.clone(),
+        };
+        for (i, b) in self.blocks.iter().enumerate() {
+            let (rotary, mask) = match b.window {
+                Some(_) => (&self.rotary_local, &local_mask),
+                None => (&self.rotary_global, &global_mask),
+            };
+            let h = b.attn_norm.forward(&x)?;
+            let q = b.q_norm.forward(&split_heads(&b.q.forward(&h)?, self.heads)?)?;
+            let k = b.k_norm.forward(&split_heads(&b.k.forward(&h)?, self.kv_heads)?)?;
+            let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
+            let (q, k) = (rotary.apply(&q, past)?, rotary.apply(&k, past)?);
+            let (k, v) = cache.append(i, k, v)?;
+            let a = b.o.forward(&attention(&q, &k, &v, mask, self.scale)?)?;
+            x = (x + b.post_attn_norm.forward(&a)?)?;
+            let h = b.ffn_norm.forward(&x)?;
+            let m = b.down.forward(&(b.gate.forward(&h)?.gelu()? * b.up.forward(&h)?)?)?;
+            x = (&x + b.post_ffn_norm.forward(&m)?)?;
+        }
+        cache.advance(t);
+        self.norm.forward(&x)
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head.forward(hidden)
+    }
+}

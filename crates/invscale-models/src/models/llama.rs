@@ -1,0 +1,109 @@
+//! Llama and its close relatives from GGUF: Llama 1/2/3, SmolLM (arch `llama`) and Qwen2 (arch
+//! `qwen2`: biases on q/k/v, NeoX-style rotary). Pre-norm blocks with RMSNorm, grouped-query
+//! attention with rotary embeddings, and a SwiGLU MLP.
+
+use candle_core::Tensor;
+
+use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, attention_mask, silu, split_heads};
+use crate::model::CausalLm;
+use crate::weights::GgufWeights;
+use crate::Result;
+
+struct Block {
+    attn_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct Llama {
+    embed: Tensor,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    head: Linear,
+    rotary: Rotary,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Llama {
+    pub fn from_gguf(w: &GgufWeights, arch: &str) -> Result<Llama> {
+        let g = w.file;
+        let key = |k: &str| format!("{arch}.{k}");
+        let hidden = g.int(&key("embedding_length"))? as usize;
+        let layers = g.int(&key("block_count"))? as usize;
+        let heads = g.int(&key("attention.head_count"))? as usize;
+        let kv_heads = g.opt_int(&key("attention.head_count_kv")).map_or(heads, |v| v as usize);
+        let eps = g.float(&key("attention.layer_norm_rms_epsilon"))? as f32;
+        let base = g.float(&key("rope.freq_base")).unwrap_or(10_000.0);
+        let head_dim = g.opt_int(&key("attention.key_length")).map_or(hidden / heads, |v| v as usize);
+        let rotary_dim = g.opt_int(&key("rope.dimension_count")).map_or(head_dim, |v| v as usize);
+        // llama.cpp's converter permutes Q/K of `llama` models for adjacent-pair rotation; the
+        // dot products are those of HF's rotate_half on the original weights.
+        let style = if arch == "llama" { RopeStyle::Interleaved } else { RopeStyle::Halves };
+        let scale = g.float(&key("rope.scaling.factor")).unwrap_or(1.0);
+        let embed = w.f32("token_embd.weight")?;
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            blocks.push(Block {
+                attn_norm: w.rms_norm(&n("attn_norm"), eps)?,
+                q: w.linear(&n("attn_q"))?,
+                k: w.linear(&n("attn_k"))?,
+                v: w.linear(&n("attn_v"))?,
+                o: w.linear(&n("attn_output"))?,
+                ffn_norm: w.rms_norm(&n("ffn_norm"), eps)?,
+                gate: w.linear(&n("ffn_gate"))?,
+                up: w.linear(&n("ffn_up"))?,
+                down: w.linear(&n("ffn_down"))?,
+            });
+        }
+        Ok(Llama {
+            norm: w.rms_norm("output_norm.weight", eps)?,
+            head: w.lm_head(&embed)?,
+            embed,
+            blocks,
+            rotary: Rotary::new(style, rotary_dim, base, scale),
+            heads,
+            kv_heads,
+            head_dim,
+        })
+    }
+}
+
+impl CausalLm for Llama {
+    fn layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let device = self.embed.device();
+        let past = cache.len();
+        let t = ids.len();
+        let mut x = self.embed.index_select(&Tensor::new(ids, device)?, 0)?;
+        let mask = attention_mask(past, t, None, device)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let h = b.attn_norm.forward(&x)?;
+            let q = self.rotary.apply(&split_heads(&b.q.forward(&h)?, self.heads)?, past)?;
+            let k = self.rotary.apply(&split_heads(&b.k.forward(&h)?, self.kv_heads)?, past)?;
+            let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
+            let (k, v) = cache.append(i, k, v)?;
+            x = (x + b.o.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;
+            let h = b.ffn_norm.forward(&x)?;
+            x = (&x + b.down.forward(&(silu(&b.gate.forward(&h)?)? * b.up.forward(&h)?)?)?)?;
+        }
+        cache.advance(t);
+        self.norm.forward(&x)
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head.forward(hidden)
+    }
+}

