@@ -19,6 +19,7 @@ Exit status: 0 success, 1 failure, 2 bad input (data, task files, arguments).",
     after_help = "Examples:\n  invscale tasks                                   list tasks and groups\n  \
 invscale tasks show neqa                         describe a task, with an example and its requests\n  \
 invscale data validate my_task.csv               check a candidate dataset in the prize format\n  \
+invscale logprobs --model m.gguf --text \"Q: 2+2?\\nA: 4\"   each token's log-prob\n  \
 invscale data validate inverse_scaling_mc --data-dir ../shared/data/inverse_scaling"
 )]
 struct Cli {
@@ -38,6 +39,8 @@ enum Command {
     /// Work with task data files.
     #[command(subcommand)]
     Data(commands::data::DataCommand),
+    /// Print each token of a text with its id and log-prob under a model.
+    Logprobs(commands::logprobs::LogprobsArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tasks(args) => commands::tasks::run(args, &data),
         Command::Data(cmd) => commands::data::run(cmd, &data),
+        Command::Logprobs(args) => commands::logprobs::run(args),
     };
     match result {
         Ok(code) => code,

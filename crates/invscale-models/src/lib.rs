@@ -5,10 +5,12 @@ pub mod gguf;
 pub mod layers;
 pub mod model;
 pub mod models;
+pub mod source;
 pub mod tokenizer;
 pub mod weights;
 
-pub use model::{Model, Prefix, TokenScore};
+pub use model::{BosPolicy, Model, Prefix, TokenScore};
+pub use source::{ModelSource, resolve};
 pub use weights::Precision;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ pub enum ModelError {
     Corrupt { path: PathBuf, message: String },
     #[error("{}: {message}", path.display())]
     Unsupported { path: PathBuf, message: String },
+    #[error("{0}")]
+    Hub(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error(transparent)]

@@ -33,6 +33,16 @@ pub struct TokenScore {
     pub greedy: bool,
 }
 
+/// Whether sequences start with the BOS token (SCORING.md §2: the largest source of
+/// disagreement between runs, so it is always explicit and recorded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BosPolicy {
+    /// What the tokenizer does by default (Gemma, Llama 2: yes; GPT-2, Qwen2, SmolLM2: no).
+    Auto,
+    Always,
+    Never,
+}
+
 /// A sequence run once, to be continued: its KV cache and its last hidden state.
 #[derive(Clone)]
 pub struct Prefix {
@@ -64,6 +74,17 @@ pub struct Model {
 }
 
 impl Model {
+    /// Loads what [`resolve`](crate::resolve) found, on the CPU.
+    pub fn load(source: &crate::ModelSource, precision: Precision) -> Result<Model> {
+        match source {
+            crate::ModelSource::Gguf(path) => Model::load_gguf(path, precision),
+            crate::ModelSource::Checkpoint(dir) => Err(ModelError::unsupported(
+                dir,
+                "Hugging Face safetensors checkpoints are not supported yet (GGUF files are): convert with llama.cpp's convert_hf_to_gguf.py, or use a .gguf",
+            )),
+        }
+    }
+
     /// Loads a `.gguf` file on the CPU.
     pub fn load_gguf(path: &Path, precision: Precision) -> Result<Model> {
         let file = GgufFile::open(path)?;
@@ -94,6 +115,16 @@ impl Model {
         let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
         let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
         Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, device })
+    }
+
+    /// The token to put first under `policy`, if any. With `Always` and no BOS token, EOS
+    /// stands in (as lm-eval does).
+    pub fn bos_token(&self, policy: BosPolicy) -> Option<u32> {
+        match policy {
+            BosPolicy::Never => None,
+            BosPolicy::Auto if !self.tokenizer.add_bos => None,
+            _ => self.tokenizer.bos_id.or(self.tokenizer.eos_id),
+        }
     }
 
     /// Log-probs of `tokens[from..]`, each given all tokens before it (`from >= 1`).

@@ -1,4 +1,5 @@
 pub mod data;
+pub mod logprobs;
 pub mod tasks;
 
 /// Exit status for bad input: data, task files, arguments (clap also uses 2).
