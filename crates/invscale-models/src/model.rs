@@ -89,29 +89,35 @@ impl Model {
     pub fn load_gguf(path: &Path, precision: Precision) -> Result<Model> {
         let file = GgufFile::open(path)?;
         let arch = file.architecture()?.to_string();
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "gemma3") {
+            return Err(ModelError::unsupported(
+                path,
+                format!("GGUF architecture `{arch}` is not supported (supported: llama, qwen2, gemma3)"),
+            ));
+        }
+        // The tokenizer first: a vocabulary larger than the embedding means the two do not
+        // belong together, and is cheaper to find out than building the network.
+        let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| match e {
+            ModelError::Tokenizer(m) => ModelError::corrupt(path, format!("tokenizer: {m}")),
+            e => e,
+        })?;
+        let rows = file.content.tensor_infos.get("token_embd.weight").map(|i| i.shape.dims()[0]);
+        match rows {
+            None => return Err(ModelError::corrupt(path, "tensor `token_embd.weight` is missing")),
+            Some(n) if tokenizer.vocab_size() > n => {
+                return Err(ModelError::corrupt(
+                    path,
+                    format!("the tokenizer has {} tokens but the model's embedding has {n} rows: they do not belong together", tokenizer.vocab_size()),
+                ));
+            }
+            Some(_) => {}
+        }
         let device = Device::Cpu;
         let weights = GgufWeights { file: &file, device: device.clone(), precision };
         let net: Box<dyn CausalLm> = match arch.as_str() {
-            "llama" | "qwen2" => Box::new(Llama::from_gguf(&weights, &arch)?),
             "gemma3" => Box::new(Gemma3::from_gguf(&weights)?),
-            other => {
-                return Err(ModelError::unsupported(
-                    path,
-                    format!("GGUF architecture `{other}` is not supported (supported: llama, qwen2, gemma3)"),
-                ));
-            }
+            _ => Box::new(Llama::from_gguf(&weights, &arch)?),
         };
-        let tokenizer = Tokenizer::from_gguf(&file)?;
-        let vocab = file.opt_int(&format!("{arch}.vocab_size")).map(|v| v as usize);
-        let n_tokens = file.content.tensor_infos.get("token_embd.weight").map(|i| i.shape.dims()[0]);
-        if let Some(n) = vocab.or(n_tokens)
-            && tokenizer.vocab_size() > n
-        {
-            return Err(ModelError::corrupt(
-                path,
-                format!("the tokenizer has {} tokens but the model's embedding has {n} rows: they do not belong together", tokenizer.vocab_size()),
-            ));
-        }
         let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
         let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
         Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, device })

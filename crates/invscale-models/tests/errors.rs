@@ -1,0 +1,139 @@
+//! Bad model inputs give clear errors, never panics: a file that is not GGUF, a corrupt header,
+//! a truncated download, an unknown architecture, a tokenizer that does not fit the model,
+//! missing files; and model references resolve from folders and from the hub cache.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use invscale_hub::testing::{FakeFile, FakeHub};
+use invscale_hub::{Hub, HubConfig, Repo};
+use invscale_models::{Model, ModelError, ModelSource, Precision, resolve};
+
+fn load_err(path: &Path) -> String {
+    match Model::load_gguf(path, Precision::F32) {
+        Ok(_) => panic!("{} loaded", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A small GGUF: `arch`, a byte-level tokenizer of `vocab` tokens, an embedding of `rows` rows.
+fn tiny_gguf(path: &Path, arch: &str, vocab: usize, rows: usize) {
+    let names = ["a".to_string(), "b".to_string(), "ab".to_string()];
+    let tokens: Vec<Value> =
+        names.into_iter().chain((3..vocab).map(|i| format!("t{i}"))).take(vocab).map(Value::String).collect();
+    let metadata: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String(arch.into())),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.tokens", Value::Array(tokens)),
+        ("tokenizer.ggml.merges", Value::Array(vec![Value::String("a b".into())])),
+    ];
+    let embed = QTensor::quantize(&Tensor::zeros((rows, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+    let mut f = std::fs::File::create(path).unwrap();
+    let meta: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    gguf_file::write(&mut f, &meta, &[("token_embd.weight", &embed)]).unwrap();
+}
+
+#[test]
+fn not_gguf_and_corrupt_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("model.gguf");
+    std::fs::write(&p, "this is a text file").unwrap();
+    assert!(load_err(&p).contains("not a GGUF file"), "{}", load_err(&p));
+    std::fs::write(&p, b"GGUF\x03\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff garbage").unwrap();
+    let e = load_err(&p);
+    assert!(e.contains("model.gguf") && e.contains("unreadable GGUF header"), "{e}");
+}
+
+#[test]
+fn truncated_download_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read(common::model_path(common::MODELS[0].1)).unwrap();
+    let p = dir.path().join("SmolLM2-truncated.gguf");
+    std::fs::write(&p, &full[..full.len() / 3]).unwrap();
+    let e = load_err(&p);
+    assert!(e.contains("truncated: tensor `") && e.contains("an incomplete download"), "{e}");
+}
+
+#[test]
+fn unknown_architecture_and_misfit_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("rwkv.gguf");
+    tiny_gguf(&p, "rwkv7", 4, 4);
+    let e = load_err(&p);
+    assert!(e.contains("GGUF architecture `rwkv7` is not supported (supported: llama, qwen2, gemma3)"), "{e}");
+
+    let p = dir.path().join("broken-tokenizer.gguf");
+    let tokens = vec![Value::String("a".into())];
+    let meta = [("general.architecture", Value::String("llama".into())), ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.tokens", Value::Array(tokens)), ("tokenizer.ggml.merges", Value::Array(vec![Value::String("a z".into())]))];
+    let embed = QTensor::quantize(&Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+    let meta: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+    gguf_file::write(&mut std::fs::File::create(&p).unwrap(), &meta, &[("token_embd.weight", &embed)]).unwrap();
+    let e = load_err(&p);
+    assert!(e.contains("broken-tokenizer.gguf: tokenizer:") && e.contains("out of vocabulary"), "{e}");
+
+    let p = dir.path().join("misfit.gguf");
+    tiny_gguf(&p, "llama", 10, 5);
+    let e = load_err(&p);
+    assert!(e.contains("the tokenizer has 10 tokens but the model's embedding has 5 rows"), "{e}");
+}
+
+#[test]
+fn missing_files_and_folders() {
+    let hub = Hub::new(HubConfig::new(std::env::temp_dir().join("invscale-empty-hub"), "http://127.0.0.1:9", true));
+    let e = resolve("/no/such/model.gguf", None, &hub).unwrap_err().to_string();
+    assert!(e.contains("/no/such/model.gguf") && e.contains("no such file"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let e = resolve(dir.path().to_str().unwrap(), None, &hub).unwrap_err().to_string();
+    assert!(e.contains("neither a config.json") && e.contains("nor a .gguf"), "{e}");
+    // A checkpoint folder is recognised, and said to be unsupported for now.
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    let source = resolve(dir.path().to_str().unwrap(), None, &hub).unwrap();
+    assert_eq!(source, ModelSource::Checkpoint(dir.path().to_path_buf()));
+    let e = Model::load(&source, Precision::F32).err().unwrap().to_string();
+    assert!(e.contains("safetensors checkpoints are not supported yet"), "{e}");
+    // Offline, a hub id that is not cached says where it looked.
+    let e = resolve("org/absent", None, &hub).unwrap_err();
+    assert!(matches!(e, ModelError::Hub(_)));
+    assert!(e.to_string().contains("models--org--absent"), "{e}");
+}
+
+#[test]
+fn hub_ids_resolve_through_the_hub_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    tiny_gguf(&gguf, "llama", 4, 4);
+    let bytes = std::fs::read(&gguf).unwrap();
+    let commit = "3333333333333333333333333333333333333333";
+    let file = |repo: &str, path: &str| FakeFile {
+        repo: Repo::model(repo),
+        commit: commit.into(),
+        path: path.into(),
+        content: bytes.clone(),
+        lfs: true,
+    };
+    let server = FakeHub::start(vec![
+        file("org/one", "tiny.Q8_0.gguf"),
+        file("org/two", "a.Q4_K_M.gguf"),
+        file("org/two", "b.Q8_0.gguf"),
+    ]);
+    let cache = tempfile::tempdir().unwrap();
+    let hub = Hub::new(HubConfig::new(cache.path(), &server.endpoint, false));
+    let source = resolve("org/one", None, &hub).unwrap();
+    let want = cache.path().join("models--org--one/snapshots").join(commit).join("tiny.Q8_0.gguf");
+    assert_eq!(source, ModelSource::Gguf(want));
+    assert_eq!(std::fs::read(source.path()).unwrap(), bytes);
+
+    let e = resolve("org/two", None, &hub).unwrap_err().to_string();
+    assert!(e.contains("several .gguf files; pick one with --gguf-file: a.Q4_K_M.gguf, b.Q8_0.gguf"), "{e}");
+    let picked = resolve("org/two", Some("b.Q8_0.gguf"), &hub).unwrap();
+    assert!(picked.path().ends_with("b.Q8_0.gguf"));
+
+    // Offline afterwards: served from the cache.
+    let offline = Hub::new(HubConfig::new(cache.path(), "http://127.0.0.1:9", true));
+    assert_eq!(resolve("org/one", None, &offline).unwrap(), source);
+}
