@@ -145,11 +145,23 @@ impl Model {
 
     /// Runs `tokens` once, for continuations scored with [`score_after`](Self::score_after).
     pub fn prefill(&self, tokens: &[u32]) -> Result<Prefix> {
+        Ok(self.prefill_scored(tokens, tokens.len())?.0)
+    }
+
+    /// [`prefill`](Self::prefill) that also scores `tokens[from..]` in the same pass (`from >= 1`;
+    /// `from == tokens.len()` scores nothing).
+    pub fn prefill_scored(&self, tokens: &[u32], from: usize) -> Result<(Prefix, Vec<TokenScore>)> {
         assert!(!tokens.is_empty(), "a prefix needs at least one token");
+        assert!(from >= 1 && from <= tokens.len(), "scoring needs at least one token of context");
         let mut cache = KvCache::new(self.net.layers());
         let hidden = self.net.forward(tokens, &mut cache)?;
         let last_hidden = hidden.narrow(0, tokens.len() - 1, 1)?;
-        Ok(Prefix { cache, last_hidden })
+        let scores = if from < tokens.len() {
+            self.gather(&hidden.narrow(0, from - 1, tokens.len() - from)?, &tokens[from..])?
+        } else {
+            Vec::new()
+        };
+        Ok((Prefix { cache, last_hidden }, scores))
     }
 
     /// Log-probs of every token of `continuation` after `prefix` (the prefix is not changed).
