@@ -134,3 +134,44 @@ fn help_teaches() {
     let out = stdout(&o);
     assert!(out.contains("Examples:") && out.contains("invscale data validate"), "{out}");
 }
+
+#[test]
+fn logprobs_json_matches_transformers_on_a_real_prompt() {
+    // NeQA doc 0 + its first class, against the transformers fixture of invscale-models.
+    let model = std::env::var_os("INVSCALE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"))
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(model.is_file(), "{} is missing: run scripts/fetch-models.sh", model.display());
+    let line = std::fs::read_to_string(shared_data().join("official_release/neqa_classification.jsonl")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    let text = format!("{}{}", doc["prompt"].as_str().unwrap(), " A");
+    let o = invscale(&["logprobs", "--model", model.to_str().unwrap(), "--text", &text, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let fixture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../invscale-models/tests/fixtures/logprobs/transformers-f32-smollm2-135m.jsonl"),
+    )
+    .unwrap();
+    let row: serde_json::Value = serde_json::from_str(fixture.lines().nth(1).unwrap()).unwrap();
+    assert_eq!((row["task"].as_str(), row["doc"].as_u64()), (Some("neqa"), Some(0)));
+    assert_eq!(doc["classes"].as_str(), Some("[' A', ' B']"));
+    let tokens = out["tokens"].as_array().unwrap();
+    let want = row["logprobs"].as_array().unwrap();
+    assert_eq!(tokens.len(), want.len() + 1, "SmolLM2 adds no BOS by default");
+    for (t, w) in tokens[1..].iter().zip(want) {
+        let d = (t["logprob"].as_f64().unwrap() - w.as_f64().unwrap()).abs();
+        assert!(d <= 1e-3, "{t} vs {w}");
+    }
+    // Asking for BOS puts one first.
+    let o = invscale(&["logprobs", "--model", model.to_str().unwrap(), "--text", "Hello world", "--bos", "always", "--json"]);
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(out["tokens"][0]["bos"], true);
+}
+
+#[test]
+fn logprobs_on_a_missing_model_is_bad_input() {
+    let o = invscale(&["logprobs", "--model", "/no/such/model.gguf", "--text", "hi"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/no/such/model.gguf"), "{}", stderr(&o));
+}
