@@ -58,3 +58,41 @@ impl GgufWeights<'_> {
         })
     }
 }
+
+/// The transformer dimensions every GGUF architecture states under `{arch}.…`.
+pub struct Hparams {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Dimensions of each head that rotate (all of them unless the file says otherwise).
+    pub rotary_dim: usize,
+    pub rms_eps: f32,
+    /// `rope.freq_base`, or the architecture's default.
+    pub rope_base: f64,
+    /// Linear RoPE scaling factor (1 for none).
+    pub rope_scale: f64,
+}
+
+impl Hparams {
+    pub fn from_gguf(g: &GgufFile, arch: &str, default_rope_base: f64) -> Result<Hparams> {
+        let key = |k: &str| format!("{arch}.{k}");
+        let count = |k: &str| -> Result<usize> { Ok(g.int(&key(k))? as usize) };
+        let optional = |k: &str| g.opt_int(&key(k)).map(|v| v as usize);
+        let hidden = count("embedding_length")?;
+        let heads = count("attention.head_count")?;
+        let head_dim = optional("attention.key_length").unwrap_or(hidden / heads);
+        Ok(Hparams {
+            hidden,
+            layers: count("block_count")?,
+            heads,
+            kv_heads: optional("attention.head_count_kv").unwrap_or(heads),
+            head_dim,
+            rotary_dim: optional("rope.dimension_count").unwrap_or(head_dim),
+            rms_eps: g.float(&key("attention.layer_norm_rms_epsilon"))? as f32,
+            rope_base: g.float(&key("rope.freq_base")).unwrap_or(default_rope_base),
+            rope_scale: g.float(&key("rope.scaling.factor")).unwrap_or(1.0),
+        })
+    }
+}

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 
 use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, attention_mask, split_heads};
 use crate::model::CausalLm;
-use crate::weights::GgufWeights;
+use crate::weights::{GgufWeights, Hparams};
 use crate::Result;
 
 /// Every `GLOBAL_EVERY`-th layer attends globally (Gemma 3's fixed pattern: 5 local, 1 global);
@@ -50,17 +50,9 @@ pub struct Gemma3 {
 
 impl Gemma3 {
     pub fn from_gguf(w: &GgufWeights) -> Result<Gemma3> {
-        let g = w.file;
-        let key = |k: &str| format!("gemma3.{k}");
-        let hidden = g.int(&key("embedding_length"))? as usize;
-        let layers = g.int(&key("block_count"))? as usize;
-        let heads = g.int(&key("attention.head_count"))? as usize;
-        let kv_heads = g.opt_int(&key("attention.head_count_kv")).map_or(heads, |v| v as usize);
-        let head_dim = g.opt_int(&key("attention.key_length")).map_or(hidden / heads, |v| v as usize);
-        let eps = g.float(&key("attention.layer_norm_rms_epsilon"))? as f32;
-        let base = g.float(&key("rope.freq_base")).unwrap_or(1_000_000.0);
-        let window = g.opt_int(&key("attention.sliding_window")).map(|v| v as usize);
-        let rope_scale = g.float(&key("rope.scaling.factor")).unwrap_or(1.0);
+        let Hparams { hidden, layers, heads, kv_heads, head_dim, rms_eps: eps, rope_base, rope_scale, .. } =
+            Hparams::from_gguf(w.file, "gemma3", 1_000_000.0)?;
+        let window = w.file.opt_int("gemma3.attention.sliding_window").map(|v| v as usize);
         let embed = w.f32("token_embd.weight")?;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
@@ -90,7 +82,7 @@ impl Gemma3 {
             embed,
             embed_scale: (hidden as f32).sqrt() as f64,
             blocks,
-            rotary_global: Rotary::new(RopeStyle::Halves, head_dim, base, rope_scale),
+            rotary_global: Rotary::new(RopeStyle::Halves, head_dim, rope_base, rope_scale),
             rotary_local: Rotary::new(RopeStyle::Halves, head_dim, LOCAL_ROPE_BASE, 1.0),
             heads,
             kv_heads,

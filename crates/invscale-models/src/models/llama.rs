@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, attention_mask, silu, split_heads};
 use crate::model::CausalLm;
-use crate::weights::GgufWeights;
+use crate::weights::{GgufWeights, Hparams};
 use crate::Result;
 
 struct Block {
@@ -34,20 +34,11 @@ pub struct Llama {
 
 impl Llama {
     pub fn from_gguf(w: &GgufWeights, arch: &str) -> Result<Llama> {
-        let g = w.file;
-        let key = |k: &str| format!("{arch}.{k}");
-        let hidden = g.int(&key("embedding_length"))? as usize;
-        let layers = g.int(&key("block_count"))? as usize;
-        let heads = g.int(&key("attention.head_count"))? as usize;
-        let kv_heads = g.opt_int(&key("attention.head_count_kv")).map_or(heads, |v| v as usize);
-        let eps = g.float(&key("attention.layer_norm_rms_epsilon"))? as f32;
-        let base = g.float(&key("rope.freq_base")).unwrap_or(10_000.0);
-        let head_dim = g.opt_int(&key("attention.key_length")).map_or(hidden / heads, |v| v as usize);
-        let rotary_dim = g.opt_int(&key("rope.dimension_count")).map_or(head_dim, |v| v as usize);
+        let Hparams { layers, heads, kv_heads, head_dim, rotary_dim, rms_eps: eps, rope_base, rope_scale, .. } =
+            Hparams::from_gguf(w.file, arch, 10_000.0)?;
         // llama.cpp's converter permutes Q/K of `llama` models for adjacent-pair rotation; the
         // dot products are those of HF's rotate_half on the original weights.
         let style = if arch == "llama" { RopeStyle::Interleaved } else { RopeStyle::Halves };
-        let scale = g.float(&key("rope.scaling.factor")).unwrap_or(1.0);
         let embed = w.f32("token_embd.weight")?;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
@@ -69,7 +60,7 @@ impl Llama {
             head: w.lm_head(&embed)?,
             embed,
             blocks,
-            rotary: Rotary::new(style, rotary_dim, base, scale),
+            rotary: Rotary::new(style, rotary_dim, rope_base, rope_scale),
             heads,
             kv_heads,
             head_dim,
