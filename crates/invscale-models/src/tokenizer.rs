@@ -119,6 +119,21 @@ fn bytes_to_unicode() -> Vec<char> {
     table
 }
 
+fn byte_alphabet() -> std::collections::HashSet<char> {
+    bytes_to_unicode().into_iter().collect()
+}
+
+/// GGUF merges are `"left right"` strings.
+fn parse_merges(merges: &[String]) -> Vec<(String, String)> {
+    merges
+        .iter()
+        .map(|m| {
+            let (a, b) = m.split_once(' ').unwrap_or((m, ""));
+            (a.to_string(), b.to_string())
+        })
+        .collect()
+}
+
 /// The pre-tokenizer splits transformers picks by `tokenizer.ggml.pre`.
 fn split_regex(pre: &str) -> Option<&'static str> {
     const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -135,7 +150,7 @@ fn split_regex(pre: &str) -> Option<&'static str> {
 
 fn byte_level_bpe(tokens: &[String], merges: Option<&[String]>, pre: Option<&str>, path: &Path) -> Result<tokenizers::Tokenizer> {
     let spelling = bytes_to_unicode();
-    let alphabet: std::collections::HashSet<char> = spelling.iter().copied().collect();
+    let alphabet = byte_alphabet();
     let mut vocab = AHashMap::with_capacity(tokens.len());
     for (i, t) in tokens.iter().enumerate() {
         // Tokens outside the byte alphabet are respelled byte by byte, as transformers does.
@@ -147,13 +162,7 @@ fn byte_level_bpe(tokens: &[String], merges: Option<&[String]>, pre: Option<&str
         vocab.insert(key, i as u32);
     }
     let merges = merges.ok_or_else(|| ModelError::unsupported(path, "a byte-level BPE vocabulary without merges"))?;
-    let merges: Vec<(String, String)> = merges
-        .iter()
-        .map(|m| {
-            let (a, b) = m.split_once(' ').unwrap_or((m, ""));
-            (a.to_string(), b.to_string())
-        })
-        .collect();
+    let merges = parse_merges(merges);
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .continuing_subword_prefix(String::new())
@@ -201,13 +210,7 @@ fn sentencepiece_bpe(tokens: &[String], merges: Option<&[String]>, scores: &[f32
         }
     }
     let merges: Vec<(String, String)> = match merges {
-        Some(m) => m
-            .iter()
-            .map(|m| {
-                let (a, b) = m.split_once(' ').unwrap_or((m, ""));
-                (a.to_string(), b.to_string())
-            })
-            .collect(),
+        Some(m) => parse_merges(m),
         None => {
             // Gemma: the vocabulary order is the merge order (score = -index); otherwise the
             // file's scores (score of the last occurrence, as a dict built by zip would hold).
@@ -281,7 +284,7 @@ fn merges_from_vocab(order: &[String], vocab: &AHashMap<String, u32>, score: &Ha
 fn add_typed_tokens(tok: &mut tokenizers::Tokenizer, tokens: &[String], types: &[i64], byte_level: bool) {
     const CONTROL: i64 = 3;
     const USER_DEFINED: i64 = 4;
-    let alphabet: std::collections::HashSet<char> = bytes_to_unicode().into_iter().collect();
+    let alphabet = byte_alphabet();
     let control: Vec<AddedToken> = tokens
         .iter()
         .zip(types)
