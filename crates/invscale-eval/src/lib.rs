@@ -1,0 +1,11 @@
+//! The scoring engine: requests built as lm-eval and the prize built them, scored on a model with
+//! each distinct context run once, metrics and aggregates, and a cache that makes runs resumable.
+
+pub mod cache;
+pub mod encode;
+pub mod engine;
+pub mod metrics;
+
+pub use cache::{ScoreCache, fingerprint};
+pub use engine::{Counts, DocResult, EvalError, Progress, RequestResult, RunSettings, TaskResult, run_task};
+pub use metrics::{Aggregate, DocScores};

@@ -1,0 +1,141 @@
+"""Per-sample reference fixtures from lm-evaluation-harness (never from invscale).
+
+Runs lm-eval's own `hf` backend on a real GGUF model (`pretrained=DIR,gguf_file=FILE,dtype=float32`,
+which dequantizes to float32) and the three real tasks, with lm-eval's own task configuration
+(`_inverse_scaling_mc_yaml` from the installed package, included as is). The Hub cannot be reached
+here, so only the data source is replaced: the release JSONL files of ../shared, with `classes`
+turned from its Python-literal string into the list the Hub's parquet copies hold (a temporary
+copy outside the repository).
+
+Then it keeps, per document: doc_id, lm-eval's sha256 `prompt_hash`/`target_hash`/`doc_hash`, the
+log-likelihood and is_greedy of every choice, and acc/acc_norm; per task: the metrics and stderrs
+of lm-eval's results file; and lm-eval's config (version, BOS). No text of the documents.
+
+    reference/lm_eval_reference.py MODEL [--bos auto|always|never] [--limit N]   (smollm2-135m gemma3-270m)
+
+Needs: the pyref venv with `lm_eval` (PyPI lm_eval 0.4.13), transformers, gguf, torch.
+Writes crates/invscale-eval/tests/fixtures/lm-eval/<model>[-bos-<policy>].json
+"""
+import argparse
+import ast
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tokens import DATA, MODELS, MODEL_FILES, ROOT, TASKS  # noqa: E402 (same folder)
+
+OUT = ROOT / "crates/invscale-eval/tests/fixtures/lm-eval"
+# invscale's short task name -> lm-eval's task name
+LM_EVAL_NAMES = {
+    "neqa": "inverse_scaling_neqa",
+    "hindsight_neglect": "inverse_scaling_hindsight_neglect_10shot",
+    "memo_trap": "inverse_scaling_memo_trap",
+}
+
+
+def write_tasks(tmp: Path) -> list[str]:
+    import lm_eval
+
+    base = Path(lm_eval.__file__).parent / "tasks/inverse_scaling/_inverse_scaling_mc_yaml"
+    names = []
+    for short, file in TASKS.items():
+        data = tmp / f"{short}.jsonl"
+        with open(DATA / file, encoding="utf-8") as src, open(data, "w", encoding="utf-8") as dst:
+            for line in src:
+                row = json.loads(line)
+                row["classes"] = ast.literal_eval(row["classes"])
+                dst.write(json.dumps(row, ensure_ascii=False) + "\n")
+        name = f"ref_{LM_EVAL_NAMES[short]}"
+        (tmp / f"{name}.yaml").write_text(
+            f"include: {base}\n"
+            f"task: {name}\n"
+            "tag: []\n"
+            "dataset_path: json\n"
+            "dataset_kwargs:\n"
+            f"  data_files:\n    train: {data}\n"
+        )
+        names.append(name)
+    return names
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", choices=sorted(MODEL_FILES))
+    ap.add_argument("--bos", choices=["auto", "always", "never"], default="auto")
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--batch-size", default="4")
+    args = ap.parse_args()
+
+    file = MODEL_FILES[args.model]
+    model_args = f"pretrained={MODELS},gguf_file={file},dtype=float32"
+    if args.bos != "auto":
+        model_args += f",add_bos_token={args.bos == 'always'}"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        names = write_tasks(tmp)
+        out = tmp / "out"
+        cmd = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", model_args,
+               "--tasks", ",".join(names), "--include_path", str(tmp), "--device", "cpu",
+               "--batch_size", args.batch_size, "--log_samples", "--output_path", str(out)]
+        if args.limit:
+            cmd += ["--limit", str(args.limit)]
+        print(" ".join(cmd), file=sys.stderr)
+        t0 = time.time()
+        env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        subprocess.run(cmd, check=True, env=env)
+        elapsed = time.time() - t0
+        if os.environ.get("LM_EVAL_KEEP"):  # lm-eval's own files, for reading its formats (outside the repo)
+            import shutil
+            shutil.copytree(out, os.environ["LM_EVAL_KEEP"], dirs_exist_ok=True)
+        [results_file] = glob.glob(str(out / "**/results_*.json"), recursive=True)
+        results = json.loads(Path(results_file).read_text())
+        fixture = {
+            "tool": f"lm_eval {results.get('lm_eval_version')}, transformers {results.get('transformers_version')}",
+            "command": "reference/lm_eval_reference.py " + " ".join(sys.argv[1:]),
+            "model": file,
+            "model_args": model_args,
+            "bos": args.bos,
+            "tokenizer_bos_token": results.get("tokenizer_bos_token"),
+            "max_length": results.get("max_length"),
+            "seconds": round(elapsed, 1),
+            "tasks": {},
+        }
+        for short, lm_name in LM_EVAL_NAMES.items():
+            name = f"ref_{lm_name}"
+            r = results["results"][name]
+            [samples_file] = glob.glob(str(out / f"**/samples_{name}_*.jsonl"), recursive=True)
+            docs = []
+            with open(samples_file, encoding="utf-8") as f:
+                for line in f:
+                    s = json.loads(line)
+                    docs.append({
+                        "doc_id": s["doc_id"],
+                        "prompt_hash": s["prompt_hash"],
+                        "target_hash": s["target_hash"],
+                        "doc_hash": s["doc_hash"],
+                        "target": s["target"],
+                        "ll": [float(resp[0][0]) for resp in s["resps"]],
+                        "is_greedy": [resp[0][1] in (True, "True") for resp in s["resps"]],
+                        "acc": s["acc"],
+                        "acc_norm": s["acc_norm"],
+                    })
+            docs.sort(key=lambda d: d["doc_id"])
+            fixture["tasks"][lm_name] = {
+                "n": results["n-samples"][name],
+                "metrics": {k: v for k, v in r.items() if k != "alias"},
+                "docs": docs,
+            }
+    OUT.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.bos == "auto" else f"-bos-{args.bos}"
+    path = OUT / f"{args.model}{suffix}.json"
+    path.write_text(json.dumps(fixture, indent=1) + "\n")
+    print(f"wrote {path} ({elapsed:.0f}s of lm_eval)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
