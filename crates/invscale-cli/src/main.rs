@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
     long_about = "Evaluate language models on the Inverse Scaling Prize tasks (McKenzie et al. 2023), scoring them \
 exactly as lm-evaluation-harness (`inverse_scaling_mc`) and the prize's own pipeline did.\n\n\
 Exit status: 0 success, 1 failure, 2 bad input (data, task files, arguments).",
-    after_help = "Examples:\n  invscale tasks                                   list tasks and groups\n  \
+    after_help = "Examples:\n  invscale run --model m.gguf --tasks inverse_scaling_mc --output-path results\n  invscale tasks                                   list tasks and groups\n  \
 invscale tasks show neqa                         describe a task, with an example and its requests\n  \
 invscale data validate my_task.csv               check a candidate dataset in the prize format\n  \
 invscale logprobs --model m.gguf --text \"Q: 2+2?\\nA: 4\"   each token's log-prob\n  \
@@ -39,6 +39,8 @@ enum Command {
     /// Work with task data files.
     #[command(subcommand)]
     Data(commands::data::DataCommand),
+    /// Evaluate a model on tasks (the main job), as lm-evaluation-harness would.
+    Run(commands::run::RunArgs),
     /// Print each token of a text with its id and log-prob under a model.
     Logprobs(commands::logprobs::LogprobsArgs),
 }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tasks(args) => commands::tasks::run(args, &data),
         Command::Data(cmd) => commands::data::run(cmd, &data),
+        Command::Run(args) => commands::run::run(args, &data),
         Command::Logprobs(args) => commands::logprobs::run(args),
     };
     match result {

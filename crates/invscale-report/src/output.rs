@@ -32,6 +32,31 @@ impl OutputPaths {
     }
 }
 
+/// lm-eval's `date_id` (`datetime.now().isoformat()` with `-` for `:`), in UTC:
+/// `2026-11-22T17-36-55.123456`.
+pub fn date_id(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}.{:06}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
 /// Writes a file whole or not at all: a temporary file beside it, synced, then renamed.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -59,6 +84,14 @@ mod tests {
         let p = OutputPaths::new(Path::new("runs/r.json"), "m", "D");
         assert_eq!(p.results, Path::new("runs/r_D.json"));
         assert_eq!(p.samples("t"), Path::new("runs/samples_t_D.jsonl"));
+    }
+
+    #[test]
+    fn date_ids() {
+        use std::time::{Duration, UNIX_EPOCH};
+        // date -u -d @1795369015.5 → 2026-11-22 17:36:55 UTC
+        assert_eq!(date_id(UNIX_EPOCH + Duration::from_micros(1_795_369_015_500_000)), "2026-11-22T17-36-55.500000");
+        assert_eq!(date_id(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00-00-00.000000");
     }
 
     #[test]

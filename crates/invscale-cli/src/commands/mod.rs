@@ -1,5 +1,7 @@
 pub mod data;
 pub mod logprobs;
+pub mod progress;
+pub mod run;
 pub mod tasks;
 
 /// Exit status for bad input: data, task files, arguments (clap also uses 2).

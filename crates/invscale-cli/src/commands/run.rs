@@ -1,0 +1,383 @@
+//! `invscale run`: evaluate a model on tasks, as lm-evaluation-harness would, and never lose work.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, ValueEnum};
+use invscale_eval::metrics::group as group_aggregate;
+use invscale_eval::{RunSettings, ScoreCache, TaskResult, fingerprint, run_task};
+use invscale_models::{BosPolicy, Model, Precision, resolve};
+use invscale_report::markdown::{Row, group_table, table};
+use invscale_report::output::{OutputPaths, write_atomic};
+use invscale_report::results::results_json;
+use invscale_report::samples::sample_line;
+use invscale_report::{GroupReport, RunInfo, Skipped, TaskReport};
+use invscale_tasks::dataset::Dataset;
+use invscale_tasks::spec::{Metric, RequestMode};
+use invscale_tasks::{DataOptions, Document, Registry, load, locate};
+
+use super::BAD_INPUT;
+use super::logprobs::Bos;
+use super::progress::ProgressLine;
+
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  invscale run --model ~/.cache/invscale/models/SmolLM2-135M-Instruct.Q4_1.gguf --tasks inverse_scaling_mc \\
+      --data-dir ../shared/data/inverse_scaling/official_release --output-path results --log-samples
+  invscale run --model org/name --gguf-file model.Q4_K_M.gguf --tasks neqa,memo_trap --limit 50
+  invscale run --model m.gguf --tasks my_task.csv --metrics loss,coverage --mode prize
+
+From lm-evaluation-harness:
+  --model hf --model_args pretrained=P,gguf_file=F   →  --model P --gguf-file F
+  --model_args ...,add_bos_token=True                →  --bos always
+  --model_args ...,dtype=float32                     →  --dtype f32
+  --tasks, --limit, --batch_size, --device, --seed, --output_path, --log_samples: the same (with - for _)
+  --use_cache DIR                                    →  always on (--cache-dir, --no-cache)
+
+Finished requests are saved as each document completes: rerun the same command after an
+interruption and only the rest is computed.")]
+pub struct RunArgs {
+    /// A .gguf file, a model folder, or a hub id (`org/name`, `org/name@revision`).
+    #[arg(long)]
+    model: String,
+    /// Which .gguf of a folder or hub repository (lm-eval's `gguf_file=`).
+    #[arg(long, value_name = "FILE")]
+    gguf_file: Option<String>,
+    /// Tasks, groups, task files (.toml) or data files, comma-separated (see `invscale tasks`).
+    #[arg(long, required = true, value_name = "TASKS")]
+    tasks: String,
+    /// Only the first N documents of each task, or a fraction (0.1 = the first 10%).
+    #[arg(long)]
+    limit: Option<f64>,
+    /// Accepted for lm-eval compatibility and recorded; the CPU engine runs a document at a time
+    /// (each distinct context once), so no batch size changes its numbers.
+    #[arg(long, default_value = "auto", value_name = "N|auto")]
+    batch_size: String,
+    /// cpu (this build has no GPU backend).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32: dequantize every weight (exact; what lm-eval's hf backend does with gguf_file=).
+    /// quantized: keep the GGUF quantization (llama.cpp's arithmetic).
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    dtype: Dtype,
+    /// Put BOS first: auto follows the tokenizer's default (lm-eval ≥ 0.4.10).
+    #[arg(long, value_enum, default_value_t = Bos::Auto)]
+    bos: Bos,
+    /// How requests are built: lm-eval's context/continuation split, or the prize pipeline's
+    /// (class = last tokens of prompt + class). Default: each task file's.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Longest input in tokens (default: the model's context length; 1023 in prize mode).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Metrics on top of each task's own: acc_bytes, loss, coverage, brier_score,
+    /// acc_mutual_info (doubles the requests), perplexity.
+    #[arg(long, value_delimiter = ',', value_name = "METRICS")]
+    metrics: Vec<String>,
+    /// Standard error's degrees of freedom: 1 as lm-eval, 0 as the prize's plots.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    stderr_ddof: u8,
+    /// Recorded in the results (nothing here is random).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A folder for results (lm-eval's layout: <model>/results_<date>.json), or a .json path.
+    #[arg(long, value_name = "PATH")]
+    output_path: Option<PathBuf>,
+    /// Write every document's requests, log-likelihoods and metrics (needs --output-path).
+    #[arg(long)]
+    log_samples: bool,
+    /// Where finished requests are kept (default $INVSCALE_CACHE_DIR, else ~/.cache/invscale/scores).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Keep nothing between runs.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Dtype {
+    F32,
+    Quantized,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    LmEval,
+    Prize,
+}
+
+fn fail(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(BAD_INPUT))
+}
+
+fn parse_metric(name: &str) -> Option<Metric> {
+    serde_json::from_value(serde_json::Value::String(name.trim().to_string())).ok()
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("INVSCALE_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/invscale/scores"))
+}
+
+/// lm-eval's `--limit`: a count, or a fraction of each task (rounded up).
+fn limited(docs: &[Document], limit: Option<f64>) -> &[Document] {
+    let n = match limit {
+        None => docs.len(),
+        Some(l) if l < 1.0 => (docs.len() as f64 * l).ceil() as usize,
+        Some(l) => l as usize,
+    };
+    &docs[..n.min(docs.len())]
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
+    let start_time = now();
+    let started = Instant::now();
+    if args.device != "cpu" {
+        return fail(format!(
+            "--device {}: this build of invscale has only the CPU backend (GPU support is built with the `cuda` feature)",
+            args.device
+        ));
+    }
+    if args.log_samples && args.output_path.is_none() {
+        return fail("--log-samples needs --output-path (where to write the samples), as in lm-eval");
+    }
+    if let Some(l) = args.limit
+        && !(l > 0.0 && (l < 1.0 || l.fract() == 0.0))
+    {
+        return fail(format!("--limit {l}: give a count of documents (50) or a fraction below 1 (0.1)"));
+    }
+    if args.batch_size != "auto" && args.batch_size.parse::<usize>().map_or(true, |n| n == 0) {
+        return fail(format!("--batch-size {}: give a positive number or `auto`", args.batch_size));
+    }
+    let mut extra_metrics = Vec::new();
+    for name in args.metrics.iter().filter(|m| !m.trim().is_empty()) {
+        match parse_metric(name) {
+            Some(m) => extra_metrics.push(m),
+            None => return fail(format!("--metrics: unknown metric `{name}` (known: acc, acc_norm, acc_bytes, loss, coverage, brier_score, acc_mutual_info, perplexity)")),
+        }
+    }
+    let settings = RunSettings {
+        bos: BosPolicy::from(args.bos),
+        mode: args.mode.map(|m| match m {
+            Mode::LmEval => RequestMode::LmEval,
+            Mode::Prize => RequestMode::Prize,
+        }),
+        max_length: args.max_length,
+        stderr_ddof: usize::from(args.stderr_ddof),
+        extra_metrics,
+    };
+
+    // Tasks and their data: what cannot be found is reported and left out; bad data stops the run
+    // before any model time is spent.
+    let registry = Registry::builtin();
+    let specs = match registry.resolve(&args.tasks) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut datasets: Vec<Dataset> = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut bad_data = false;
+    for spec in specs {
+        let files = match locate(&spec, data) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("warning: skipping {}: {}", spec.name, e.to_string().trim_end());
+                skipped.push(Skipped { task: spec.name.clone(), reason: e.to_string().lines().next().unwrap_or("").to_string() });
+                continue;
+            }
+        };
+        match load(&spec, &files) {
+            Ok(ds) => {
+                for d in &ds.diagnostics {
+                    eprintln!("{d}");
+                }
+                datasets.push(ds);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad_data = true;
+            }
+        }
+    }
+    if bad_data {
+        eprintln!("error: fix the data above (`invscale data validate` lists every problem); nothing was run");
+        return Ok(ExitCode::from(BAD_INPUT));
+    }
+    if datasets.is_empty() {
+        return fail("none of the tasks has data to run (see the warnings above; --data-dir points at local files)");
+    }
+
+    let precision = match args.dtype {
+        Dtype::F32 => Precision::F32,
+        Dtype::Quantized => Precision::Quantized,
+    };
+    let hub = invscale_hub::Hub::from_env();
+    let load_started = Instant::now();
+    let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load(&s, precision)) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let dtype = match precision {
+        Precision::F32 => "f32",
+        Precision::Quantized => "quantized",
+    };
+    eprintln!(
+        "model: {} ({}, {:.0}M parameters, {dtype}), loaded in {:.1}s",
+        model.path.display(),
+        model.arch,
+        model.params as f64 / 1e6,
+        load_started.elapsed().as_secs_f64()
+    );
+    let fingerprint = fingerprint(&model.path, dtype).map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
+    let mut cache = if args.no_cache {
+        ScoreCache::disabled()
+    } else {
+        let dir = args.cache_dir.clone().or_else(default_cache_dir).ok_or_else(|| anyhow::anyhow!("no cache folder: set --cache-dir or $HOME"))?;
+        ScoreCache::open(&dir, &format!("{}-{fingerprint}", model.arch)).map_err(|e| anyhow::anyhow!("score cache in {}: {e}", dir.display()))?
+    };
+    for p in &cache.problems {
+        eprintln!("warning: score cache: {p}");
+    }
+    if let Some(p) = cache.path() {
+        eprintln!("score cache: {} ({} finished requests on record)", p.display(), cache.len());
+    }
+
+    let mut results: Vec<(usize, TaskResult)> = Vec::new();
+    for (i, ds) in datasets.iter().enumerate() {
+        let docs = limited(&ds.docs, args.limit);
+        let mut bar = ProgressLine::new(&ds.spec.name, docs.len());
+        let result = run_task(&model, &mut cache, &ds.spec, docs, &settings, &mut |p| bar.update(p.done, p.counts))?;
+        bar.finish(result.counts);
+        results.push((i, result));
+    }
+    let end_time = now();
+
+    // Group rows for the groups named in --tasks, over their tasks that ran.
+    let mut groups = Vec::new();
+    for item in args.tasks.split(',').map(str::trim) {
+        let Some(g) = registry.group(item) else { continue };
+        let members: Vec<&TaskResult> =
+            results.iter().map(|(_, r)| r).filter(|r| registry.task(&r.task).is_some_and(|t| t.groups.contains(&g.name))).collect();
+        if members.is_empty() {
+            continue;
+        }
+        let common: Vec<Metric> = members[0].metrics.iter().map(|(m, _)| *m).filter(|m| members.iter().all(|r| r.metrics.iter().any(|(k, _)| k == m))).collect();
+        let metrics = common
+            .iter()
+            .map(|m| (*m, group_aggregate(&members.iter().map(|r| r.metrics.iter().find(|(k, _)| k == m).unwrap().1).collect::<Vec<_>>())))
+            .collect();
+        groups.push(GroupReport { name: g.name.clone(), tasks: members.iter().map(|r| r.task.clone()).collect(), metrics });
+    }
+
+    let token = |id: Option<u32>| id.map(|i| (model.tokenizer.token_text(i), i));
+    let bos_used = model.bos_token(settings.bos).is_some();
+    let mut model_args = format!("pretrained={}", args.model);
+    if let Some(f) = &args.gguf_file {
+        model_args += &format!(",gguf_file={f}");
+    }
+    model_args += &format!(",dtype={dtype},bos={}", bos_name(args.bos));
+    let run = RunInfo {
+        model: args.model.clone(),
+        model_args,
+        model_path: model.path.display().to_string(),
+        arch: model.arch.clone(),
+        params: model.params,
+        dtype: dtype.into(),
+        fingerprint,
+        bos_policy: bos_name(args.bos).into(),
+        bos_token: token(model.tokenizer.bos_id),
+        eos_token: token(model.tokenizer.eos_id),
+        bos_used,
+        tokenizer: model.tokenizer.kind.clone(),
+        batch_size: args.batch_size.clone(),
+        device: args.device.clone(),
+        limit: args.limit,
+        seed: args.seed,
+        stderr_ddof: settings.stderr_ddof,
+        cache: cache.path().map(|p| p.display().to_string()),
+        start_time,
+        end_time,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let reports: Vec<TaskReport> = results
+        .iter()
+        .map(|(i, r)| {
+            let ds = &datasets[*i];
+            TaskReport { spec: &ds.spec, result: r, docs: limited(&ds.docs, args.limit), original: ds.docs.len(), files: &ds.files }
+        })
+        .collect();
+
+    if let Some(out) = &args.output_path {
+        let date_id = invscale_report::output::date_id(SystemTime::now());
+        let paths = OutputPaths::new(out, &args.model, &date_id);
+        let json = results_json(&run, &reports, &groups, &skipped);
+        write_atomic(&paths.results, format!("{}\n", serde_json::to_string_pretty(&json)?).as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", paths.results.display()))?;
+        eprintln!("results: {}", paths.results.display());
+        if args.log_samples {
+            for t in &reports {
+                let text: String = t.docs.iter().zip(&t.result.docs).map(|(d, r)| sample_line(d, r) + "\n").collect();
+                let path = paths.samples(&t.spec.name);
+                write_atomic(&path, text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                eprintln!("samples: {}", path.display());
+            }
+        }
+    }
+
+    // The summary, as lm-eval prints it.
+    let limit = args.limit.map_or("None".to_string(), |l| l.to_string());
+    println!(
+        "invscale ({}, dtype={dtype}, bos={} → {}), limit: {limit}, batch_size: {}",
+        args.model,
+        bos_name(args.bos),
+        if bos_used { "BOS" } else { "no BOS" },
+        args.batch_size
+    );
+    let rows: Vec<Row> = reports
+        .iter()
+        .flat_map(|t| {
+            t.result.metrics.iter().map(|(m, agg)| Row { name: t.spec.name.clone(), version: t.spec.version.to_string(), metric: *m, agg: *agg })
+        })
+        .collect();
+    print!("{}", table(&rows));
+    if !groups.is_empty() {
+        println!();
+        print!("{}", group_table(&groups));
+    }
+    let mut total = invscale_eval::Counts::default();
+    for (_, r) in &results {
+        total += r.counts;
+    }
+    eprintln!(
+        "{} requests: {} computed, {} from the score cache; {} truncated, {} boundary fallbacks; {} of {} requested tokens computed; {:.1}s",
+        total.requests,
+        total.computed,
+        total.cached,
+        total.truncated,
+        total.boundary_fallback,
+        total.tokens_computed,
+        total.tokens_requested,
+        started.elapsed().as_secs_f64()
+    );
+    for s in &skipped {
+        eprintln!("skipped: {} ({})", s.task, s.reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bos_name(b: Bos) -> &'static str {
+    match b {
+        Bos::Auto => "auto",
+        Bos::Always => "always",
+        Bos::Never => "never",
+    }
+}
