@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use invscale_models::{BosPolicy, Model, ModelError, Prefix};
+use invscale_models::{BosPolicy, Model, ModelError};
 use invscale_tasks::spec::{Metric, RequestMode, TaskType};
 use invscale_tasks::{DocBody, Document, TaskSpec};
 
@@ -258,8 +258,15 @@ fn score_requests(model: &Model, cache: &mut ScoreCache, encoded: &[Encoded]) ->
     // Group the missing requests by context, in order of first appearance.
     let mut by_context: Vec<(&[u32], Vec<usize>)> = Vec::new();
     let mut index: HashMap<&[u32], usize> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = Vec::new();
     for (i, e) in encoded.iter().enumerate() {
         if scores[i].is_some() {
+            continue;
+        }
+        if !seen.insert(keys[i]) {
+            // The same request twice in one document runs once.
+            duplicates.push(i);
             continue;
         }
         let slot = *index.entry(&e.context).or_insert_with(|| {
@@ -270,28 +277,22 @@ fn score_requests(model: &Model, cache: &mut ScoreCache, encoded: &[Encoded]) ->
     }
     let mut fresh = Vec::new();
     for (context, members) in by_context {
-        let prefix: Prefix = model.prefill(context)?;
-        counts.tokens_computed += context.len();
-        for i in members {
-            if scores[i].is_some() {
-                continue;
-            }
-            let cont = &encoded[i].continuation;
-            let token_scores = model.score_after(&prefix, cont)?;
-            counts.tokens_computed += cont.len() - 1;
+        // One forward pass per context: it and all its continuations, as a token tree.
+        let conts: Vec<&[u32]> = members.iter().map(|&i| encoded[i].continuation.as_slice()).collect();
+        let all = model.score_branches(context, &conts)?;
+        counts.tokens_computed += context.len() + conts.iter().map(|c| c.len() - 1).sum::<usize>();
+        for (&i, token_scores) in members.iter().zip(all) {
             let score = Score {
                 ll: token_scores.iter().map(|t| f64::from(t.logprob)).sum(),
                 greedy: token_scores.iter().all(|t| t.greedy),
             };
-            // The same request twice in one document is computed once.
-            for (j, k) in keys.iter().enumerate() {
-                if *k == keys[i] && scores[j].is_none() {
-                    scores[j] = Some(score);
-                }
-            }
+            scores[i] = Some(score);
             fresh.push((keys[i], score));
             counts.computed += 1;
         }
+    }
+    for i in duplicates {
+        scores[i] = fresh.iter().find(|(k, _)| *k == keys[i]).map(|(_, s)| *s);
     }
     cache.put_all(&fresh)?;
     Ok((scores.into_iter().map(|s| s.expect("every request scored")).collect(), counts))

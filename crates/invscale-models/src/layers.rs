@@ -70,22 +70,23 @@ impl Rotary {
         Rotary { style, inv_freq, scale: linear_scale as f32 }
     }
 
-    /// cos and sin, `[t, rotary_dim / 2]`, for positions `start..start + t`.
-    fn tables(&self, start: usize, t: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    /// cos and sin, `[t, rotary_dim / 2]`, for the given positions.
+    fn tables(&self, positions: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
         let half = self.inv_freq.len();
-        let mut freqs = Vec::with_capacity(t * half);
-        for p in start..start + t {
+        let mut freqs = Vec::with_capacity(positions.len() * half);
+        for &p in positions {
             let pos = p as f32 / self.scale;
             freqs.extend(self.inv_freq.iter().map(|f| pos * f));
         }
-        let freqs = Tensor::from_vec(freqs, (t, half), device)?;
+        let freqs = Tensor::from_vec(freqs, (positions.len(), half), device)?;
         Ok((freqs.cos()?, freqs.sin()?))
     }
 
-    /// Rotates `x: [1, heads, t, head_dim]` at positions `start..`.
-    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
+    /// Rotates `x: [1, heads, t, head_dim]`, token `i` at `positions[i]`.
+    pub fn apply(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
         let (_, _, t, head_dim) = x.dims4()?;
-        let (cos, sin) = self.tables(start, t, x.device())?;
+        debug_assert_eq!(t, positions.len());
+        let (cos, sin) = self.tables(positions, x.device())?;
         let rot = self.inv_freq.len() * 2;
         let rope = |x: &Tensor| -> Result<Tensor> {
             let x = x.contiguous()?;
@@ -136,21 +137,83 @@ impl KvCache {
     }
 }
 
-/// The additive mask for `t` new queries at positions `past..past+t` over `past + t` keys:
-/// causal, and limited to the last `window` keys when the layer has a sliding window.
-pub fn attention_mask(past: usize, t: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
-    let s = past + t;
-    let mut m = vec![0f32; t * s];
-    for i in 0..t {
-        let q = past + i;
-        for j in 0..s {
-            let too_far = window.is_some_and(|w| q >= w && j <= q - w);
-            if j > q || too_far {
-                m[i * s + j] = f32::NEG_INFINITY;
+/// What one forward pass runs: new tokens after the `past` tokens of the KV cache, arranged as a
+/// tree of segments. A token sees every cached token and the earlier tokens of its own segment and
+/// of the segments above it, so one pass can run a context and several continuations of it (each
+/// continuation seeing the context, never another continuation).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub past: usize,
+    /// Position of each new token (for rotary embeddings and windows).
+    pub positions: Vec<usize>,
+    /// Segment of each new token.
+    segment: Vec<usize>,
+    /// Parent segment of each segment (`None`: directly after the cache).
+    parent: Vec<Option<usize>>,
+}
+
+impl Layout {
+    /// `t` tokens continuing the cached sequence.
+    pub fn sequence(past: usize, t: usize) -> Layout {
+        Layout { past, positions: (past..past + t).collect(), segment: vec![0; t], parent: vec![None] }
+    }
+
+    /// A context of `context` tokens after the cache, then branches of the given lengths, each
+    /// continuing the context on its own.
+    pub fn branches(past: usize, context: usize, branches: &[usize]) -> Layout {
+        let mut l = Layout::sequence(past, context);
+        for (b, &len) in branches.iter().enumerate() {
+            l.parent.push(Some(0));
+            l.segment.extend(std::iter::repeat_n(b + 1, len));
+            l.positions.extend(past + context..past + context + len);
+        }
+        l
+    }
+
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    fn is_ancestor_or_self(&self, a: usize, mut s: usize) -> bool {
+        loop {
+            if a == s {
+                return true;
+            }
+            match self.parent[s] {
+                Some(p) => s = p,
+                None => return false,
             }
         }
     }
-    Ok(Tensor::from_vec(m, (1, 1, t, s), device)?)
+
+    /// The additive attention mask `[1, 1, t, past + t]`; with a sliding `window`, a token sees
+    /// only keys less than `window` positions back.
+    pub fn mask(&self, window: Option<usize>, device: &Device) -> Result<Tensor> {
+        let t = self.len();
+        let s = self.past + t;
+        let mut m = vec![f32::NEG_INFINITY; t * s];
+        let near = |q: usize, k: usize| window.is_none_or(|w| q - k < w);
+        for i in 0..t {
+            let q = self.positions[i];
+            let row = &mut m[i * s..(i + 1) * s];
+            for (k, cell) in row[..self.past].iter_mut().enumerate() {
+                if near(q, k) {
+                    *cell = 0.0;
+                }
+            }
+            for j in 0..t {
+                let k = self.positions[j];
+                if k <= q && near(q, k) && (j <= i) && self.is_ancestor_or_self(self.segment[j], self.segment[i]) {
+                    row[self.past + j] = 0.0;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(m, (1, 1, t, s), device)?)
+    }
 }
 
 /// `softmax(q kᵀ · scale + mask) v` with grouped-query heads; `q: [1, h, t, d]`,

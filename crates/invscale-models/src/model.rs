@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::gguf::GgufFile;
-use crate::layers::KvCache;
+use crate::layers::{KvCache, Layout};
 use crate::models::{gemma3::Gemma3, llama::Llama};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{GgufWeights, Precision};
@@ -15,9 +15,10 @@ use crate::{ModelError, Result};
 
 /// One architecture's network: token ids in, final hidden states out; logits on demand.
 pub trait CausalLm: Send + Sync {
-    /// Runs `ids` at positions `cache.len()..`, extending the cache; returns the final
-    /// (normed) hidden states, `[ids.len(), hidden]`.
-    fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor>;
+    /// Runs `ids` after the cached tokens, arranged as `layout` says (positions, which tokens see
+    /// which), appending them to the cache; returns the final (normed) hidden states,
+    /// `[ids.len(), hidden]`.
+    fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor>;
     /// The LM head on some hidden states: `[n, hidden]` → `[n, vocab]`.
     fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
     fn layers(&self) -> usize;
@@ -138,7 +139,8 @@ impl Model {
         assert!(from >= 1 && from <= tokens.len(), "score needs at least one token of context");
         let mut cache = KvCache::new(self.net.layers());
         // The last token is only ever a target.
-        let hidden = self.net.forward(&tokens[..tokens.len() - 1], &mut cache)?;
+        let input = &tokens[..tokens.len() - 1];
+        let hidden = self.net.forward(input, &Layout::sequence(0, input.len()), &mut cache)?;
         let rows = hidden.narrow(0, from - 1, tokens.len() - from)?;
         self.gather(&rows, &tokens[from..])
     }
@@ -154,7 +156,7 @@ impl Model {
         assert!(!tokens.is_empty(), "a prefix needs at least one token");
         assert!(from >= 1 && from <= tokens.len(), "scoring needs at least one token of context");
         let mut cache = KvCache::new(self.net.layers());
-        let hidden = self.net.forward(tokens, &mut cache)?;
+        let hidden = self.net.forward(tokens, &Layout::sequence(0, tokens.len()), &mut cache)?;
         let last_hidden = hidden.narrow(0, tokens.len() - 1, 1)?;
         let scores = if from < tokens.len() {
             self.gather(&hidden.narrow(0, from - 1, tokens.len() - from)?, &tokens[from..])?
@@ -172,9 +174,40 @@ impl Model {
         let mut rows = vec![prefix.last_hidden.clone()];
         if continuation.len() > 1 {
             let mut cache = prefix.cache.clone();
-            rows.push(self.net.forward(&continuation[..continuation.len() - 1], &mut cache)?);
+            let input = &continuation[..continuation.len() - 1];
+            rows.push(self.net.forward(input, &Layout::sequence(cache.len(), input.len()), &mut cache)?);
         }
         self.gather(&Tensor::cat(&rows, 0)?, continuation)
+    }
+
+    /// Scores several continuations of one context in a single forward pass: the context and
+    /// every continuation but its last token run together, each continuation seeing the context
+    /// and itself only (a [`Layout::branches`] tree), and one LM head call over the scored rows.
+    /// Returns the log-probs of every token of each continuation.
+    pub fn score_branches(&self, context: &[u32], continuations: &[&[u32]]) -> Result<Vec<Vec<TokenScore>>> {
+        assert!(!context.is_empty(), "scoring needs at least one token of context");
+        let inputs: Vec<&[u32]> = continuations.iter().map(|c| &c[..c.len().saturating_sub(1)]).collect();
+        let ids: Vec<u32> = context.iter().chain(inputs.iter().flat_map(|c| c.iter())).copied().collect();
+        let layout = Layout::branches(0, context.len(), &inputs.iter().map(|c| c.len()).collect::<Vec<_>>());
+        let mut cache = KvCache::new(self.net.layers());
+        let hidden = self.net.forward(&ids, &layout, &mut cache)?;
+        // Row r of `hidden` predicts the token after it; a continuation's first token is
+        // predicted by the context's last row.
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        let mut start = context.len();
+        for (c, input) in continuations.iter().zip(&inputs) {
+            if c.is_empty() {
+                continue;
+            }
+            rows.push(context.len() as u32 - 1);
+            rows.extend(start as u32..(start + input.len()) as u32);
+            targets.extend_from_slice(c);
+            start += input.len();
+        }
+        let picked = hidden.index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)?;
+        let mut scores = self.gather(&picked, &targets)?.into_iter();
+        Ok(continuations.iter().map(|c| scores.by_ref().take(c.len()).collect()).collect())
     }
 
     /// LM head on `rows` only, log-softmax in f32, the targets' log-probs and greediness.

@@ -15,6 +15,7 @@ pub struct Row {
 }
 
 const HEADERS: [&str; 9] = ["Tasks", "Version", "Filter", "n-shot", "Metric", "", "Value", "", "Stderr"];
+const GROUP_HEADERS: [&str; 9] = ["Groups", "Version", "Filter", "n-shot", "Metric", "", "Value", "", "Stderr"];
 /// Right-aligned (numeric) columns.
 const RIGHT: [bool; 9] = [false, true, false, true, false, false, true, false, true];
 
@@ -55,16 +56,20 @@ fn cells(rows: &[Row]) -> Vec<[String; 9]> {
 
 /// The table, in pytablewriter's layout (widths at least 3, headers centred).
 pub fn table(rows: &[Row]) -> String {
+    layout(&HEADERS, rows)
+}
+
+fn layout(headers: &[&str; 9], rows: &[Row]) -> String {
     let body = cells(rows);
     let mut widths = [3usize; 9];
-    for (i, h) in HEADERS.iter().enumerate() {
+    for (i, h) in headers.iter().enumerate() {
         widths[i] = widths[i].max(h.chars().count());
         for row in &body {
             widths[i] = widths[i].max(row[i].chars().count());
         }
     }
     let line = |cells: Vec<String>| format!("|{}|\n", cells.join("|"));
-    let mut out = line(HEADERS.iter().zip(widths).map(|(h, w)| center(h, w)).collect());
+    let mut out = line(headers.iter().zip(widths).map(|(h, w)| center(h, w)).collect());
     out += &line(widths.iter().zip(RIGHT).map(|(&w, right)| if right { format!("{}:", "-".repeat(w - 1)) } else { "-".repeat(w) }).collect());
     for row in &body {
         out += &line(
@@ -87,7 +92,7 @@ pub fn group_table(groups: &[GroupReport]) -> String {
         .iter()
         .flat_map(|g| g.metrics.iter().map(|(m, agg)| Row { name: g.name.clone(), version: "N/A".into(), metric: *m, agg: *agg }))
         .collect();
-    table(&rows).replacen("Tasks", "Groups", 1)
+    layout(&GROUP_HEADERS, &rows)
 }
 
 #[cfg(test)]

@@ -190,8 +190,12 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         let files = match locate(&spec, data) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("warning: skipping {}: {}", spec.name, e.to_string().trim_end());
-                skipped.push(Skipped { task: spec.name.clone(), reason: e.to_string().lines().next().unwrap_or("").to_string() });
+                // One line each (a group can miss many); `invscale data validate TASK` gives the
+                // whole story: every place looked and how to get the data.
+                let hub = e.hub.as_deref().and_then(|h| h.lines().next()).unwrap_or("no hub source");
+                let reason = format!("no data: not in the --data-dir folders; hub: {}", hub.trim_end_matches('.'));
+                eprintln!("warning: skipping {}: {reason}", spec.name);
+                skipped.push(Skipped { task: spec.name.clone(), reason });
                 continue;
             }
         };
@@ -368,8 +372,13 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         total.tokens_requested,
         started.elapsed().as_secs_f64()
     );
-    for s in &skipped {
-        eprintln!("skipped: {} ({})", s.task, s.reason);
+    if !skipped.is_empty() {
+        let names: Vec<&str> = skipped.iter().map(|s| s.task.as_str()).collect();
+        eprintln!(
+            "skipped {} task(s) without data: {} (`invscale data validate TASK` lists where invscale looked and how to get the data)",
+            names.len(),
+            names.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

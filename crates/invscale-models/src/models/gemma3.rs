@@ -6,7 +6,7 @@
 
 use candle_core::Tensor;
 
-use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, attention_mask, split_heads};
+use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, split_heads};
 use crate::model::CausalLm;
 use crate::weights::{GgufWeights, Hparams};
 use crate::Result;
@@ -96,14 +96,14 @@ impl CausalLm for Gemma3 {
         self.blocks.len()
     }
 
-    fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+    fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
         let device = self.embed.device();
-        let past = cache.len();
+        debug_assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
         let t = ids.len();
         let mut x = (self.embed.index_select(&Tensor::new(ids, device)?, 0)? * self.embed_scale)?;
-        let global_mask = attention_mask(past, t, None, device)?;
+        let global_mask = layout.mask(None, device)?;
         let local_mask = match self.blocks.iter().find_map(|b| b.window) {
-            Some(w) => attention_mask(past, t, Some(w), device)?,
+            Some(w) => layout.mask(Some(w), device)?,
             None => global_mask.clone(),
         };
         for (i, b) in self.blocks.iter().enumerate() {
@@ -115,7 +115,7 @@ impl CausalLm for Gemma3 {
             let q = b.q_norm.forward(&split_heads(&b.q.forward(&h)?, self.heads)?)?;
             let k = b.k_norm.forward(&split_heads(&b.k.forward(&h)?, self.kv_heads)?)?;
             let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
-            let (q, k) = (rotary.apply(&q, past)?, rotary.apply(&k, past)?);
+            let (q, k) = (rotary.apply(&q, &layout.positions)?, rotary.apply(&k, &layout.positions)?);
             let (k, v) = cache.append(i, k, v)?;
             let a = b.o.forward(&attention(&q, &k, &v, mask, self.scale)?)?;
             x = (x + b.post_attn_norm.forward(&a)?)?;

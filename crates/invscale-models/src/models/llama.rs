@@ -4,7 +4,7 @@
 
 use candle_core::Tensor;
 
-use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, attention_mask, silu, split_heads};
+use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, silu, split_heads};
 use crate::model::CausalLm;
 use crate::weights::{GgufWeights, Hparams};
 use crate::Result;
@@ -73,17 +73,17 @@ impl CausalLm for Llama {
         self.blocks.len()
     }
 
-    fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+    fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
         let device = self.embed.device();
-        let past = cache.len();
+        debug_assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
         let t = ids.len();
         let mut x = self.embed.index_select(&Tensor::new(ids, device)?, 0)?;
-        let mask = attention_mask(past, t, None, device)?;
+        let mask = layout.mask(None, device)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.attn_norm.forward(&x)?;
-            let q = self.rotary.apply(&split_heads(&b.q.forward(&h)?, self.heads)?, past)?;
-            let k = self.rotary.apply(&split_heads(&b.k.forward(&h)?, self.kv_heads)?, past)?;
+            let q = self.rotary.apply(&split_heads(&b.q.forward(&h)?, self.heads)?, &layout.positions)?;
+            let k = self.rotary.apply(&split_heads(&b.k.forward(&h)?, self.kv_heads)?, &layout.positions)?;
             let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
             let (k, v) = cache.append(i, k, v)?;
             x = (x + b.o.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;

@@ -1,0 +1,148 @@
+//! Per-sample parity with lm-evaluation-harness on the real models and the real data.
+//!
+//! The fixtures (`tests/fixtures/lm-eval/<model>.json`) were written by lm-eval 0.4.13 itself
+//! (`reference/lm_eval_reference.py`: `hf` backend, `gguf_file=`, dtype float32, lm-eval's own
+//! `inverse_scaling` task configuration); they hold hashes, log-likelihoods and metrics, no text.
+//!
+//! Tolerances: |Δ log-likelihood| ≤ 1e-3 per request; acc and acc_norm identical per document;
+//! on whole tasks, mean and stderr identical to the 4th decimal. The opposite BOS policy is shown
+//! to differ (that is how a wrong setup shows up).
+//!
+//! CI checks every NeQA and memo-trap document and the first documents of hindsight-neglect
+//! (~700-token prompts); `INVSCALE_PARITY_FULL=1` checks all 315 of them too (the documented
+//! reference check, `reference/lm_eval_check.sh`).
+
+use std::path::{Path, PathBuf};
+
+use invscale_eval::{RunSettings, ScoreCache, run_task};
+use invscale_models::{BosPolicy, Model, Precision};
+use invscale_tasks::{DataOptions, Registry, load, locate};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const TOLERANCE: f64 = 1e-3;
+
+fn model(file: &str) -> Model {
+    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
+    let path = dir.join(file);
+    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
+    Model::load_gguf(&path, Precision::F32).unwrap()
+}
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm-eval").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (made by reference/lm_eval_reference.py)", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn data_options() -> DataOptions {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
+    assert!(shared.is_dir(), "needs the project's shared/ folder beside the checkout ({})", shared.display());
+    DataOptions {
+        data_dirs: vec![shared],
+        // Offline, with an empty cache: the data comes from ../shared only.
+        hub: invscale_hub::HubConfig::new(std::env::temp_dir().join("invscale-empty-hub"), "http://127.0.0.1:9", true),
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn full() -> bool {
+    std::env::var_os("INVSCALE_PARITY_FULL").is_some_and(|v| v == "1")
+}
+
+/// Runs `docs` documents (all when `None`) of each task and compares with lm-eval's samples.
+fn check(model_file: &str, fixture_name: &str, selection: &[(&str, Option<usize>)]) {
+    let fx = fixture(fixture_name);
+    assert_eq!(fx["bos"], "auto", "the fixture was made with the tokenizer's default BOS");
+    let model = model(model_file);
+    let registry = Registry::builtin();
+    let opts = data_options();
+    let mut report = Vec::new();
+    for &(task, limit) in selection {
+        let spec = registry.task(task).unwrap();
+        let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
+        let want = &fx["tasks"][&spec.name];
+        let want_docs = want["docs"].as_array().unwrap();
+        assert_eq!(want_docs.len(), data.docs.len(), "{task}: the fixture covers every document");
+        let n = limit.unwrap_or(data.docs.len()).min(data.docs.len());
+        let mut cache = ScoreCache::disabled();
+        let result = run_task(&model, &mut cache, spec, &data.docs[..n], &RunSettings::default(), &mut |_| {}).unwrap();
+        let mut max_delta = 0f64;
+        for (doc, got) in data.docs[..n].iter().zip(&result.docs) {
+            let w = &want_docs[doc.id];
+            assert_eq!(w["doc_id"], doc.id);
+            assert_eq!(w["prompt_hash"], sha256_hex(&got.requests[0].context), "{task} doc {}: a different context", doc.id);
+            assert_eq!(w["target_hash"], sha256_hex(&doc.body.answer().unwrap().to_string()));
+            let lls: Vec<f64> = w["ll"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(lls.len(), got.requests.len());
+            for (i, (r, want_ll)) in got.requests.iter().zip(&lls).enumerate() {
+                let d = (r.ll - want_ll).abs();
+                max_delta = max_delta.max(d);
+                assert!(d <= TOLERANCE, "{task} doc {} class {i}: ll {} vs lm-eval {want_ll} (|Δ| {d:.2e})", doc.id, r.ll);
+                assert_eq!(r.greedy, w["is_greedy"][i].as_bool().unwrap(), "{task} doc {} class {i}: is_greedy", doc.id);
+            }
+            for metric in ["acc", "acc_norm"] {
+                let mine = got.metrics.iter().find(|(m, _)| m.as_str() == metric).unwrap().1;
+                assert_eq!(mine, w[metric].as_f64().unwrap(), "{task} doc {}: {metric}", doc.id);
+            }
+        }
+        if n == data.docs.len() {
+            let metrics = &want["metrics"];
+            for (m, agg) in &result.metrics {
+                let name = m.as_str();
+                let value = metrics[format!("{name},none")].as_f64().unwrap();
+                let stderr = metrics[format!("{name}_stderr,none")].as_f64().unwrap();
+                assert_eq!(format!("{:.4}", agg.value), format!("{value:.4}"), "{task} {name}");
+                assert_eq!(format!("{:.4}", agg.stderr.unwrap()), format!("{stderr:.4}"), "{task} {name} stderr");
+            }
+        }
+        report.push(format!("{task}: {n} documents, max |Δ ll| {max_delta:.1e}"));
+    }
+    eprintln!("{fixture_name}: {}", report.join("; "));
+}
+
+/// The opposite BOS policy gives different numbers: what a run with the wrong setup looks like.
+fn opposite_bos_differs(model_file: &str, fixture_name: &str, opposite: BosPolicy) {
+    let fx = fixture(fixture_name);
+    let model = model(model_file);
+    let spec = Registry::builtin().task("neqa").unwrap().clone();
+    let data = load(&spec, &locate(&spec, &data_options()).unwrap()).unwrap();
+    let settings = RunSettings { bos: opposite, ..RunSettings::default() };
+    let docs = &data.docs[..20];
+    let result = run_task(&model, &mut ScoreCache::disabled(), &spec, docs, &settings, &mut |_| {}).unwrap();
+    let want = fx["tasks"][&spec.name]["docs"].as_array().unwrap();
+    let mut differing = 0;
+    let mut total = 0;
+    for (doc, got) in docs.iter().zip(&result.docs) {
+        for (r, w) in got.requests.iter().zip(want[doc.id]["ll"].as_array().unwrap()) {
+            total += 1;
+            differing += usize::from((r.ll - w.as_f64().unwrap()).abs() > 0.05);
+        }
+    }
+    assert!(differing * 10 >= total * 9, "with the opposite BOS policy only {differing} of {total} log-likelihoods differ by > 0.05");
+}
+
+#[test]
+fn smollm2_matches_lm_eval_per_sample() {
+    let hindsight = if full() { None } else { Some(40) };
+    check(
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "smollm2-135m",
+        &[("neqa", None), ("memo_trap", None), ("hindsight_neglect", hindsight)],
+    );
+    // lm-eval used no BOS here (the tokenizer's default); with BOS the numbers move.
+    opposite_bos_differs("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m", BosPolicy::Always);
+}
+
+#[test]
+fn gemma3_matches_lm_eval_per_sample() {
+    let hindsight = if full() { None } else { Some(20) };
+    check("gemma-3-270m.Q4_K_M.gguf", "gemma3-270m", &[("neqa", None), ("memo_trap", None), ("hindsight_neglect", hindsight)]);
+    // lm-eval put BOS first here (the tokenizer's default); without it the numbers move.
+    opposite_bos_differs("gemma-3-270m.Q4_K_M.gguf", "gemma3-270m", BosPolicy::Never);
+}
