@@ -175,3 +175,73 @@ fn logprobs_on_a_missing_model_is_bad_input() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/no/such/model.gguf"), "{}", stderr(&o));
 }
+
+fn smollm2() -> String {
+    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
+    path.display().to_string()
+}
+
+#[test]
+fn run_reports_bad_data_with_file_line_and_field_before_loading_the_model() {
+    // A model path that does not exist: the data is checked first, so its error is what shows.
+    let file = malformed("gold_out_of_range.jsonl");
+    let o = invscale(&["run", "--model", "/nonexistent/model.gguf", "--tasks", &file, "--no-cache"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("gold_out_of_range.jsonl:") && err.contains("field `answer_index`"), "{err}");
+    assert!(err.contains("nothing was run"), "{err}");
+}
+
+#[test]
+fn run_refuses_bad_arguments_clearly() {
+    let data = shared_data();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--tasks", "no_such_task"], "no_such_task"),
+        (&["--tasks", "neqa", "--log-samples"], "--log-samples needs --output-path"),
+        (&["--tasks", "neqa", "--device", "cuda:0"], "only the CPU backend"),
+        (&["--tasks", "neqa", "--limit", "1.5"], "--limit 1.5"),
+        (&["--tasks", "neqa", "--metrics", "accuracy"], "unknown metric `accuracy`"),
+        (&["--tasks", "neqa", "--batch-size", "0"], "--batch-size 0"),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["run", "--model", "/nonexistent/model.gguf", "--no-cache", "--data-dir", data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let o = invscale(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn run_a_group_reports_tasks_without_data_and_runs_the_rest() {
+    let data = shared_data();
+    let out = tempfile::tempdir().unwrap();
+    let model = smollm2();
+    let o = invscale(&[
+        "run", "--model", &model, "--tasks", "inverse_scaling_mc", "--limit", "2", "--no-cache",
+        "--data-dir", data.to_str().unwrap(), "--output-path", out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (err, table) = (stderr(&o), stdout(&o));
+    assert!(err.contains("warning: skipping inverse_scaling_sig_figs: no data"), "{err}");
+    assert!(err.contains("skipped 8 task(s) without data"), "{err}");
+    for task in ["inverse_scaling_neqa", "inverse_scaling_memo_trap", "inverse_scaling_hindsight_neglect_10shot", "inverse_scaling_mc"] {
+        assert!(table.contains(&format!("|{task}")), "{table}");
+    }
+    // The results file: lm-eval's keys, the group row, the skipped tasks, the BOS policy.
+    let dir = std::fs::read_dir(out.path()).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().contains("results_")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert!(v["results"]["inverse_scaling_neqa"]["acc,none"].is_number());
+    assert!(v["results"]["inverse_scaling_neqa"]["acc_norm_stderr,none"].is_number());
+    assert_eq!(v["results"]["inverse_scaling_mc"]["alias"], "inverse_scaling_mc");
+    assert_eq!(v["n-samples"]["inverse_scaling_neqa"], serde_json::json!({"original": 300, "effective": 2}));
+    assert_eq!(v["invscale"]["bos_policy"], "auto");
+    assert_eq!(v["invscale"]["bos_prepended"], false);
+    assert_eq!(v["invscale"]["skipped"].as_array().unwrap().len(), 8);
+    assert_eq!(v["group_subtasks"]["inverse_scaling_mc"].as_array().unwrap().len(), 3);
+}
