@@ -34,16 +34,31 @@ pub struct RunSettings {
     pub stderr_ddof: usize,
     /// Extra metrics on top of each task's own (`acc_mutual_info` doubles the requests).
     pub extra_metrics: Vec<Metric>,
+    /// Tokens per forward pass: small documents are batched together up to this many.
+    pub batch_tokens: usize,
+    /// At most this many requests per forward pass (`--batch-size N`); `None`: tokens decide.
+    pub batch_requests: Option<usize>,
 }
 
 impl Default for RunSettings {
     fn default() -> Self {
-        RunSettings { bos: BosPolicy::Auto, mode: None, max_length: None, stderr_ddof: 1, extra_metrics: Vec::new() }
+        RunSettings {
+            bos: BosPolicy::Auto,
+            mode: None,
+            max_length: None,
+            stderr_ddof: 1,
+            extra_metrics: Vec::new(),
+            batch_tokens: DEFAULT_BATCH_TOKENS,
+            batch_requests: None,
+        }
     }
 }
 
 /// lm-eval's `max_length` when the model does not say (HFLM's `_DEFAULT_MAX_LENGTH`).
 pub const DEFAULT_MAX_LENGTH: usize = 2048;
+/// Tokens per forward pass on the CPU: past a few hundred, a pass is bound by arithmetic, not by
+/// reading the weights, and batching more gains nothing.
+pub const DEFAULT_BATCH_TOKENS: usize = 384;
 /// The prize pipeline cut inputs at 1023 tokens.
 pub const PRIZE_MAX_LENGTH: usize = 1023;
 
@@ -159,78 +174,32 @@ pub fn run_task(
     let metrics = task_metrics(spec, settings);
     let mutual_info = metrics.contains(&Metric::AccMutualInfo);
     let encoder = ModelEncoder(model);
+    let absolute = spec.task_type == TaskType::AbsoluteLogodds;
     let mut counts = Counts::default();
     let mut results = Vec::with_capacity(docs.len());
-    for (done, doc) in docs.iter().enumerate() {
-        let tokenize_err = |message: String| EvalError::Tokenize { task: spec.name.clone(), doc: doc.id, message };
-        // The requests, as text and as tokens.
-        let mut texts: Vec<(String, String)> =
-            doc.requests(&spec.scoring.delimiter).into_iter().map(|r| (r.context, r.continuation)).collect();
-        let n_main = texts.len();
-        if mutual_info && let DocBody::Classification { classes, .. } = &doc.body {
-            texts.extend(classes.iter().map(|c| (String::new(), c.clone())));
+    // Documents are scored in batches: one forward pass runs the uncached contexts of several
+    // documents (each with its continuations), up to a token budget.
+    let mut pending: Vec<Prepared> = Vec::new();
+    let mut pending_tokens = 0;
+    let mut pending_requests = 0;
+    for (i, doc) in docs.iter().enumerate() {
+        let prepared = prepare(doc, spec, &encoder, &enc_settings, mutual_info)?;
+        let work = prepared.work(cache);
+        pending_tokens += work.0;
+        pending_requests += work.1;
+        pending.push(prepared);
+        let last = i + 1 == docs.len();
+        let full = pending_tokens >= settings.batch_tokens || settings.batch_requests.is_some_and(|n| pending_requests >= n);
+        if !(full || last) {
+            continue;
         }
-        let encoded: Vec<Encoded> = match &doc.body {
-            DocBody::Logodds { classes, .. } => {
-                // Next-token log-probs after each prompt, of each class's last token.
-                let mut out = Vec::new();
-                for (context, continuation) in &texts {
-                    let mut ctx: Vec<u32> = enc_settings.bos.into_iter().collect();
-                    ctx.extend(encoder.encode(context).map_err(tokenize_err)?);
-                    let class_tokens = encoder.encode(continuation).map_err(tokenize_err)?;
-                    let last = *class_tokens.last().ok_or_else(|| tokenize_err(format!("class {classes:?} has no tokens")))?;
-                    out.push(Encoded { context: ctx, continuation: vec![last], truncated: 0, boundary_fallback: false });
-                }
-                out
-            }
-            _ => texts
-                .iter()
-                .map(|(c, k)| encode(&encoder, &enc_settings, c, k))
-                .collect::<Result<_, _>>()
-                .map_err(tokenize_err)?,
-        };
-        let (scores, doc_counts) = score_requests(model, cache, &encoded)?;
-        counts += doc_counts;
-
-        let requests: Vec<RequestResult> = texts
-            .into_iter()
-            .zip(&encoded)
-            .zip(&scores)
-            .map(|(((context, continuation), e), s)| RequestResult {
-                context,
-                continuation,
-                ll: s.ll,
-                greedy: s.greedy,
-                context_tokens: e.context.len(),
-                continuation_tokens: e.continuation.len(),
-                truncated: e.truncated,
-                boundary_fallback: e.boundary_fallback,
-            })
-            .collect();
-        let (requests, unconditional) = {
-            let mut r = requests;
-            let u = r.split_off(n_main);
-            (r, u)
-        };
-        let doc_scores = match &doc.body {
-            DocBody::Classification { .. } => DocScores::Classification {
-                lls: requests.iter().map(|r| r.ll).collect(),
-                greedy: requests.iter().map(|r| r.greedy).collect(),
-                unconditional: mutual_info.then(|| unconditional.iter().map(|r| r.ll).collect()),
-            },
-            DocBody::SequenceProb { .. } => DocScores::SequenceProb { ll: requests[0].ll },
-            DocBody::Logodds { .. } => DocScores::Logodds {
-                prompt: [requests[0].ll, requests[1].ll],
-                other_prompt: [requests[2].ll, requests[3].ll],
-            },
-        };
-        let absolute = spec.task_type == TaskType::AbsoluteLogodds;
-        let doc_metrics = metrics
-            .iter()
-            .filter_map(|&m| doc_metric(m, &doc.body, &doc_scores, absolute).map(|v| (m, v)))
-            .collect();
-        results.push(DocResult { doc_id: doc.id, requests, unconditional, scores: doc_scores, metrics: doc_metrics });
-        progress(Progress { task: &spec.name, done: done + 1, total: docs.len(), counts });
+        let scored = score_batch(model, cache, &pending)?;
+        for (p, (scores, doc_counts)) in pending.drain(..).zip(scored) {
+            counts += doc_counts;
+            results.push(p.finish(scores, mutual_info, &metrics, absolute));
+        }
+        (pending_tokens, pending_requests) = (0, 0);
+        progress(Progress { task: &spec.name, done: results.len(), total: docs.len(), counts });
     }
     let aggregates = metrics
         .iter()
@@ -243,57 +212,161 @@ pub fn run_task(
     Ok(TaskResult { task: spec.name.clone(), mode, max_length, metrics: aggregates, docs: results, counts })
 }
 
-/// Scores one document's requests: cached ones are read, the rest run with each distinct context
-/// once; new scores are written to the cache (one synced write) before returning.
-fn score_requests(model: &Model, cache: &mut ScoreCache, encoded: &[Encoded]) -> Result<(Vec<Score>, Counts), EvalError> {
-    let mut counts = Counts { requests: encoded.len(), ..Counts::default() };
-    let keys: Vec<RequestKey> = encoded.iter().map(RequestKey::of).collect();
-    let mut scores: Vec<Option<Score>> = keys.iter().map(|k| cache.get(k)).collect();
-    for e in encoded {
-        counts.tokens_requested += e.context.len() + e.continuation.len() - 1;
-        counts.truncated += usize::from(e.truncated > 0);
-        counts.boundary_fallback += usize::from(e.boundary_fallback);
+/// One document's requests, as text and tokens, ready to score.
+struct Prepared<'d> {
+    doc: &'d Document,
+    texts: Vec<(String, String)>,
+    /// Requests `n_main..` are `acc_mutual_info`'s class-only requests.
+    n_main: usize,
+    encoded: Vec<Encoded>,
+    keys: Vec<RequestKey>,
+}
+
+fn prepare<'d>(
+    doc: &'d Document,
+    spec: &TaskSpec,
+    encoder: &ModelEncoder,
+    enc_settings: &EncodeSettings,
+    mutual_info: bool,
+) -> Result<Prepared<'d>, EvalError> {
+    let tokenize_err = |message: String| EvalError::Tokenize { task: spec.name.clone(), doc: doc.id, message };
+    let mut texts: Vec<(String, String)> =
+        doc.requests(&spec.scoring.delimiter).into_iter().map(|r| (r.context, r.continuation)).collect();
+    let n_main = texts.len();
+    if mutual_info && let DocBody::Classification { classes, .. } = &doc.body {
+        texts.extend(classes.iter().map(|c| (String::new(), c.clone())));
     }
-    counts.cached = scores.iter().filter(|s| s.is_some()).count();
-    // Group the missing requests by context, in order of first appearance.
-    let mut by_context: Vec<(&[u32], Vec<usize>)> = Vec::new();
-    let mut index: HashMap<&[u32], usize> = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut duplicates = Vec::new();
-    for (i, e) in encoded.iter().enumerate() {
-        if scores[i].is_some() {
-            continue;
+    let encoded: Vec<Encoded> = match &doc.body {
+        DocBody::Logodds { classes, .. } => {
+            // Next-token log-probs after each prompt, of each class's last token.
+            let mut out = Vec::new();
+            for (context, continuation) in &texts {
+                let mut ctx: Vec<u32> = enc_settings.bos.into_iter().collect();
+                ctx.extend(encoder.encode(context).map_err(tokenize_err)?);
+                let class_tokens = encoder.encode(continuation).map_err(tokenize_err)?;
+                let last = *class_tokens.last().ok_or_else(|| tokenize_err(format!("class {classes:?} has no tokens")))?;
+                out.push(Encoded { context: ctx, continuation: vec![last], truncated: 0, boundary_fallback: false });
+            }
+            out
         }
-        if !seen.insert(keys[i]) {
-            // The same request twice in one document runs once.
-            duplicates.push(i);
-            continue;
+        _ => texts.iter().map(|(c, k)| encode(encoder, enc_settings, c, k)).collect::<Result<_, _>>().map_err(tokenize_err)?,
+    };
+    let keys = encoded.iter().map(RequestKey::of).collect();
+    Ok(Prepared { doc, texts, n_main, encoded, keys })
+}
+
+impl Prepared<'_> {
+    /// Tokens and requests still to compute (what is not in the cache).
+    fn work(&self, cache: &ScoreCache) -> (usize, usize) {
+        let missing: Vec<&Encoded> = self.encoded.iter().zip(&self.keys).filter(|(_, k)| cache.get(k).is_none()).map(|(e, _)| e).collect();
+        let contexts: std::collections::HashSet<&[u32]> = missing.iter().map(|e| e.context.as_slice()).collect();
+        let tokens = contexts.iter().map(|c| c.len()).sum::<usize>() + missing.iter().map(|e| e.continuation.len() - 1).sum::<usize>();
+        (tokens, missing.len())
+    }
+
+    fn finish(self, scores: Vec<Score>, mutual_info: bool, metrics: &[Metric], absolute: bool) -> DocResult {
+        let doc = self.doc;
+        let mut requests: Vec<RequestResult> = self
+            .texts
+            .into_iter()
+            .zip(&self.encoded)
+            .zip(&scores)
+            .map(|(((context, continuation), e), s)| RequestResult {
+                context,
+                continuation,
+                ll: s.ll,
+                greedy: s.greedy,
+                context_tokens: e.context.len(),
+                continuation_tokens: e.continuation.len(),
+                truncated: e.truncated,
+                boundary_fallback: e.boundary_fallback,
+            })
+            .collect();
+        let unconditional = requests.split_off(self.n_main);
+        let doc_scores = match &doc.body {
+            DocBody::Classification { .. } => DocScores::Classification {
+                lls: requests.iter().map(|r| r.ll).collect(),
+                greedy: requests.iter().map(|r| r.greedy).collect(),
+                unconditional: mutual_info.then(|| unconditional.iter().map(|r| r.ll).collect()),
+            },
+            DocBody::SequenceProb { .. } => DocScores::SequenceProb { ll: requests[0].ll },
+            DocBody::Logodds { .. } => DocScores::Logodds {
+                prompt: [requests[0].ll, requests[1].ll],
+                other_prompt: [requests[2].ll, requests[3].ll],
+            },
+        };
+        let doc_metrics =
+            metrics.iter().filter_map(|&m| doc_metric(m, &doc.body, &doc_scores, absolute).map(|v| (m, v))).collect();
+        DocResult { doc_id: doc.id, requests, unconditional, scores: doc_scores, metrics: doc_metrics }
+    }
+}
+
+/// Scores a batch of documents: cached requests are read, the rest run in one forward pass
+/// (each distinct context of each document once, with its continuations as branches); the new
+/// scores are written to the cache (one synced write) before returning.
+fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Result<Vec<(Vec<Score>, Counts)>, EvalError> {
+    let mut per_doc: Vec<(Vec<Option<Score>>, Counts)> = Vec::new();
+    // (document, context, member request indices): the trees of the forward pass.
+    let mut trees: Vec<(usize, &[u32], Vec<usize>)> = Vec::new();
+    let mut duplicates: Vec<(usize, usize)> = Vec::new();
+    for (d, p) in batch.iter().enumerate() {
+        let mut counts = Counts { requests: p.encoded.len(), ..Counts::default() };
+        let scores: Vec<Option<Score>> = p.keys.iter().map(|k| cache.get(k)).collect();
+        for e in &p.encoded {
+            counts.tokens_requested += e.context.len() + e.continuation.len() - 1;
+            counts.truncated += usize::from(e.truncated > 0);
+            counts.boundary_fallback += usize::from(e.boundary_fallback);
         }
-        let slot = *index.entry(&e.context).or_insert_with(|| {
-            by_context.push((&e.context, Vec::new()));
-            by_context.len() - 1
-        });
-        by_context[slot].1.push(i);
+        counts.cached = scores.iter().filter(|s| s.is_some()).count();
+        // Missing requests grouped by context, in order of first appearance.
+        let mut index: HashMap<&[u32], usize> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, e) in p.encoded.iter().enumerate() {
+            if scores[i].is_some() {
+                continue;
+            }
+            if !seen.insert(p.keys[i]) {
+                // The same request twice in one document runs once.
+                duplicates.push((d, i));
+                continue;
+            }
+            let slot = *index.entry(&e.context).or_insert_with(|| {
+                trees.push((d, &e.context, Vec::new()));
+                trees.len() - 1
+            });
+            trees[slot].2.push(i);
+        }
+        per_doc.push((scores, counts));
     }
     let mut fresh = Vec::new();
-    for (context, members) in by_context {
-        // One forward pass per context: it and all its continuations, as a token tree.
-        let conts: Vec<&[u32]> = members.iter().map(|&i| encoded[i].continuation.as_slice()).collect();
-        let all = model.score_branches(context, &conts)?;
-        counts.tokens_computed += context.len() + conts.iter().map(|c| c.len() - 1).sum::<usize>();
-        for (&i, token_scores) in members.iter().zip(all) {
-            let score = Score {
-                ll: token_scores.iter().map(|t| f64::from(t.logprob)).sum(),
-                greedy: token_scores.iter().all(|t| t.greedy),
-            };
-            scores[i] = Some(score);
-            fresh.push((keys[i], score));
-            counts.computed += 1;
+    if !trees.is_empty() {
+        let forest: Vec<(&[u32], Vec<&[u32]>)> = trees
+            .iter()
+            .map(|(d, ctx, members)| (*ctx, members.iter().map(|&i| batch[*d].encoded[i].continuation.as_slice()).collect()))
+            .collect();
+        let all = model.score_forest(&forest)?;
+        for ((d, ctx, members), tree_scores) in trees.iter().zip(all) {
+            let (scores, counts) = &mut per_doc[*d];
+            counts.tokens_computed += ctx.len();
+            for (&i, token_scores) in members.iter().zip(tree_scores) {
+                counts.tokens_computed += token_scores.len() - 1;
+                let score = Score {
+                    ll: token_scores.iter().map(|t| f64::from(t.logprob)).sum(),
+                    greedy: token_scores.iter().all(|t| t.greedy),
+                };
+                scores[i] = Some(score);
+                fresh.push((batch[*d].keys[i], score));
+                counts.computed += 1;
+            }
         }
     }
-    for i in duplicates {
-        scores[i] = fresh.iter().find(|(k, _)| *k == keys[i]).map(|(_, s)| *s);
+    for (d, i) in duplicates {
+        let key = batch[d].keys[i];
+        per_doc[d].0[i] = fresh.iter().find(|(k, _)| *k == key).map(|(_, s)| *s);
     }
     cache.put_all(&fresh)?;
-    Ok((scores.into_iter().map(|s| s.expect("every request scored")).collect(), counts))
+    Ok(per_doc
+        .into_iter()
+        .map(|(scores, counts)| (scores.into_iter().map(|s| s.expect("every request scored")).collect(), counts))
+        .collect())
 }

@@ -161,13 +161,32 @@ impl Layout {
     /// A context of `context` tokens after the cache, then branches of the given lengths, each
     /// continuing the context on its own.
     pub fn branches(past: usize, context: usize, branches: &[usize]) -> Layout {
-        let mut l = Layout::sequence(past, context);
-        for (b, &len) in branches.iter().enumerate() {
-            l.parent.push(Some(0));
-            l.segment.extend(std::iter::repeat_n(b + 1, len));
-            l.positions.extend(past + context..past + context + len);
+        let mut l = Layout { past, positions: Vec::new(), segment: Vec::new(), parent: Vec::new() };
+        l.push_tree(context, branches);
+        l
+    }
+
+    /// Several independent trees in one pass (no cache): each a context from position 0 and its
+    /// branches; no token sees another tree's tokens.
+    pub fn forest(trees: &[(usize, Vec<usize>)]) -> Layout {
+        let mut l = Layout { past: 0, positions: Vec::new(), segment: Vec::new(), parent: Vec::new() };
+        for (context, branches) in trees {
+            l.push_tree(*context, branches);
         }
         l
+    }
+
+    fn push_tree(&mut self, context: usize, branches: &[usize]) {
+        let root = self.parent.len();
+        self.parent.push(None);
+        self.segment.extend(std::iter::repeat_n(root, context));
+        self.positions.extend(self.past..self.past + context);
+        for &len in branches {
+            let seg = self.parent.len();
+            self.parent.push(Some(root));
+            self.segment.extend(std::iter::repeat_n(seg, len));
+            self.positions.extend(self.past + context..self.past + context + len);
+        }
     }
 
     pub fn len(&self) -> usize {

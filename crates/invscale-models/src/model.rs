@@ -185,29 +185,55 @@ impl Model {
     /// and itself only (a [`Layout::branches`] tree), and one LM head call over the scored rows.
     /// Returns the log-probs of every token of each continuation.
     pub fn score_branches(&self, context: &[u32], continuations: &[&[u32]]) -> Result<Vec<Vec<TokenScore>>> {
-        assert!(!context.is_empty(), "scoring needs at least one token of context");
-        let inputs: Vec<&[u32]> = continuations.iter().map(|c| &c[..c.len().saturating_sub(1)]).collect();
-        let ids: Vec<u32> = context.iter().chain(inputs.iter().flat_map(|c| c.iter())).copied().collect();
-        let layout = Layout::branches(0, context.len(), &inputs.iter().map(|c| c.len()).collect::<Vec<_>>());
+        Ok(self.score_forest(&[(context, continuations.to_vec())])?.remove(0))
+    }
+
+    /// [`score_branches`](Self::score_branches) for several independent contexts at once (one
+    /// forward pass, one LM head call): small documents batched together share the cost of
+    /// reading the weights.
+    pub fn score_forest(&self, trees: &[(&[u32], Vec<&[u32]>)]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
+        let mut ids: Vec<u32> = Vec::new();
+        let mut shape = Vec::with_capacity(trees.len());
+        for (context, continuations) in trees {
+            assert!(!context.is_empty(), "scoring needs at least one token of context");
+            ids.extend_from_slice(context);
+            let inputs: Vec<usize> = continuations.iter().map(|c| c.len().saturating_sub(1)).collect();
+            for (c, &n) in continuations.iter().zip(&inputs) {
+                ids.extend_from_slice(&c[..n]);
+            }
+            shape.push((context.len(), inputs));
+        }
+        let layout = Layout::forest(&shape);
         let mut cache = KvCache::new(self.net.layers());
         let hidden = self.net.forward(&ids, &layout, &mut cache)?;
         // Row r of `hidden` predicts the token after it; a continuation's first token is
-        // predicted by the context's last row.
-        let mut rows = Vec::new();
+        // predicted by its context's last row.
+        let mut rows: Vec<u32> = Vec::new();
         let mut targets = Vec::new();
-        let mut start = context.len();
-        for (c, input) in continuations.iter().zip(&inputs) {
-            if c.is_empty() {
-                continue;
+        let mut start = 0usize;
+        for ((context, continuations), (ctx_len, inputs)) in trees.iter().zip(&shape) {
+            let last = (start + ctx_len - 1) as u32;
+            let mut at = start + ctx_len;
+            for (c, &n) in continuations.iter().zip(inputs) {
+                if !c.is_empty() {
+                    rows.push(last);
+                    rows.extend(at as u32..(at + n) as u32);
+                    targets.extend_from_slice(c);
+                }
+                at += n;
             }
-            rows.push(context.len() as u32 - 1);
-            rows.extend(start as u32..(start + input.len()) as u32);
-            targets.extend_from_slice(c);
-            start += input.len();
+            debug_assert_eq!(context.len(), *ctx_len);
+            start = at;
+        }
+        if targets.is_empty() {
+            return Ok(trees.iter().map(|(_, cs)| cs.iter().map(|_| Vec::new()).collect()).collect());
         }
         let picked = hidden.index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)?;
         let mut scores = self.gather(&picked, &targets)?.into_iter();
-        Ok(continuations.iter().map(|c| scores.by_ref().take(c.len()).collect()).collect())
+        Ok(trees
+            .iter()
+            .map(|(_, continuations)| continuations.iter().map(|c| scores.by_ref().take(c.len()).collect()).collect())
+            .collect())
     }
 
     /// LM head on `rows` only, log-softmax in f32, the targets' log-probs and greediness.

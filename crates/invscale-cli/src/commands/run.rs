@@ -51,8 +51,8 @@ pub struct RunArgs {
     /// Only the first N documents of each task, or a fraction (0.1 = the first 10%).
     #[arg(long)]
     limit: Option<f64>,
-    /// Accepted for lm-eval compatibility and recorded; the CPU engine runs a document at a time
-    /// (each distinct context once), so no batch size changes its numbers.
+    /// Requests per forward pass at most (auto: as many small documents as fit a token budget;
+    /// long ones go alone). Results do not depend on it beyond float rounding (≤ 1e-5).
     #[arg(long, default_value = "auto", value_name = "N|auto")]
     batch_size: String,
     /// cpu (this build has no GPU backend).
@@ -174,6 +174,8 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         max_length: args.max_length,
         stderr_ddof: usize::from(args.stderr_ddof),
         extra_metrics,
+        batch_requests: args.batch_size.parse().ok(),
+        ..RunSettings::default()
     };
 
     // Tasks and their data: what cannot be found is reported and left out; bad data stops the run
