@@ -7,7 +7,8 @@ here, so only the data source is replaced: the release JSONL files of ../shared,
 turned from its Python-literal string into the list the Hub's parquet copies hold (a temporary
 copy outside the repository).
 
-Then it keeps, per document: doc_id, lm-eval's sha256 `prompt_hash`/`target_hash`/`doc_hash`, the
+Then it keeps, per document: doc_id, lm-eval's sha256 `prompt_hash` and `target_hash` (its
+`doc_hash` hashes the row as the Hub's parquet holds it, which the release files do not), the
 log-likelihood and is_greedy of every choice, and acc/acc_norm; per task: the metrics and stderrs
 of lm-eval's results file; and lm-eval's config (version, BOS). No text of the documents.
 
@@ -61,6 +62,19 @@ def write_tasks(tmp: Path) -> list[str]:
         )
         names.append(name)
     return names
+
+
+def dump(fixture) -> str:
+    """Compact JSON with one document per line (small, and diffs show which documents changed)."""
+    tasks = fixture.pop("tasks")
+    head = json.dumps(fixture, ensure_ascii=False)[:-1]
+    parts = []
+    for name, t in tasks.items():
+        docs = ",\n".join(json.dumps(d, separators=(",", ":")) for d in t["docs"])
+        meta = json.dumps({k: v for k, v in t.items() if k != "docs"})[:-1]
+        parts.append(f"{json.dumps(name)}:{meta},\"docs\":[\n{docs}\n]}}")
+    fixture["tasks"] = tasks
+    return head + ',"tasks":{\n' + ",\n".join(parts) + "\n}}\n"
 
 
 def main():
@@ -117,7 +131,6 @@ def main():
                         "doc_id": s["doc_id"],
                         "prompt_hash": s["prompt_hash"],
                         "target_hash": s["target_hash"],
-                        "doc_hash": s["doc_hash"],
                         "target": s["target"],
                         "ll": [float(resp[0][0]) for resp in s["resps"]],
                         "is_greedy": [resp[0][1] in (True, "True") for resp in s["resps"]],
@@ -133,7 +146,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.bos == "auto" else f"-bos-{args.bos}"
     path = OUT / f"{args.model}{suffix}.json"
-    path.write_text(json.dumps(fixture, indent=1) + "\n")
+    path.write_text(dump(fixture))
     print(f"wrote {path} ({elapsed:.0f}s of lm_eval)", file=sys.stderr)
 
 
