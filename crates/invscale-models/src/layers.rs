@@ -44,6 +44,18 @@ impl RmsNorm {
     }
 }
 
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)?)
+    }
+}
+
 /// How rotary embeddings pair dimensions: llama.cpp's "normal" (adjacent pairs; llama-arch GGUF
 /// files permute Q/K for it) or NeoX's halves (HF's `rotate_half`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

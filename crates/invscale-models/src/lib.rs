@@ -2,6 +2,7 @@
 //! from Hugging Face checkpoints (safetensors) or GGUF files.
 
 pub mod gguf;
+pub mod hf;
 pub mod layers;
 pub mod model;
 pub mod models;

@@ -79,11 +79,62 @@ impl Model {
     pub fn load(source: &crate::ModelSource, precision: Precision) -> Result<Model> {
         match source {
             crate::ModelSource::Gguf(path) => Model::load_gguf(path, precision),
-            crate::ModelSource::Checkpoint(dir) => Err(ModelError::unsupported(
-                dir,
-                "Hugging Face safetensors checkpoints are not supported yet (GGUF files are): convert with llama.cpp's convert_hf_to_gguf.py, or use a .gguf",
-            )),
+            crate::ModelSource::Checkpoint(dir) => match precision {
+                Precision::F32 => Model::load_checkpoint(dir),
+                Precision::Quantized => Err(ModelError::unsupported(
+                    dir,
+                    "--dtype quantized applies to GGUF files; a safetensors checkpoint runs in f32",
+                )),
+            },
         }
+    }
+
+    /// Loads a Hugging Face checkpoint folder (`config.json`, safetensors, `tokenizer.json`) on
+    /// the CPU, in f32.
+    pub fn load_checkpoint(dir: &Path) -> Result<Model> {
+        use crate::hf::{HfConfig, HfWeights};
+        use crate::models::{gpt2::Gpt2, gpt_neox::GptNeox, opt::Opt};
+        let config = HfConfig::read(dir)?;
+        let arch = config.model_type()?.to_string();
+        const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, qwen2, gemma3_text";
+        if !matches!(arch.as_str(), "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "qwen2" | "gemma3_text") {
+            return Err(ModelError::unsupported(
+                &config.path,
+                format!("model_type `{arch}` is not supported (supported: {SUPPORTED})"),
+            ));
+        }
+        let tokenizer = Tokenizer::from_checkpoint(dir, &config)?;
+        let device = Device::Cpu;
+        let weights = HfWeights::open(dir, &device)?;
+        let embed_name = ["model.embed_tokens.weight", "transformer.wte.weight", "wte.weight", "gpt_neox.embed_in.weight", "embed_in.weight", "model.decoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
+            .into_iter()
+            .find(|n| weights.has(n))
+            .ok_or_else(|| ModelError::corrupt(dir, "no token embedding tensor in the checkpoint"))?;
+        let rows = weights.get(embed_name)?.dim(0)?;
+        if tokenizer.vocab_size() > rows {
+            return Err(ModelError::corrupt(
+                dir,
+                format!("the tokenizer has {} tokens but the model's embedding has {rows} rows: they do not belong together", tokenizer.vocab_size()),
+            ));
+        }
+        let net: Box<dyn CausalLm> = match arch.as_str() {
+            "gpt2" => Box::new(Gpt2::from_hf(&weights, &config)?),
+            "opt" => Box::new(Opt::from_hf(&weights, &config)?),
+            "gpt_neox" => Box::new(GptNeox::from_hf(&weights, &config)?),
+            "gemma3_text" => Box::new(Gemma3::from_hf(&weights, &config)?),
+            _ => Box::new(Llama::from_hf(&weights, &config)?),
+        };
+        let context_length = config.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]);
+        Ok(Model {
+            tokenizer,
+            arch,
+            params: weights.param_count(),
+            path: dir.to_path_buf(),
+            precision: Precision::F32,
+            context_length,
+            net,
+            device,
+        })
     }
 
     /// Loads a `.gguf` file on the CPU.

@@ -62,6 +62,40 @@ impl Tokenizer {
         Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind: "tokenizer.json".into() })
     }
 
+    /// A Hugging Face checkpoint's `tokenizer.json`, with BOS/EOS from `tokenizer_config.json`
+    /// (or `config.json`), and whether BOS goes first by default: `add_bos_token` when the config
+    /// says, else whether the tokenizer's own post-processor puts it there.
+    pub fn from_checkpoint(dir: &Path, config: &crate::hf::HfConfig) -> Result<Tokenizer> {
+        let path = dir.join("tokenizer.json");
+        if !path.is_file() {
+            return Err(ModelError::corrupt(
+                dir,
+                "no tokenizer.json (only fast tokenizers are read: save one with transformers' AutoTokenizer.from_pretrained(dir).save_pretrained(dir))",
+            ));
+        }
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::corrupt(&path, e.to_string()))?;
+        let tc_path = dir.join("tokenizer_config.json");
+        let tc: serde_json::Value = match std::fs::read_to_string(&tc_path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| ModelError::corrupt(&tc_path, format!("not valid JSON: {e}")))?,
+            Err(_) => serde_json::Value::Null,
+        };
+        let named = |v: &serde_json::Value| v.as_str().or_else(|| v["content"].as_str()).and_then(|s| inner.token_to_id(s));
+        let config_id = |k: &str| {
+            let v = config.get(k);
+            v.as_u64().or_else(|| v.as_array().and_then(|a| a.first()?.as_u64())).map(|i| i as u32)
+        };
+        let bos_id = named(&tc["bos_token"]).or_else(|| config_id("bos_token_id"));
+        let eos_id = named(&tc["eos_token"]).or_else(|| config_id("eos_token_id"));
+        let add_bos = match tc["add_bos_token"].as_bool() {
+            Some(b) => b,
+            None => {
+                let probe = inner.encode("a", true).map_err(tok_err)?;
+                bos_id.is_some() && probe.get_ids().first().copied() == bos_id
+            }
+        };
+        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind: "tokenizer.json".into() })
+    }
+
     pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         let model = g.string("tokenizer.ggml.model")?.to_string();
         let arch = g.architecture()?.to_string();

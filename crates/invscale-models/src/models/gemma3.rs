@@ -8,6 +8,7 @@ use candle_core::Tensor;
 
 use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, split_heads};
 use crate::model::CausalLm;
+use crate::hf::{HfConfig, HfWeights};
 use crate::weights::{GgufWeights, Hparams};
 use crate::Result;
 
@@ -87,6 +88,71 @@ impl Gemma3 {
             heads,
             kv_heads,
             scale: 1.0 / (head_dim as f64).sqrt(),
+        })
+    }
+}
+
+impl Gemma3 {
+    /// A Hugging Face checkpoint (`gemma3_text`): norms stored as `w` for a scale of `1 + w`,
+    /// queries scaled by `query_pre_attn_scalar^-1/2`, each layer's type and rotary base from the
+    /// config.
+    pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Gemma3> {
+        let hidden = c.usize(&["hidden_size"])?;
+        let heads = c.usize(&["num_attention_heads"])?;
+        let kv_heads = c.opt_usize(&["num_key_value_heads"]).unwrap_or(heads);
+        let layers = c.usize(&["num_hidden_layers"])?;
+        let head_dim = c.opt_usize(&["head_dim"]).unwrap_or(hidden / heads);
+        let eps = c.f64_or("rms_norm_eps", 1e-6);
+        let window = c.opt_usize(&["sliding_window"]);
+        if c.get("final_logit_softcapping").as_f64().is_some() || c.get("attn_logit_softcapping").as_f64().is_some() {
+            return Err(crate::ModelError::unsupported(&c.path, "logit soft-capping (Gemma 2) is not supported"));
+        }
+        let layer_types: Vec<bool> = match c.get("layer_types").as_array() {
+            Some(types) => types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect(),
+            None => {
+                let every = c.opt_usize(&["sliding_window_pattern", "_sliding_window_pattern"]).unwrap_or(GLOBAL_EVERY);
+                (0..layers).map(|i| (i + 1) % every != 0).collect()
+            }
+        };
+        let (global_base, global_scale) = c.rope(Some("full_attention"), 1_000_000.0)?;
+        let local_base = c.get("rope_parameters")["sliding_attention"]["rope_theta"]
+            .as_f64()
+            .unwrap_or_else(|| c.f64_or("rope_local_base_freq", LOCAL_ROPE_BASE));
+        let embed = w.get("model.embed_tokens.weight")?;
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let n = |s: &str| format!("model.layers.{i}.{s}");
+            let norm = |s: &str, eps| w.rms_norm(&n(s), eps, true);
+            blocks.push(Block {
+                attn_norm: norm("input_layernorm.weight", eps)?,
+                q: w.linear(&n("self_attn.q_proj"))?,
+                k: w.linear(&n("self_attn.k_proj"))?,
+                v: w.linear(&n("self_attn.v_proj"))?,
+                q_norm: norm("self_attn.q_norm.weight", eps)?,
+                k_norm: norm("self_attn.k_norm.weight", eps)?,
+                o: w.linear(&n("self_attn.o_proj"))?,
+                post_attn_norm: norm("post_attention_layernorm.weight", eps)?,
+                ffn_norm: norm("pre_feedforward_layernorm.weight", eps)?,
+                gate: w.linear(&n("mlp.gate_proj"))?,
+                up: w.linear(&n("mlp.up_proj"))?,
+                down: w.linear(&n("mlp.down_proj"))?,
+                post_ffn_norm: norm("post_feedforward_layernorm.weight", eps)?,
+                window: if layer_types.get(i).copied().unwrap_or(false) { window } else { None },
+            });
+        }
+        let scalar = c.get("query_pre_attn_scalar").as_f64().unwrap_or(head_dim as f64);
+        Ok(Gemma3 {
+            norm: w.rms_norm("model.norm.weight", eps, true)?,
+            head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", true))?,
+            embed,
+            // HF computes the scale in the embedding's dtype (f32 here).
+            embed_scale: (hidden as f32).sqrt() as f64,
+            blocks,
+            rotary_global: Rotary::new(RopeStyle::Halves, head_dim, global_base, global_scale),
+            rotary_local: Rotary::new(RopeStyle::Halves, head_dim, local_base, 1.0),
+            heads,
+            kv_heads,
+            scale: 1.0 / scalar.sqrt(),
         })
     }
 }

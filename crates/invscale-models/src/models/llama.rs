@@ -6,6 +6,7 @@ use candle_core::Tensor;
 
 use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, silu, split_heads};
 use crate::model::CausalLm;
+use crate::hf::{HfConfig, HfWeights};
 use crate::weights::{GgufWeights, Hparams};
 use crate::Result;
 
@@ -61,6 +62,46 @@ impl Llama {
             embed,
             blocks,
             rotary: Rotary::new(style, rotary_dim, rope_base, rope_scale),
+            heads,
+            kv_heads,
+            head_dim,
+        })
+    }
+}
+
+impl Llama {
+    /// A Hugging Face checkpoint (`llama`, `qwen2`, `mistral` model types): HF's rotary layout
+    /// (halves; the weights are not permuted as in GGUF).
+    pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Llama> {
+        let hidden = c.usize(&["hidden_size"])?;
+        let heads = c.usize(&["num_attention_heads"])?;
+        let kv_heads = c.opt_usize(&["num_key_value_heads"]).unwrap_or(heads);
+        let layers = c.usize(&["num_hidden_layers"])?;
+        let head_dim = c.opt_usize(&["head_dim"]).unwrap_or(hidden / heads);
+        let eps = c.f64_or("rms_norm_eps", 1e-6);
+        let (base, scale) = c.rope(None, 10_000.0)?;
+        let embed = w.get("model.embed_tokens.weight")?;
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let n = |s: &str| format!("model.layers.{i}.{s}");
+            blocks.push(Block {
+                attn_norm: w.rms_norm(&n("input_layernorm.weight"), eps, false)?,
+                q: w.linear(&n("self_attn.q_proj"))?,
+                k: w.linear(&n("self_attn.k_proj"))?,
+                v: w.linear(&n("self_attn.v_proj"))?,
+                o: w.linear(&n("self_attn.o_proj"))?,
+                ffn_norm: w.rms_norm(&n("post_attention_layernorm.weight"), eps, false)?,
+                gate: w.linear(&n("mlp.gate_proj"))?,
+                up: w.linear(&n("mlp.up_proj"))?,
+                down: w.linear(&n("mlp.down_proj"))?,
+            });
+        }
+        Ok(Llama {
+            norm: w.rms_norm("model.norm.weight", eps, false)?,
+            head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
+            embed,
+            blocks,
+            rotary: Rotary::new(RopeStyle::Halves, head_dim, base, scale),
             heads,
             kv_heads,
             head_dim,

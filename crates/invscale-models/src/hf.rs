@@ -1,0 +1,173 @@
+//! Hugging Face checkpoints: `config.json` and `model.safetensors` (or shards listed in
+//! `model.safetensors.index.json`), memory-mapped; every tensor is read as f32 (the exact path).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+
+use crate::layers::{LayerNorm, Linear, RmsNorm, Weight};
+use crate::{ModelError, Result};
+
+/// `config.json`, with typed access and errors that name the file and the key.
+pub struct HfConfig {
+    pub path: PathBuf,
+    value: Value,
+}
+
+impl HfConfig {
+    pub fn read(dir: &Path) -> Result<HfConfig> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::corrupt(&path, format!("not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ModelError::corrupt(&path, "not a JSON object"));
+        }
+        Ok(HfConfig { path, value })
+    }
+
+    pub fn model_type(&self) -> Result<&str> {
+        self.value["model_type"].as_str().ok_or_else(|| ModelError::corrupt(&self.path, "no `model_type`"))
+    }
+
+    pub fn get(&self, key: &str) -> &Value {
+        &self.value[key]
+    }
+
+    /// The first of `keys` present (configs name the same thing differently across families).
+    pub fn usize(&self, keys: &[&str]) -> Result<usize> {
+        self.opt_usize(keys).ok_or_else(|| ModelError::corrupt(&self.path, format!("`{}` is missing or not a count", keys[0])))
+    }
+
+    pub fn opt_usize(&self, keys: &[&str]) -> Option<usize> {
+        keys.iter().find_map(|k| self.value[*k].as_u64()).map(|v| v as usize)
+    }
+
+    pub fn f64_or(&self, key: &str, default: f64) -> f64 {
+        self.value[key].as_f64().unwrap_or(default)
+    }
+
+    pub fn bool_or(&self, key: &str, default: bool) -> bool {
+        self.value[key].as_bool().unwrap_or(default)
+    }
+
+    /// `rope_parameters` (transformers ≥ 5; per layer type for Gemma 3) or the older top-level
+    /// `rope_theta` / `rope_scaling`. Returns (base, linear scale); other RoPE types are refused.
+    pub fn rope(&self, layer_type: Option<&str>, default_base: f64) -> Result<(f64, f64)> {
+        let params = match (&self.value["rope_parameters"], layer_type) {
+            (Value::Object(m), Some(t)) if m.contains_key(t) => &m[t],
+            (v @ Value::Object(_), _) => v,
+            _ => &Value::Null,
+        };
+        let legacy_scaling = &self.value["rope_scaling"];
+        let base = params["rope_theta"].as_f64().or_else(|| self.value["rope_theta"].as_f64()).unwrap_or(default_base);
+        let scaling = if params.is_object() { params } else { legacy_scaling };
+        let kind = scaling["rope_type"].as_str().or_else(|| scaling["type"].as_str()).unwrap_or("default");
+        match kind {
+            "default" => Ok((base, 1.0)),
+            "linear" => Ok((base, scaling["factor"].as_f64().unwrap_or(1.0))),
+            other => Err(ModelError::unsupported(&self.path, format!("rope type `{other}` is not supported yet (default and linear are)"))),
+        }
+    }
+
+    /// GPT-NeoX's rotary fraction: `rope_parameters.partial_rotary_factor` or `rotary_pct`.
+    pub fn partial_rotary(&self) -> f64 {
+        self.value["rope_parameters"]["partial_rotary_factor"]
+            .as_f64()
+            .or_else(|| self.value["partial_rotary_factor"].as_f64())
+            .or_else(|| self.value["rotary_pct"].as_f64())
+            .unwrap_or(1.0)
+    }
+}
+
+/// The checkpoint's tensors, memory-mapped.
+pub struct HfWeights {
+    pub dir: PathBuf,
+    tensors: MmapedSafetensors,
+    names: BTreeSet<String>,
+    device: Device,
+}
+
+impl HfWeights {
+    pub fn open(dir: &Path, device: &Device) -> Result<HfWeights> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.is_file() {
+            vec![single]
+        } else if index.is_file() {
+            let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::corrupt(&index, format!("not valid JSON: {e}")))?;
+            let map = v["weight_map"].as_object().ok_or_else(|| ModelError::corrupt(&index, "no `weight_map`"))?;
+            let shards: BTreeSet<&str> = map.values().filter_map(Value::as_str).collect();
+            let files: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
+            if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                return Err(ModelError::corrupt(&index, format!("shard {} is missing", missing.display())));
+            }
+            files
+        } else {
+            return Err(ModelError::corrupt(
+                dir,
+                "no weights: neither model.safetensors nor model.safetensors.index.json (PyTorch .bin checkpoints are not read: convert them to safetensors)",
+            ));
+        };
+        // Safety: the files are mapped read-only; invscale never writes them, and a file
+        // changed underneath a running process is outside what any mmap reader can guard.
+        let tensors = unsafe { MmapedSafetensors::multi(&files) }
+            .map_err(|e| ModelError::corrupt(&files[0], format!("not a readable safetensors file: {e}")))?;
+        let names = tensors.tensors().into_iter().map(|(n, _)| n).collect();
+        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, device: device.clone() })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Parameters in the checkpoint.
+    pub fn param_count(&self) -> u64 {
+        self.tensors.tensors().iter().map(|(_, v)| v.shape().iter().product::<usize>() as u64).sum()
+    }
+
+    /// A tensor as f32.
+    pub fn get(&self, name: &str) -> Result<Tensor> {
+        if !self.has(name) {
+            return Err(ModelError::corrupt(&self.dir, format!("tensor `{name}` is missing from the checkpoint")));
+        }
+        let t = self.tensors.load(name, &self.device).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{name}`: {e}")))?;
+        Ok(if t.dtype() == DType::F32 { t } else { t.to_dtype(DType::F32)? })
+    }
+
+    /// `prefix.weight` (`[out, in]`) and `prefix.bias` when present.
+    pub fn linear(&self, prefix: &str) -> Result<Linear> {
+        let bias = format!("{prefix}.bias");
+        Ok(Linear {
+            weight: Weight::Dense(self.get(&format!("{prefix}.weight"))?),
+            bias: if self.has(&bias) { Some(self.get(&bias)?) } else { None },
+        })
+    }
+
+    /// GPT-2's `Conv1D`: the weight is stored `[in, out]`.
+    pub fn conv1d(&self, prefix: &str) -> Result<Linear> {
+        Ok(Linear {
+            weight: Weight::Dense(self.get(&format!("{prefix}.weight"))?.t()?.contiguous()?),
+            bias: Some(self.get(&format!("{prefix}.bias"))?),
+        })
+    }
+
+    pub fn layer_norm(&self, prefix: &str, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm { weight: self.get(&format!("{prefix}.weight"))?, bias: self.get(&format!("{prefix}.bias"))?, eps: eps as f32 })
+    }
+
+    /// RMSNorm; Gemma stores `w` for a scale of `1 + w`.
+    pub fn rms_norm(&self, name: &str, eps: f64, plus_one: bool) -> Result<RmsNorm> {
+        let w = self.get(name)?;
+        Ok(RmsNorm { weight: if plus_one { (w + 1.0)? } else { w }, eps: eps as f32 })
+    }
+
+    /// The LM head: the embedding matrix when tied (`tie_word_embeddings`), else `name`.
+    pub fn head(&self, name: &str, embed: &Tensor, tied: bool) -> Result<Linear> {
+        let weight = if tied { embed.clone() } else { self.get(name)? };
+        Ok(Linear { weight: Weight::Dense(weight), bias: None })
+    }
+}

@@ -1,0 +1,92 @@
+//! GPT-2: learned absolute positions, pre-norm blocks with LayerNorm, fused QKV (`c_attn`, a
+//! `Conv1D` stored `[in, out]`), GELU (tanh) MLP, LM head tied to the token embeddings.
+
+use candle_core::Tensor;
+
+use crate::Result;
+use crate::hf::{HfConfig, HfWeights};
+use crate::layers::{KvCache, LayerNorm, Layout, Linear, attention, split_heads};
+use crate::model::CausalLm;
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    c_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+pub struct Gpt2 {
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    head: Linear,
+    heads: usize,
+    hidden: usize,
+}
+
+impl Gpt2 {
+    pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Gpt2> {
+        let hidden = c.usize(&["n_embd", "hidden_size"])?;
+        let heads = c.usize(&["n_head", "num_attention_heads"])?;
+        let layers = c.usize(&["n_layer", "num_hidden_layers"])?;
+        let eps = c.f64_or("layer_norm_epsilon", 1e-5);
+        // Checkpoints saved from GPT2LMHeadModel prefix `transformer.`; bare GPT2Model ones do not.
+        let p = if w.has("transformer.wte.weight") { "transformer." } else { "" };
+        let wte = w.get(&format!("{p}wte.weight"))?;
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let b = |s: &str| format!("{p}h.{i}.{s}");
+            blocks.push(Block {
+                ln_1: w.layer_norm(&b("ln_1"), eps)?,
+                c_attn: w.conv1d(&b("attn.c_attn"))?,
+                c_proj: w.conv1d(&b("attn.c_proj"))?,
+                ln_2: w.layer_norm(&b("ln_2"), eps)?,
+                c_fc: w.conv1d(&b("mlp.c_fc"))?,
+                mlp_proj: w.conv1d(&b("mlp.c_proj"))?,
+            });
+        }
+        Ok(Gpt2 {
+            wpe: w.get(&format!("{p}wpe.weight"))?,
+            ln_f: w.layer_norm(&format!("{p}ln_f"), eps)?,
+            head: w.head("lm_head.weight", &wte, c.bool_or("tie_word_embeddings", true))?,
+            wte,
+            blocks,
+            heads,
+            hidden,
+        })
+    }
+}
+
+impl CausalLm for Gpt2 {
+    fn layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
+        let device = self.wte.device();
+        let positions: Vec<u32> = layout.positions.iter().map(|&p| p as u32).collect();
+        let mut x = (self.wte.index_select(&Tensor::new(ids, device)?, 0)?
+            + self.wpe.index_select(&Tensor::new(positions.as_slice(), device)?, 0)?)?;
+        let mask = layout.mask(None, device)?;
+        let scale = 1.0 / ((self.hidden / self.heads) as f64).sqrt();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let qkv = b.c_attn.forward(&b.ln_1.forward(&x)?)?;
+            let q = split_heads(&qkv.narrow(1, 0, self.hidden)?, self.heads)?;
+            let k = split_heads(&qkv.narrow(1, self.hidden, self.hidden)?, self.heads)?;
+            let v = split_heads(&qkv.narrow(1, 2 * self.hidden, self.hidden)?, self.heads)?;
+            let (k, v) = cache.append(i, k, v)?;
+            x = (x + b.c_proj.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;
+            let h = b.c_fc.forward(&b.ln_2.forward(&x)?)?.gelu()?;
+            x = (&x + b.mlp_proj.forward(&h)?)?;
+        }
+        cache.advance(ids.len());
+        self.ln_f.forward(&x)
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head.forward(hidden)
+    }
+}

@@ -1,0 +1,104 @@
+//! GPT-NeoX / Pythia: LayerNorm blocks with a parallel residual (`x + attn(ln1 x) + mlp(ln2 x)`,
+//! or sequential when `use_parallel_residual` is false), fused QKV laid out per head
+//! (`[heads, 3, head_dim]`), rotary embeddings on the first `rotary_pct` of each head (NeoX
+//! halves), exact GELU, and an untied output projection (`embed_out`).
+
+use candle_core::Tensor;
+
+use crate::Result;
+use crate::hf::{HfConfig, HfWeights};
+use crate::layers::{KvCache, LayerNorm, Layout, Linear, RopeStyle, Rotary, attention};
+use crate::model::CausalLm;
+
+struct Block {
+    ln_1: LayerNorm,
+    qkv: Linear,
+    dense: Linear,
+    ln_2: LayerNorm,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct GptNeox {
+    embed: Tensor,
+    blocks: Vec<Block>,
+    final_norm: LayerNorm,
+    head: Linear,
+    rotary: Rotary,
+    heads: usize,
+    head_dim: usize,
+    parallel: bool,
+}
+
+impl GptNeox {
+    pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<GptNeox> {
+        let hidden = c.usize(&["hidden_size"])?;
+        let heads = c.usize(&["num_attention_heads"])?;
+        let layers = c.usize(&["num_hidden_layers"])?;
+        let eps = c.f64_or("layer_norm_eps", 1e-5);
+        let head_dim = hidden / heads;
+        let rotary_dim = (head_dim as f64 * c.partial_rotary()) as usize;
+        let (base, scale) = c.rope(None, 10_000.0)?;
+        let p = if w.has("gpt_neox.embed_in.weight") { "gpt_neox." } else { "" };
+        let embed = w.get(&format!("{p}embed_in.weight"))?;
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let b = |s: &str| format!("{p}layers.{i}.{s}");
+            blocks.push(Block {
+                ln_1: w.layer_norm(&b("input_layernorm"), eps)?,
+                qkv: w.linear(&b("attention.query_key_value"))?,
+                dense: w.linear(&b("attention.dense"))?,
+                ln_2: w.layer_norm(&b("post_attention_layernorm"), eps)?,
+                up: w.linear(&b("mlp.dense_h_to_4h"))?,
+                down: w.linear(&b("mlp.dense_4h_to_h"))?,
+            });
+        }
+        Ok(GptNeox {
+            final_norm: w.layer_norm(&format!("{p}final_layer_norm"), eps)?,
+            head: w.head("embed_out.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
+            embed,
+            blocks,
+            rotary: Rotary::new(RopeStyle::Halves, rotary_dim, base, scale),
+            heads,
+            head_dim,
+            parallel: c.bool_or("use_parallel_residual", true),
+        })
+    }
+}
+
+impl CausalLm for GptNeox {
+    fn layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
+        let device = self.embed.device();
+        let t = ids.len();
+        let mut x = self.embed.index_select(&Tensor::new(ids, device)?, 0)?;
+        let mask = layout.mask(None, device)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        for (i, b) in self.blocks.iter().enumerate() {
+            // [t, heads, 3, head_dim] → q, k, v as [1, heads, t, head_dim].
+            let qkv = b.qkv.forward(&b.ln_1.forward(&x)?)?.reshape((t, self.heads, 3, self.head_dim))?;
+            let part = |j: usize| -> Result<Tensor> { Ok(qkv.narrow(2, j, 1)?.squeeze(2)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?) };
+            let q = self.rotary.apply(&part(0)?, &layout.positions)?;
+            let k = self.rotary.apply(&part(1)?, &layout.positions)?;
+            let (k, v) = cache.append(i, k, part(2)?)?;
+            let attn = b.dense.forward(&attention(&q, &k, &v, &mask, scale)?)?;
+            if self.parallel {
+                let mlp = b.down.forward(&b.up.forward(&b.ln_2.forward(&x)?)?.gelu_erf()?)?;
+                x = ((x + attn)? + mlp)?;
+            } else {
+                x = (x + attn)?;
+                let mlp = b.down.forward(&b.up.forward(&b.ln_2.forward(&x)?)?.gelu_erf()?)?;
+                x = (x + mlp)?;
+            }
+        }
+        cache.advance(t);
+        self.final_norm.forward(&x)
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head.forward(hidden)
+    }
+}

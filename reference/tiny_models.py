@@ -1,0 +1,133 @@
+"""Tiny random models of every supported architecture, and transformers' log-probs on them
+(never invscale's).
+
+For each architecture variant, builds a model from a small config with random weights
+(`AutoModelForCausalLM.from_config` after `torch.manual_seed`), saves it in the Hub's layout
+(`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`), and records the
+per-token log-probs transformers computes (float32) on prompts from the real data, tokenised
+with a small byte-level BPE trained here with the `tokenizers` package.
+
+    reference/tiny_models.py
+
+Writes crates/invscale-models/tests/fixtures/tiny/<variant>/ and
+crates/invscale-models/tests/fixtures/tiny/logprobs.jsonl
+"""
+import json
+import shutil
+import sys
+
+import torch
+from tokens import DATA, ROOT, documents  # noqa: E402 (same folder)
+
+OUT = ROOT / "crates/invscale-models/tests/fixtures/tiny"
+VOCAB = 320
+MAX_TOKENS = 96
+SPECIALS = ["<|endoftext|>", "<s>", "</s>", "<pad>"]
+
+
+def train_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    texts = [p + "".join(c) for _, _, p, c in documents()]
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def variants():
+    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3TextConfig, LlamaConfig, OPTConfig,
+                              Qwen2Config)
+
+    common = dict(vocab_size=VOCAB)
+    return {
+        # GPT-2: learned positions, Conv1D weights, tied head, no BOS by default.
+        "gpt2": (GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=0, eos_token_id=0, **common), False),
+        # OPT-125m style: pre-norm, positions offset by 2, BOS (</s>) first.
+        "opt": (OPTConfig(hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                          max_position_embeddings=128, word_embed_proj_dim=32, do_layer_norm_before=True,
+                          pad_token_id=3, bos_token_id=2, eos_token_id=2, **common), True),
+        # OPT-350m style: post-norm, project_in/project_out (word_embed_proj_dim != hidden_size).
+        "opt-350m": (OPTConfig(hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                               max_position_embeddings=128, word_embed_proj_dim=16, do_layer_norm_before=False,
+                               pad_token_id=3, bos_token_id=2, eos_token_id=2, **common), True),
+        # Pythia: parallel residual, partial rotary (rotary_pct 0.25), untied head.
+        "gpt-neox": (GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                   rotary_pct=0.25, use_parallel_residual=True, max_position_embeddings=128,
+                                   bos_token_id=0, eos_token_id=0, tie_word_embeddings=False, **common), False),
+        "gpt-neox-sequential": (GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                              intermediate_size=64, rotary_pct=0.5, use_parallel_residual=False,
+                                              max_position_embeddings=128, bos_token_id=0, eos_token_id=0,
+                                              tie_word_embeddings=False, **common), False),
+        # Llama: grouped-query attention, untied head, BOS first.
+        "llama": (LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                              intermediate_size=64, max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
+                              tie_word_embeddings=False, **common), True),
+        # Qwen2: biases on q/k/v, tied head, GQA.
+        "qwen2": (Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                              intermediate_size=64, max_position_embeddings=128, bos_token_id=0, eos_token_id=0,
+                              tie_word_embeddings=True, **common), False),
+        # Gemma 3: scaled embeddings, (1 + w) norms, q/k norms, sliding-window layers (window 16,
+        # shorter than the prompts) and a global one, query_pre_attn_scalar != head_dim.
+        "gemma3": (Gemma3TextConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                    head_dim=8, intermediate_size=64, max_position_embeddings=128, sliding_window=16,
+                                    layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                                    query_pre_attn_scalar=16, bos_token_id=1, eos_token_id=2, pad_token_id=3,
+                                    **common), True),
+    }
+
+
+def selected_prompts():
+    want = {("neqa", 0), ("neqa", 123), ("memo_trap", 5), ("memo_trap", 700), ("hindsight_neglect", 0)}
+    for task, doc_id, prompt, classes in documents():
+        if (task, doc_id) in want:
+            yield task, doc_id, prompt + classes[0]
+
+
+def main():
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    torch.set_grad_enabled(False)
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    tok = train_tokenizer()
+    rows = []
+    for i, (name, (config, bos)) in enumerate(variants().items()):
+        torch.manual_seed(1000 + i)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.eval()
+        # Random weights are tiny by default; widen them so the log-probs are far from uniform.
+        for p in model.parameters():
+            p.mul_(12.0 if p.dim() > 1 else 1.0)
+        d = OUT / name
+        model.save_pretrained(d, safe_serialization=True)
+        bos_token = "<s>" if config.bos_token_id == 1 else ("</s>" if config.bos_token_id == 2 else "<|endoftext|>")
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos_token, eos_token=SPECIALS[config.eos_token_id],
+                                       pad_token="<pad>")
+        fast.add_bos_token = bos
+        fast.save_pretrained(d)
+        cfg = json.loads((d / "tokenizer_config.json").read_text())
+        cfg["add_bos_token"] = bos
+        (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        for task, doc_id, text in selected_prompts():
+            ids = tok.encode(text, add_special_tokens=False).ids
+            if bos:
+                ids = [config.bos_token_id] + ids
+            ids = ids[:MAX_TOKENS]
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+            lp = [round(logp[j - 1, ids[j]].item(), 7) for j in range(1, len(ids))]
+            rows.append({"model": name, "task": task, "doc": doc_id, "ids": ids, "logprobs": lp})
+    with open(OUT / "logprobs.jsonl", "w") as f:
+        f.write(json.dumps({"tool": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}",
+                            "dtype": "float32", "text": "prompt + classes[0], first {MAX_TOKENS} tokens"}) + "\n")
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    print(f"wrote {OUT}: {len(rows)} rows", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
