@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -90,12 +90,12 @@ fn missing_files_and_folders() {
     let dir = tempfile::tempdir().unwrap();
     let e = resolve(dir.path().to_str().unwrap(), None, &hub).unwrap_err().to_string();
     assert!(e.contains("neither a config.json") && e.contains("nor a .gguf"), "{e}");
-    // A checkpoint folder is recognised, and said to be unsupported for now.
+    // A checkpoint folder is recognised; a config without a model type is named as such.
     std::fs::write(dir.path().join("config.json"), "{}").unwrap();
     let source = resolve(dir.path().to_str().unwrap(), None, &hub).unwrap();
     assert_eq!(source, ModelSource::Checkpoint(dir.path().to_path_buf()));
     let e = Model::load(&source, Precision::F32).err().unwrap().to_string();
-    assert!(e.contains("safetensors checkpoints are not supported yet"), "{e}");
+    assert!(e.contains("config.json: no `model_type`"), "{e}");
     // Offline, a hub id that is not cached says where it looked.
     let e = resolve("org/absent", None, &hub).unwrap_err();
     assert!(matches!(e, ModelError::Hub(_)));
@@ -136,4 +136,91 @@ fn hub_ids_resolve_through_the_hub_cache() {
     // Offline afterwards: served from the cache.
     let offline = Hub::new(HubConfig::new(cache.path(), "http://127.0.0.1:9", true));
     assert_eq!(resolve("org/one", None, &offline).unwrap(), source);
+}
+
+fn tiny_checkpoint(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny").join(name)
+}
+
+/// A copy of a tiny checkpoint, for breaking it.
+fn copy_checkpoint(name: &str, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(tiny_checkpoint(name)).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+fn checkpoint_err(dir: &Path) -> String {
+    match Model::load(&ModelSource::Checkpoint(dir.to_path_buf()), Precision::F32) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn broken_checkpoints_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = |label: &str, edit: &dyn Fn(&Path)| -> String {
+        let dir = tmp.path().join(label);
+        copy_checkpoint("gpt2", &dir);
+        edit(&dir);
+        checkpoint_err(&dir)
+    };
+    let e = case("arch", &|d| {
+        let c = std::fs::read_to_string(d.join("config.json")).unwrap().replace("\"model_type\": \"gpt2\"", "\"model_type\": \"mamba\"");
+        std::fs::write(d.join("config.json"), c).unwrap();
+    });
+    assert!(e.contains("model_type `mamba` is not supported (supported: gpt2, opt, gpt_neox"), "{e}");
+    let e = case("no-tokenizer", &|d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
+    assert!(e.contains("no tokenizer.json"), "{e}");
+    let e = case("no-weights", &|d| std::fs::remove_file(d.join("model.safetensors")).unwrap());
+    assert!(e.contains("no weights: neither model.safetensors nor model.safetensors.index.json"), "{e}");
+    let e = case("truncated", &|d| {
+        let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+        std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    });
+    assert!(e.contains("model.safetensors: not a readable safetensors file"), "{e}");
+    let e = case("bad-json", &|d| std::fs::write(d.join("config.json"), "{\"model_type\": ").unwrap());
+    assert!(e.contains("config.json: not valid JSON"), "{e}");
+    // A tokenizer from another model: 100 more tokens than the embedding has rows.
+    let e = case("misfit", &|d| {
+        let mut t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("tokenizer.json")).unwrap()).unwrap();
+        let added = t["added_tokens"].as_array_mut().unwrap();
+        for i in 0..100 {
+            added.push(serde_json::json!({"id": 320 + i, "content": format!("<extra_{i}>"), "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true}));
+        }
+        std::fs::write(d.join("tokenizer.json"), t.to_string()).unwrap();
+    });
+    assert!(e.contains("the tokenizer has 420 tokens but the model's embedding has 320 rows"), "{e}");
+    let e = case("missing-tensor", &|d| {
+        let text = std::fs::read_to_string(tiny_checkpoint("opt").join("config.json")).unwrap();
+        std::fs::write(d.join("config.json"), text).unwrap();
+    });
+    assert!(e.contains("tensor `decoder.embed_tokens.weight` is missing from the checkpoint"), "{e}");
+}
+
+#[test]
+fn hub_checkpoints_resolve_through_the_hub_cache() {
+    let commit = "4444444444444444444444444444444444444444";
+    let files: Vec<FakeFile> = std::fs::read_dir(tiny_checkpoint("gpt2"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            FakeFile { repo: Repo::model("org/tiny-gpt2"), commit: commit.into(), lfs: name.ends_with(".safetensors"), path: name, content: std::fs::read(&p).unwrap() }
+        })
+        .collect();
+    let server = FakeHub::start(files);
+    let cache = tempfile::tempdir().unwrap();
+    let hub = Hub::new(HubConfig::new(cache.path(), &server.endpoint, false));
+    let source = resolve("org/tiny-gpt2", None, &hub).unwrap();
+    let want = cache.path().join("models--org--tiny-gpt2/snapshots").join(commit);
+    assert_eq!(source, ModelSource::Checkpoint(want));
+    let from_hub = Model::load(&source, Precision::F32).unwrap();
+    let local = Model::load(&ModelSource::Checkpoint(tiny_checkpoint("gpt2")), Precision::F32).unwrap();
+    let ids = local.tokenizer.encode("Question: Is the sky blue?\nAnswer: Yes").unwrap();
+    assert_eq!(from_hub.score(&ids, 1).unwrap(), local.score(&ids, 1).unwrap());
+    assert!(Model::load(&source, Precision::Quantized).err().unwrap().to_string().contains("--dtype quantized applies to GGUF files"));
 }
