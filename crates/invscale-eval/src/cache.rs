@@ -173,25 +173,45 @@ impl ScoreCache {
     }
 }
 
-/// What identifies a model's numbers: the file's size and its first and last MiB (cheap on
+/// What identifies a model's numbers: each file's size and its first and last MiB (cheap on
 /// multi-GB files, and any re-quantisation or different checkpoint changes them), with the
-/// precision and the engine version.
+/// precision and the engine version. A checkpoint folder counts its config, tokenizer and weights.
 pub fn fingerprint(path: &Path, precision: &str) -> io::Result<String> {
-    const SPAN: u64 = 1 << 20;
-    let mut file = File::open(path)?;
-    let size = file.metadata()?.len();
     let mut h = Sha256::new();
     h.update(ENGINE_VERSION.as_bytes());
     h.update(precision.as_bytes());
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n == "config.json" || n == "tokenizer.json" || n == "tokenizer_config.json" || n.ends_with(".safetensors")
+                })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            h.update(f.file_name().unwrap_or_default().as_encoded_bytes());
+            hash_ends(&f, &mut h)?;
+        }
+    } else {
+        hash_ends(path, &mut h)?;
+    }
+    Ok(hex(&h.finalize()[..12]))
+}
+
+fn hash_ends(path: &Path, h: &mut Sha256) -> io::Result<()> {
+    const SPAN: u64 = 1 << 20;
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
     h.update(size.to_le_bytes());
     let mut buf = vec![0u8; SPAN.min(size) as usize];
     file.read_exact(&mut buf)?;
     h.update(&buf);
     file.seek(SeekFrom::Start(size.saturating_sub(SPAN)))?;
-    buf.resize(SPAN.min(size) as usize, 0);
     file.read_exact(&mut buf)?;
     h.update(&buf);
-    Ok(hex(&h.finalize()[..12]))
+    Ok(())
 }
 
 #[cfg(test)]
