@@ -41,6 +41,8 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Evaluate a model on tasks (the main job), as lm-evaluation-harness would.
     Run(commands::run::RunArgs),
+    /// Run a family of models and call each task's trend: inverse, positive, U, inverted-U or flat.
+    Scale(commands::scale::ScaleArgs),
     /// Print each token of a text with its id and log-prob under a model.
     Logprobs(commands::logprobs::LogprobsArgs),
 }
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Tasks(args) => commands::tasks::run(args, &data),
         Command::Data(cmd) => commands::data::run(cmd, &data),
         Command::Run(args) => commands::run::run(args, &data),
+        Command::Scale(args) => commands::scale::run(args, &data),
         Command::Logprobs(args) => commands::logprobs::run(args),
     };
     match result {

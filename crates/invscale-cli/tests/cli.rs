@@ -245,3 +245,35 @@ fn run_a_group_reports_tasks_without_data_and_runs_the_rest() {
     assert_eq!(v["invscale"]["skipped"].as_array().unwrap().len(), 8);
     assert_eq!(v["group_subtasks"]["inverse_scaling_mc"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn scale_runs_a_family_and_writes_verdicts() {
+    let data = shared_data();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../invscale-models/tests/fixtures/tiny");
+    let models: Vec<String> = ["gpt2", "opt", "llama"].iter().map(|m| tiny.join(m).display().to_string()).collect();
+    let out = tempfile::tempdir().unwrap();
+    let o = invscale(&[
+        "scale", "--models", &models.join(","), "--tasks", "neqa", "--limit", "40", "--no-cache", "--resamples", "200",
+        "--data-dir", data.to_str().unwrap(), "--output-path", out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = stdout(&o);
+    assert!(md.contains("## inverse_scaling_neqa (40 documents)"), "{md}");
+    for metric in ["acc", "acc_norm", "loss"] {
+        assert!(md.contains(&format!("- **{metric}: ")), "{md}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("scaling.json")).unwrap()).unwrap();
+    let task = &v["tasks"][0];
+    // Sorted by size, smallest first; every metric has a verdict with its interval.
+    let params: Vec<u64> = task["models"].as_array().unwrap().iter().map(|m| m["parameters"].as_u64().unwrap()).collect();
+    assert!(params.windows(2).all(|w| w[0] <= w[1]), "{params:?}");
+    for metric in ["acc", "acc_norm", "loss"] {
+        let verdict = &task["verdicts"][metric];
+        assert!(verdict["trend"].is_string() && verdict["slope_interval"].is_array(), "{verdict}");
+    }
+    assert!(out.path().join("scaling.md").is_file());
+    // One model is not a family.
+    let o = invscale(&["scale", "--models", &models[0], "--tasks", "neqa", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("at least two models"), "{}", stderr(&o));
+}

@@ -2,6 +2,7 @@ pub mod data;
 pub mod logprobs;
 pub mod progress;
 pub mod run;
+pub mod scale;
 pub mod tasks;
 
 /// Exit status for bad input: data, task files, arguments (clap also uses 2).

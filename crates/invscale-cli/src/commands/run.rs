@@ -125,7 +125,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 /// lm-eval's `--limit`: a count, or a fraction of each task (rounded up).
-fn limited(docs: &[Document], limit: Option<f64>) -> &[Document] {
+pub fn limited(docs: &[Document], limit: Option<f64>) -> &[Document] {
     let n = match limit {
         None => docs.len(),
         Some(l) if l < 1.0 => (docs.len() as f64 * l).ceil() as usize,
@@ -178,49 +178,9 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         ..RunSettings::default()
     };
 
-    // Tasks and their data: what cannot be found is reported and left out; bad data stops the run
-    // before any model time is spent.
-    let registry = Registry::builtin();
-    let specs = match registry.resolve(&args.tasks) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let mut datasets: Vec<Dataset> = Vec::new();
-    let mut skipped: Vec<Skipped> = Vec::new();
-    let mut bad_data = false;
-    for spec in specs {
-        let files = match locate(&spec, data) {
-            Ok(f) => f,
-            Err(e) => {
-                // One line each (a group can miss many); `invscale data validate TASK` gives the
-                // whole story: every place looked and how to get the data.
-                let hub = e.hub.as_deref().and_then(|h| h.lines().next()).unwrap_or("no hub source");
-                let reason = format!("no data: not in the --data-dir folders; hub: {}", hub.trim_end_matches('.'));
-                eprintln!("warning: skipping {}: {reason}", spec.name);
-                skipped.push(Skipped { task: spec.name.clone(), reason });
-                continue;
-            }
-        };
-        match load(&spec, &files) {
-            Ok(ds) => {
-                for d in &ds.diagnostics {
-                    eprintln!("{d}");
-                }
-                datasets.push(ds);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                bad_data = true;
-            }
-        }
-    }
-    if bad_data {
-        eprintln!("error: fix the data above (`invscale data validate` lists every problem); nothing was run");
+    let Some((datasets, skipped)) = load_datasets(&args.tasks, data) else {
         return Ok(ExitCode::from(BAD_INPUT));
-    }
-    if datasets.is_empty() {
-        return fail("none of the tasks has data to run (see the warnings above; --data-dir points at local files)");
-    }
+    };
 
     let precision = match args.dtype {
         Dtype::F32 => Precision::F32,
@@ -243,19 +203,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         model.params as f64 / 1e6,
         load_started.elapsed().as_secs_f64()
     );
-    let fingerprint = fingerprint(&model.path, dtype).map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
-    let mut cache = if args.no_cache {
-        ScoreCache::disabled()
-    } else {
-        let dir = args.cache_dir.clone().or_else(default_cache_dir).ok_or_else(|| anyhow::anyhow!("no cache folder: set --cache-dir or $HOME"))?;
-        ScoreCache::open(&dir, &format!("{}-{fingerprint}", model.arch)).map_err(|e| anyhow::anyhow!("score cache in {}: {e}", dir.display()))?
-    };
-    for p in &cache.problems {
-        eprintln!("warning: score cache: {p}");
-    }
-    if let Some(p) = cache.path() {
-        eprintln!("score cache: {} ({} finished requests on record)", p.display(), cache.len());
-    }
+    let (fingerprint, mut cache) = open_cache(&model, dtype, args.no_cache, args.cache_dir.as_deref())?;
 
     let mut results: Vec<(usize, TaskResult)> = Vec::new();
     for (i, ds) in datasets.iter().enumerate() {
@@ -268,6 +216,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let end_time = now();
 
     // Group rows for the groups named in --tasks, over their tasks that ran.
+    let registry = Registry::builtin();
     let mut groups = Vec::new();
     for item in args.tasks.split(',').map(str::trim) {
         let Some(g) = registry.group(item) else { continue };
@@ -383,6 +332,76 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tasks of a `--tasks` value with their data: what cannot be found is reported and left
+/// out; bad data is reported and stops the run before any model time is spent (`None`: the
+/// errors are printed, exit with BAD_INPUT).
+pub fn load_datasets(tasks: &str, data: &DataOptions) -> Option<(Vec<Dataset>, Vec<Skipped>)> {
+    let registry = Registry::builtin();
+    let specs = match registry.resolve(tasks) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return None;
+        }
+    };
+    let mut datasets: Vec<Dataset> = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut bad_data = false;
+    for spec in specs {
+        let files = match locate(&spec, data) {
+            Ok(f) => f,
+            Err(e) => {
+                // One line each (a group can miss many); `invscale data validate TASK` gives the
+                // whole story: every place looked and how to get the data.
+                let hub = e.hub.as_deref().and_then(|h| h.lines().next()).unwrap_or("no hub source");
+                let reason = format!("no data: not in the --data-dir folders; hub: {}", hub.trim_end_matches('.'));
+                eprintln!("warning: skipping {}: {reason}", spec.name);
+                skipped.push(Skipped { task: spec.name.clone(), reason });
+                continue;
+            }
+        };
+        match load(&spec, &files) {
+            Ok(ds) => {
+                for d in &ds.diagnostics {
+                    eprintln!("{d}");
+                }
+                datasets.push(ds);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad_data = true;
+            }
+        }
+    }
+    if bad_data {
+        eprintln!("error: fix the data above (`invscale data validate` lists every problem); nothing was run");
+        return None;
+    }
+    if datasets.is_empty() {
+        eprintln!("error: none of the tasks has data to run (see the warnings above; --data-dir points at local files)");
+        return None;
+    }
+    Some((datasets, skipped))
+}
+
+/// The model's fingerprint and its score cache (reporting damaged entries).
+pub fn open_cache(model: &Model, dtype: &str, no_cache: bool, cache_dir: Option<&std::path::Path>) -> anyhow::Result<(String, ScoreCache)> {
+    let fingerprint = fingerprint(&model.path, dtype).map_err(|e| anyhow::anyhow!("{}: {e}", model.path.display()))?;
+    let cache = if no_cache {
+        ScoreCache::disabled()
+    } else {
+        let dir = cache_dir.map(PathBuf::from).or_else(default_cache_dir).ok_or_else(|| anyhow::anyhow!("no cache folder: set --cache-dir or $HOME"))?;
+        ScoreCache::open(&dir, &format!("{}-{fingerprint}", model.arch)).map_err(|e| anyhow::anyhow!("score cache in {}: {e}", dir.display()))?
+    };
+    for p in &cache.problems {
+        eprintln!("warning: score cache: {p}");
+    }
+    if let Some(p) = cache.path() {
+        eprintln!("score cache: {} ({} finished requests on record)", p.display(), cache.len());
+    }
+    Ok((fingerprint, cache))
 }
 
 fn bos_name(b: Bos) -> &'static str {
