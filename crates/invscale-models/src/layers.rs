@@ -221,35 +221,89 @@ impl Layout {
         }
     }
 
-    /// The additive attention mask `[1, 1, t, past + t]`; with a sliding `window`, a token sees
-    /// only keys less than `window` positions back.
-    pub fn mask(&self, window: Option<usize>, device: &Device) -> Result<Tensor> {
+    /// Token ranges that attend only among themselves (and the cache): one per tree of a
+    /// forest, so attention costs the sum of the trees' squares, not the square of the sum, and a
+    /// document's numbers do not depend on what it was batched with.
+    fn blocks(&self) -> Vec<std::ops::Range<usize>> {
         let t = self.len();
-        let s = self.past + t;
-        let mut m = vec![f32::NEG_INFINITY; t * s];
-        let near = |q: usize, k: usize| window.is_none_or(|w| q - k < w);
-        for i in 0..t {
-            let q = self.positions[i];
-            let row = &mut m[i * s..(i + 1) * s];
-            for (k, cell) in row[..self.past].iter_mut().enumerate() {
-                if near(q, k) {
-                    *cell = 0.0;
+        if self.past > 0 {
+            return vec![0..t];
+        }
+        let mut out = Vec::new();
+        let mut start = 0;
+        for i in 1..=t {
+            let root = |j: usize| {
+                let mut s = self.segment[j];
+                while let Some(p) = self.parent[s] {
+                    s = p;
                 }
-            }
-            for j in 0..t {
-                let k = self.positions[j];
-                if k <= q && near(q, k) && (j <= i) && self.is_ancestor_or_self(self.segment[j], self.segment[i]) {
-                    row[self.past + j] = 0.0;
-                }
+                s
+            };
+            if i == t || root(i) != root(start) {
+                out.push(start..i);
+                start = i;
             }
         }
-        Ok(Tensor::from_vec(m, (1, 1, t, s), device)?)
+        out
     }
+
+    /// The additive attention masks, block by block; with a sliding `window`, a token sees only
+    /// keys less than `window` positions back.
+    pub fn mask(&self, window: Option<usize>, device: &Device) -> Result<AttnMask> {
+        let near = |q: usize, k: usize| window.is_none_or(|w| q - k < w);
+        let mut blocks = Vec::new();
+        for r in self.blocks() {
+            // Keys: the cache, then this block's tokens.
+            let (t, s) = (r.len(), self.past + r.len());
+            let mut m = vec![f32::NEG_INFINITY; t * s];
+            for (i, qi) in r.clone().enumerate() {
+                let q = self.positions[qi];
+                let row = &mut m[i * s..(i + 1) * s];
+                for (k, cell) in row[..self.past].iter_mut().enumerate() {
+                    if near(q, k) {
+                        *cell = 0.0;
+                    }
+                }
+                for (j, kj) in r.clone().enumerate() {
+                    let k = self.positions[kj];
+                    if kj <= qi && k <= q && near(q, k) && self.is_ancestor_or_self(self.segment[kj], self.segment[qi]) {
+                        row[self.past + j] = 0.0;
+                    }
+                }
+            }
+            blocks.push((r, Tensor::from_vec(m, (1, 1, t, s), device)?));
+        }
+        Ok(AttnMask { past: self.past, blocks })
+    }
+}
+
+/// Attention masks of a [`Layout`], one per independent block of tokens.
+#[derive(Clone)]
+pub struct AttnMask {
+    past: usize,
+    blocks: Vec<(std::ops::Range<usize>, Tensor)>,
+}
+
+/// Attention over a layout's blocks: each block's queries against the cache and its own keys.
+/// `q: [1, h, t, d]`, `k, v: [1, kv_h, past + t, d]`; returns `[t, h·d]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64) -> Result<Tensor> {
+    if let [(_, m)] = mask.blocks.as_slice() {
+        return attention_block(q, k, v, m, scale);
+    }
+    let mut outs = Vec::with_capacity(mask.blocks.len());
+    for (r, m) in &mask.blocks {
+        let keys = |x: &Tensor| -> Result<Tensor> {
+            let own = x.narrow(2, mask.past + r.start, r.len())?;
+            Ok(if mask.past > 0 { Tensor::cat(&[x.narrow(2, 0, mask.past)?, own], 2)? } else { own })
+        };
+        outs.push(attention_block(&q.narrow(2, r.start, r.len())?, &keys(k)?, &keys(v)?, m, scale)?);
+    }
+    Ok(Tensor::cat(&outs, 0)?)
 }
 
 /// `softmax(q kᵀ · scale + mask) v` with grouped-query heads; `q: [1, h, t, d]`,
 /// `k, v: [1, kv_h, s, d]`. Returns `[t, h·d]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let (_, heads, t, head_dim) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let (k, v) = if kv_heads == heads {
