@@ -82,6 +82,31 @@ impl HfConfig {
     }
 }
 
+/// The decoder dimensions Llama-family configs state (Llama, Qwen2, Mistral, Gemma 3).
+pub struct Dims {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_eps: f64,
+}
+
+impl Dims {
+    pub fn from_config(c: &HfConfig) -> Result<Dims> {
+        let hidden = c.usize(&["hidden_size"])?;
+        let heads = c.usize(&["num_attention_heads"])?;
+        Ok(Dims {
+            hidden,
+            layers: c.usize(&["num_hidden_layers"])?,
+            heads,
+            kv_heads: c.opt_usize(&["num_key_value_heads"]).unwrap_or(heads),
+            head_dim: c.opt_usize(&["head_dim"]).unwrap_or(hidden / heads),
+            rms_eps: c.f64_or("rms_norm_eps", 1e-6),
+        })
+    }
+}
+
 /// The checkpoint's tensors, memory-mapped.
 pub struct HfWeights {
     pub dir: PathBuf,

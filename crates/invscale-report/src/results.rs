@@ -57,13 +57,13 @@ fn task_config(t: &TaskReport) -> Value {
 
 /// The whole results document.
 pub fn results_json(run: &RunInfo, tasks: &[TaskReport], groups: &[GroupReport], skipped: &[Skipped]) -> Value {
-    let mut results = Map::new();
-    for g in groups {
+    let group_row = |g: &GroupReport| {
         let mut row = Map::new();
         row.insert("alias".into(), json!(g.name));
         metric_entries(&mut row, &g.metrics);
-        results.insert(g.name.clone(), Value::Object(row));
-    }
+        Value::Object(row)
+    };
+    let mut results: Map<String, Value> = groups.iter().map(|g| (g.name.clone(), group_row(g))).collect();
     for t in tasks {
         let mut row = Map::new();
         let in_group = groups.iter().any(|g| g.tasks.contains(&t.spec.name));
@@ -77,14 +77,7 @@ pub fn results_json(run: &RunInfo, tasks: &[TaskReport], groups: &[GroupReport],
     let mut doc = Map::new();
     doc.insert("results".into(), Value::Object(results));
     if !groups.is_empty() {
-        let mut g_rows = Map::new();
-        for g in groups {
-            let mut row = Map::new();
-            row.insert("alias".into(), json!(g.name));
-            metric_entries(&mut row, &g.metrics);
-            g_rows.insert(g.name.clone(), Value::Object(row));
-        }
-        doc.insert("groups".into(), Value::Object(g_rows));
+        doc.insert("groups".into(), Value::Object(groups.iter().map(|g| (g.name.clone(), group_row(g))).collect()));
     }
     doc.insert(
         "group_subtasks".into(),

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 
 use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, split_heads};
 use crate::model::CausalLm;
-use crate::hf::{HfConfig, HfWeights};
+use crate::hf::{Dims, HfConfig, HfWeights};
 use crate::weights::{GgufWeights, Hparams};
 use crate::Result;
 
@@ -97,12 +97,7 @@ impl Gemma3 {
     /// queries scaled by `query_pre_attn_scalar^-1/2`, each layer's type and rotary base from the
     /// config.
     pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Gemma3> {
-        let hidden = c.usize(&["hidden_size"])?;
-        let heads = c.usize(&["num_attention_heads"])?;
-        let kv_heads = c.opt_usize(&["num_key_value_heads"]).unwrap_or(heads);
-        let layers = c.usize(&["num_hidden_layers"])?;
-        let head_dim = c.opt_usize(&["head_dim"]).unwrap_or(hidden / heads);
-        let eps = c.f64_or("rms_norm_eps", 1e-6);
+        let Dims { hidden, layers, heads, kv_heads, head_dim, rms_eps: eps } = Dims::from_config(c)?;
         let window = c.opt_usize(&["sliding_window"]);
         if c.get("final_logit_softcapping").as_f64().is_some() || c.get("attn_logit_softcapping").as_f64().is_some() {
             return Err(crate::ModelError::unsupported(&c.path, "logit soft-capping (Gemma 2) is not supported"));

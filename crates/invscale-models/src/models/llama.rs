@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, silu, split_heads};
 use crate::model::CausalLm;
-use crate::hf::{HfConfig, HfWeights};
+use crate::hf::{Dims, HfConfig, HfWeights};
 use crate::weights::{GgufWeights, Hparams};
 use crate::Result;
 
@@ -73,12 +73,7 @@ impl Llama {
     /// A Hugging Face checkpoint (`llama`, `qwen2`, `mistral` model types): HF's rotary layout
     /// (halves; the weights are not permuted as in GGUF).
     pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Llama> {
-        let hidden = c.usize(&["hidden_size"])?;
-        let heads = c.usize(&["num_attention_heads"])?;
-        let kv_heads = c.opt_usize(&["num_key_value_heads"]).unwrap_or(heads);
-        let layers = c.usize(&["num_hidden_layers"])?;
-        let head_dim = c.opt_usize(&["head_dim"]).unwrap_or(hidden / heads);
-        let eps = c.f64_or("rms_norm_eps", 1e-6);
+        let Dims { layers, heads, kv_heads, head_dim, rms_eps: eps, .. } = Dims::from_config(c)?;
         let (base, scale) = c.rope(None, 10_000.0)?;
         let embed = w.get("model.embed_tokens.weight")?;
         let mut blocks = Vec::with_capacity(layers);
