@@ -4,7 +4,8 @@
 For each architecture variant, builds a model from a small config with random weights
 (`AutoModelForCausalLM.from_config` after `torch.manual_seed`), saves it in the Hub's layout
 (`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`), and records the
-per-token log-probs transformers computes (float32) on prompts from the real data, tokenised
+per-token log-probs transformers computes (float32, and in bfloat16 and float16 with the
+log-softmax in float32) on prompts from the real data, tokenised
 with a small byte-level BPE trained here with the `tokenizers` package.
 
     reference/tiny_models.py
@@ -113,14 +114,18 @@ def main():
         cfg = json.loads((d / "tokenizer_config.json").read_text())
         cfg["add_bos_token"] = bos
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        # The same weights loaded in half precision, as `from_pretrained(dtype=...)` would.
+        half = {dt: AutoModelForCausalLM.from_pretrained(d, dtype=dt).eval() for dt in (torch.bfloat16, torch.float16)}
         for task, doc_id, text in selected_prompts():
             ids = tok.encode(text, add_special_tokens=False).ids
             if bos:
                 ids = [config.bos_token_id] + ids
             ids = ids[:MAX_TOKENS]
-            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
-            lp = [round(logp[j - 1, ids[j]].item(), 7) for j in range(1, len(ids))]
-            rows.append({"model": name, "task": task, "doc": doc_id, "ids": ids, "logprobs": lp})
+            row = {"model": name, "task": task, "doc": doc_id, "ids": ids}
+            for key, m in [("logprobs", model), ("logprobs_bf16", half[torch.bfloat16]), ("logprobs_f16", half[torch.float16])]:
+                logp = torch.log_softmax(m(torch.tensor([ids])).logits[0].float(), dim=-1)
+                row[key] = [round(logp[j - 1, ids[j]].item(), 7) for j in range(1, len(ids))]
+            rows.append(row)
     with open(OUT / "logprobs.jsonl", "w") as f:
         f.write(json.dumps({"tool": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}",
                             "dtype": "float32", "text": "prompt + classes[0], first {MAX_TOKENS} tokens"}) + "\n")

@@ -113,10 +113,12 @@ pub struct HfWeights {
     tensors: MmapedSafetensors,
     names: BTreeSet<String>,
     device: Device,
+    dtype: DType,
 }
 
 impl HfWeights {
-    pub fn open(dir: &Path, device: &Device) -> Result<HfWeights> {
+    /// Tensors are read in `dtype` (f32 on the exact path; bf16/f16 on GPUs).
+    pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<HfWeights> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if single.is_file() {
@@ -142,7 +144,7 @@ impl HfWeights {
         let tensors = unsafe { MmapedSafetensors::multi(&files) }
             .map_err(|e| ModelError::corrupt(&files[0], format!("not a readable safetensors file: {e}")))?;
         let names = tensors.tensors().into_iter().map(|(n, _)| n).collect();
-        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, device: device.clone() })
+        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, device: device.clone(), dtype })
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -154,13 +156,13 @@ impl HfWeights {
         self.tensors.tensors().iter().map(|(_, v)| v.shape().iter().product::<usize>() as u64).sum()
     }
 
-    /// A tensor as f32.
+    /// A tensor in the run's dtype.
     pub fn get(&self, name: &str) -> Result<Tensor> {
         if !self.has(name) {
             return Err(ModelError::corrupt(&self.dir, format!("tensor `{name}` is missing from the checkpoint")));
         }
         let t = self.tensors.load(name, &self.device).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{name}`: {e}")))?;
-        Ok(if t.dtype() == DType::F32 { t } else { t.to_dtype(DType::F32)? })
+        Ok(if t.dtype() == self.dtype { t } else { t.to_dtype(self.dtype)? })
     }
 
     /// `prefix.weight` (`[out, in]`) and `prefix.bias` when present.

@@ -99,6 +99,7 @@ impl Rotary {
         let (_, _, t, head_dim) = x.dims4()?;
         debug_assert_eq!(t, positions.len());
         let (cos, sin) = self.tables(positions, x.device())?;
+        let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
         let rot = self.inv_freq.len() * 2;
         let rope = |x: &Tensor| -> Result<Tensor> {
             let x = x.contiguous()?;
@@ -316,7 +317,8 @@ fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64
         };
         (repeat(k)?, repeat(v)?)
     };
-    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
+    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
+    let scores = scores.broadcast_add(&mask.to_dtype(scores.dtype())?)?;
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     let out = probs.matmul(&v.contiguous()?)?; // [1, h, t, d]
     Ok(out.transpose(1, 2)?.reshape((t, heads * head_dim))?)

@@ -77,14 +77,19 @@ pub struct Model {
 impl Model {
     /// Loads what [`resolve`](crate::resolve) found, on the CPU.
     pub fn load(source: &crate::ModelSource, precision: Precision) -> Result<Model> {
+        Model::load_on(source, precision, &Device::Cpu)
+    }
+
+    /// Loads what [`resolve`](crate::resolve) found, on `device`.
+    pub fn load_on(source: &crate::ModelSource, precision: Precision, device: &Device) -> Result<Model> {
         match source {
-            crate::ModelSource::Gguf(path) => Model::load_gguf(path, precision),
+            crate::ModelSource::Gguf(path) => Model::load_gguf_on(path, precision, device),
             crate::ModelSource::Checkpoint(dir) => match precision {
-                Precision::F32 => Model::load_checkpoint(dir),
                 Precision::Quantized => Err(ModelError::unsupported(
                     dir,
-                    "--dtype quantized applies to GGUF files; a safetensors checkpoint runs in f32",
+                    "--dtype quantized applies to GGUF files; a safetensors checkpoint runs in f32, bf16 or f16",
                 )),
+                _ => Model::load_checkpoint_on(dir, precision, device),
             },
         }
     }
@@ -92,6 +97,10 @@ impl Model {
     /// Loads a Hugging Face checkpoint folder (`config.json`, safetensors, `tokenizer.json`) on
     /// the CPU, in f32.
     pub fn load_checkpoint(dir: &Path) -> Result<Model> {
+        Model::load_checkpoint_on(dir, Precision::F32, &Device::Cpu)
+    }
+
+    fn load_checkpoint_on(dir: &Path, precision: Precision, device: &Device) -> Result<Model> {
         use crate::hf::{HfConfig, HfWeights};
         use crate::models::{gpt2::Gpt2, gpt_neox::GptNeox, opt::Opt};
         let config = HfConfig::read(dir)?;
@@ -104,8 +113,8 @@ impl Model {
             ));
         }
         let tokenizer = Tokenizer::from_checkpoint(dir, &config)?;
-        let device = Device::Cpu;
-        let weights = HfWeights::open(dir, &device)?;
+        let device = device.clone();
+        let weights = HfWeights::open(dir, &device, precision.dtype())?;
         let embed_name = ["model.embed_tokens.weight", "transformer.wte.weight", "wte.weight", "gpt_neox.embed_in.weight", "embed_in.weight", "model.decoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
             .into_iter()
             .find(|n| weights.has(n))
@@ -130,7 +139,7 @@ impl Model {
             arch,
             params: weights.param_count(),
             path: dir.to_path_buf(),
-            precision: Precision::F32,
+            precision,
             context_length,
             net,
             device,
@@ -139,6 +148,10 @@ impl Model {
 
     /// Loads a `.gguf` file on the CPU.
     pub fn load_gguf(path: &Path, precision: Precision) -> Result<Model> {
+        Model::load_gguf_on(path, precision, &Device::Cpu)
+    }
+
+    fn load_gguf_on(path: &Path, precision: Precision, device: &Device) -> Result<Model> {
         let file = GgufFile::open(path)?;
         let arch = file.architecture()?.to_string();
         if !matches!(arch.as_str(), "llama" | "qwen2" | "gemma3") {
@@ -164,7 +177,7 @@ impl Model {
             }
             Some(_) => {}
         }
-        let device = Device::Cpu;
+        let device = device.clone();
         let weights = GgufWeights { file: &file, device: device.clone(), precision };
         let net: Box<dyn CausalLm> = match arch.as_str() {
             "gemma3" => Box::new(Gemma3::from_gguf(&weights)?),

@@ -7,13 +7,37 @@ use crate::gguf::GgufFile;
 use crate::layers::{Linear, RmsNorm, Weight};
 use crate::Result;
 
-/// How a GGUF model runs.
+/// How a model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
-    /// Every tensor dequantized to f32: the exact path, what transformers' `gguf_file=` does.
+    /// Every tensor in f32 (GGUF dequantized): the exact path, what transformers does in float32.
     F32,
-    /// Matrices stay quantized (llama.cpp's arithmetic): the fast path.
+    /// GGUF matrices stay quantized (llama.cpp's arithmetic): the fast path on the CPU.
     Quantized,
+    /// Weights and activations in bfloat16 (for GPUs); log-softmax still in f32.
+    Bf16,
+    /// Weights and activations in float16 (for GPUs); log-softmax still in f32.
+    F16,
+}
+
+impl Precision {
+    /// The dtype of dense weights and activations.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::Bf16 => candle_core::DType::BF16,
+            Precision::F16 => candle_core::DType::F16,
+            Precision::F32 | Precision::Quantized => candle_core::DType::F32,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Quantized => "quantized",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
 }
 
 pub struct GgufWeights<'a> {
@@ -23,16 +47,18 @@ pub struct GgufWeights<'a> {
 }
 
 impl GgufWeights<'_> {
-    /// A tensor dequantized to f32.
+    /// A tensor dequantized, in the run's dtype (f32 unless bf16/f16 was asked for).
     pub fn f32(&self, name: &str) -> Result<Tensor> {
-        Ok(self.file.qtensor(name, &self.device)?.dequantize(&self.device)?)
+        let t = self.file.qtensor(name, &self.device)?.dequantize(&self.device)?;
+        let dtype = self.precision.dtype();
+        Ok(if t.dtype() == dtype { t } else { t.to_dtype(dtype)? })
     }
 
     /// `name` (a `.weight`) as a linear layer, with its `.bias` when the file has one.
     pub fn linear(&self, name: &str) -> Result<Linear> {
         let weight = match self.precision {
-            Precision::F32 => Weight::Dense(self.f32(name)?),
             Precision::Quantized => Weight::Quantized(QMatMul::from_qtensor(self.file.qtensor(name, &self.device)?)?),
+            _ => Weight::Dense(self.f32(name)?),
         };
         let bias_name = name.strip_suffix(".weight").map(|n| format!("{n}.bias"));
         let bias = match bias_name {
@@ -53,8 +79,8 @@ impl GgufWeights<'_> {
             return self.linear("output.weight");
         }
         Ok(match self.precision {
-            Precision::F32 => Linear { weight: Weight::Dense(embed_f32.clone()), bias: None },
             Precision::Quantized => self.linear("token_embd.weight")?,
+            _ => Linear { weight: Weight::Dense(embed_f32.clone()), bias: None },
         })
     }
 }

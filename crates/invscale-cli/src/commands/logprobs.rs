@@ -5,10 +5,10 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use invscale_models::{BosPolicy, Model, Precision, resolve};
+use invscale_models::{BosPolicy, Model, resolve};
 use serde_json::json;
 
-use super::BAD_INPUT;
+use super::{BAD_INPUT, Dtype};
 
 #[derive(Args)]
 pub struct LogprobsArgs {
@@ -31,12 +31,6 @@ pub struct LogprobsArgs {
     /// The text (`-` reads standard input).
     #[arg(long, required = true)]
     text: String,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Dtype {
-    F32,
-    Quantized,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -64,10 +58,7 @@ pub fn run(args: LogprobsArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.text.clone()
     };
-    let precision = match args.dtype {
-        Dtype::F32 => Precision::F32,
-        Dtype::Quantized => Precision::Quantized,
-    };
+    let precision = args.dtype.precision();
     let hub = invscale_hub::Hub::from_env();
     let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load(&s, precision)) {
         Ok(m) => m,

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::{Args, ValueEnum};
 use invscale_eval::metrics::group as group_aggregate;
 use invscale_eval::{RunSettings, ScoreCache, TaskResult, fingerprint, run_task};
-use invscale_models::{BosPolicy, Model, Precision, resolve};
+use invscale_models::{BosPolicy, Model, resolve};
 use invscale_report::markdown::{Row, group_table, table};
 use invscale_report::output::{OutputPaths, write_atomic};
 use invscale_report::results::results_json;
@@ -17,7 +17,7 @@ use invscale_tasks::dataset::Dataset;
 use invscale_tasks::spec::{Metric, RequestMode};
 use invscale_tasks::{DataOptions, Document, Registry, load, locate};
 
-use super::BAD_INPUT;
+use super::{BAD_INPUT, Dtype};
 use super::logprobs::Bos;
 use super::progress::ProgressLine;
 
@@ -55,11 +55,11 @@ pub struct RunArgs {
     /// long ones go alone). Results do not depend on it beyond float rounding (≤ 1e-5).
     #[arg(long, default_value = "auto", value_name = "N|auto")]
     batch_size: String,
-    /// cpu (this build has no GPU backend).
+    /// cpu, cuda or cuda:N (GPU builds: `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32: dequantize every weight (exact; what lm-eval's hf backend does with gguf_file=).
-    /// quantized: keep the GGUF quantization (llama.cpp's arithmetic).
+    /// f32: every weight in f32 (exact; what lm-eval's hf backend does with dtype=float32).
+    /// quantized: keep the GGUF quantization (llama.cpp's arithmetic). bf16/f16: for GPUs.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     dtype: Dtype,
     /// Put BOS first: auto follows the tokenizer's default (lm-eval ≥ 0.4.10).
@@ -94,12 +94,6 @@ pub struct RunArgs {
     /// Keep nothing between runs.
     #[arg(long)]
     no_cache: bool,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Dtype {
-    F32,
-    Quantized,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -141,12 +135,10 @@ fn now() -> f64 {
 pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let start_time = now();
     let started = Instant::now();
-    if args.device != "cpu" {
-        return fail(format!(
-            "--device {}: this build of invscale has only the CPU backend (GPU support is built with the `cuda` feature)",
-            args.device
-        ));
-    }
+    let device = match super::parse_device(&args.device) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
     if args.log_samples && args.output_path.is_none() {
         return fail("--log-samples needs --output-path (where to write the samples), as in lm-eval");
     }
@@ -182,20 +174,14 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(BAD_INPUT));
     };
 
-    let precision = match args.dtype {
-        Dtype::F32 => Precision::F32,
-        Dtype::Quantized => Precision::Quantized,
-    };
+    let precision = args.dtype.precision();
     let hub = invscale_hub::Hub::from_env();
     let load_started = Instant::now();
-    let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load(&s, precision)) {
+    let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load_on(&s, precision, &device)) {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
-    let dtype = match precision {
-        Precision::F32 => "f32",
-        Precision::Quantized => "quantized",
-    };
+    let dtype = precision.name();
     eprintln!(
         "model: {} ({}, {:.0}M parameters, {dtype}), loaded in {:.1}s",
         model.path.display(),

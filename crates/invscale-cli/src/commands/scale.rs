@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use invscale_eval::metrics::{higher_is_better, logsumexp};
 use invscale_eval::{DocScores, RunSettings, TaskResult, run_task};
-use invscale_models::{BosPolicy, Model, Precision, resolve};
+use invscale_models::{BosPolicy, Model, resolve};
 use invscale_report::output::write_atomic;
 use invscale_scale::flips::right_to_wrong;
 use invscale_scale::trend::human_params;
@@ -16,7 +16,7 @@ use invscale_tasks::DataOptions;
 use invscale_tasks::spec::Metric;
 use serde_json::json;
 
-use super::BAD_INPUT;
+use super::{BAD_INPUT, Dtype};
 use super::logprobs::Bos;
 use super::progress::ProgressLine;
 use super::run::{limited, load_datasets, open_cache};
@@ -40,9 +40,12 @@ pub struct ScaleArgs {
     /// Only the first N documents of each task, or a fraction.
     #[arg(long)]
     limit: Option<f64>,
-    /// f32 (exact) or quantized (GGUF models only).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "quantized"])]
-    dtype: String,
+    /// f32 (exact), quantized (GGUF models only), bf16 or f16 (GPUs).
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    dtype: Dtype,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     #[arg(long, value_enum, default_value_t = Bos::Auto)]
     bos: Bos,
     /// Bootstrap resamples over documents for the verdicts' intervals.
@@ -90,13 +93,20 @@ pub fn run(args: ScaleArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let Some((datasets, skipped)) = load_datasets(&args.tasks, data) else {
         return Ok(ExitCode::from(BAD_INPUT));
     };
-    let precision = if args.dtype == "quantized" { Precision::Quantized } else { Precision::F32 };
+    let precision = args.dtype.precision();
+    let device = match super::parse_device(&args.device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(BAD_INPUT));
+        }
+    };
     // The paper's plots show loss too.
     let settings = RunSettings { bos: BosPolicy::from(args.bos), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };
     let hub = invscale_hub::Hub::from_env();
     let mut runs = Vec::new();
     for reference in &args.models {
-        let model = match resolve(reference, None, &hub).and_then(|s| Model::load(&s, precision)) {
+        let model = match resolve(reference, None, &hub).and_then(|s| Model::load_on(&s, precision, &device)) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("error: {reference}: {e}");
@@ -104,7 +114,7 @@ pub fn run(args: ScaleArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
             }
         };
         eprintln!("model: {} ({}, {} parameters)", model.path.display(), model.arch, human_params(model.params as f64));
-        let (_, mut cache) = open_cache(&model, &args.dtype, args.no_cache, args.cache_dir.as_deref())?;
+        let (_, mut cache) = open_cache(&model, precision.name(), args.no_cache, args.cache_dir.as_deref())?;
         let mut results = Vec::new();
         for ds in &datasets {
             let docs = limited(&ds.docs, args.limit);
