@@ -22,6 +22,9 @@ pub struct LogprobsArgs {
     /// quantized: keep GGUF quantization (fast; llama.cpp's arithmetic).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     dtype: Dtype,
+    /// cpu, cuda or cuda:N (GPU builds).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Put BOS first: auto follows the tokenizer's default.
     #[arg(long, value_enum, default_value_t = Bos::Auto)]
     bos: Bos,
@@ -59,8 +62,15 @@ pub fn run(args: LogprobsArgs) -> anyhow::Result<ExitCode> {
         args.text.clone()
     };
     let precision = args.dtype.precision();
+    let device = match super::parse_device(&args.device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(BAD_INPUT));
+        }
+    };
     let hub = invscale_hub::Hub::from_env();
-    let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load(&s, precision)) {
+    let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load_on(&s, precision, &device)) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
