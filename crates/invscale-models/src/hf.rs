@@ -186,10 +186,11 @@ impl HfWeights {
         Ok(LayerNorm { weight: self.get(&format!("{prefix}.weight"))?, bias: self.get(&format!("{prefix}.bias"))?, eps: eps as f32 })
     }
 
-    /// RMSNorm; Gemma stores `w` for a scale of `1 + w`.
+    /// RMSNorm (weights kept in f32); Gemma stores `w` for a scale of `1 + w`, applied in f32.
     pub fn rms_norm(&self, name: &str, eps: f64, plus_one: bool) -> Result<RmsNorm> {
-        let w = self.get(name)?;
-        Ok(RmsNorm { weight: if plus_one { (w + 1.0)? } else { w }, eps: eps as f32 })
+        let w = self.get(name)?.to_dtype(DType::F32)?;
+        let w = if self.dtype == DType::F32 { w } else { self.tensors.load(name, &self.device)?.to_dtype(DType::F32)? };
+        Ok(RmsNorm { weight: if plus_one { (w + 1.0)? } else { w }, eps: eps as f32, scale_after_cast: !plus_one })
     }
 
     /// The LM head: the embedding matrix when tied (`tie_word_embeddings`), else `name`.

@@ -34,13 +34,28 @@ impl Linear {
 }
 
 pub struct RmsNorm {
+    /// Always f32 (norm weights are small and their rounding matters in half precision).
     pub weight: Tensor,
     pub eps: f32,
+    /// Half precision: cast the normalised input back to its dtype *before* scaling by the weight
+    /// (Llama-style norms in transformers), rather than after (Gemma's `1 + w`).
+    pub scale_after_cast: bool,
 }
 
 impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
+        if x.dtype() == DType::F32 {
+            return Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?);
+        }
+        // In f32 whatever the dtype, as transformers' RMSNorms do, then cast back.
+        let x32 = x.to_dtype(DType::F32)?;
+        if self.scale_after_cast {
+            let ones = Tensor::ones_like(&self.weight)?;
+            let normed = candle_nn::ops::rms_norm(&x32, &ones, self.eps)?.to_dtype(x.dtype())?;
+            Ok(normed.broadcast_mul(&self.weight.to_dtype(x.dtype())?)?)
+        } else {
+            Ok(candle_nn::ops::rms_norm(&x32, &self.weight, self.eps)?.to_dtype(x.dtype())?)
+        }
     }
 }
 
@@ -317,9 +332,11 @@ fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64
         };
         (repeat(k)?, repeat(v)?)
     };
+    // Softmax in f32 whatever the dtype, cast back for the product with v (as transformers does
+    // in half precision).
     let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
-    let scores = scores.broadcast_add(&mask.to_dtype(scores.dtype())?)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let scores = ensure_f32(scores)?.broadcast_add(mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(q.dtype())?;
     let out = probs.matmul(&v.contiguous()?)?; // [1, h, t, d]
     Ok(out.transpose(1, 2)?.reshape((t, heads * head_dim))?)
 }

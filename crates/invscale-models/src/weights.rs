@@ -69,7 +69,9 @@ impl GgufWeights<'_> {
     }
 
     pub fn rms_norm(&self, name: &str, eps: f32) -> Result<RmsNorm> {
-        Ok(RmsNorm { weight: self.f32(name)?, eps })
+        // Norm weights stay f32; llama.cpp stores Gemma's as `1 + w` already.
+        let weight = self.file.qtensor(name, &self.device)?.dequantize(&self.device)?;
+        Ok(RmsNorm { weight, eps, scale_after_cast: true })
     }
 
     /// The output projection: `output.weight`, or the token embeddings when tied (reusing the
