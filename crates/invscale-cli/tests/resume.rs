@@ -23,7 +23,8 @@ fn command(cache: &Path, out: &Path, limit: usize) -> Command {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling/official_release");
     assert!(data.is_dir(), "needs the project's shared/ folder beside the checkout ({})", data.display());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_invscale"));
-    cmd.args(["run", "--tasks", "neqa", "--limit", &limit.to_string(), "--log-samples"])
+    // Two requests per forward pass: a batch per document, so the cache grows a document at a time.
+    cmd.args(["run", "--tasks", "neqa", "--limit", &limit.to_string(), "--log-samples", "--batch-size", "2"])
         .arg("--model")
         .arg(model())
         .arg("--data-dir")

@@ -184,7 +184,7 @@ pub fn run_task(
     let mut pending_requests = 0;
     for (i, doc) in docs.iter().enumerate() {
         let prepared = prepare(doc, spec, &encoder, &enc_settings, mutual_info)?;
-        let work = prepared.work(cache);
+        let work = prepared.work();
         pending_tokens += work.0;
         pending_requests += work.1;
         pending.push(prepared);
@@ -256,12 +256,13 @@ fn prepare<'d>(
 }
 
 impl Prepared<'_> {
-    /// Tokens and requests still to compute (what is not in the cache).
-    fn work(&self, cache: &ScoreCache) -> (usize, usize) {
-        let missing: Vec<&Encoded> = self.encoded.iter().zip(&self.keys).filter(|(_, k)| cache.get(k).is_none()).map(|(e, _)| e).collect();
-        let contexts: std::collections::HashSet<&[u32]> = missing.iter().map(|e| e.context.as_slice()).collect();
-        let tokens = contexts.iter().map(|c| c.len()).sum::<usize>() + missing.iter().map(|e| e.continuation.len() - 1).sum::<usize>();
-        (tokens, missing.len())
+    /// Tokens and requests of the document's forward pass. Batches are cut from these, never
+    /// from what the cache holds, so a resumed run batches documents exactly as the first run did
+    /// (and computes bit-identical numbers: a batch's composition can move the last bits).
+    fn work(&self) -> (usize, usize) {
+        let contexts: std::collections::HashSet<&[u32]> = self.encoded.iter().map(|e| e.context.as_slice()).collect();
+        let tokens = contexts.iter().map(|c| c.len()).sum::<usize>() + self.encoded.iter().map(|e| e.continuation.len() - 1).sum::<usize>();
+        (tokens, self.encoded.len())
     }
 
     fn finish(self, scores: Vec<Score>, mutual_info: bool, metrics: &[Metric], absolute: bool) -> DocResult {
@@ -301,9 +302,12 @@ impl Prepared<'_> {
     }
 }
 
-/// Scores a batch of documents: cached requests are read, the rest run in one forward pass
-/// (each distinct context of each document once, with its continuations as branches); the new
-/// scores are written to the cache (one synced write) before returning.
+/// Scores a batch of documents: cached requests are read; if any is missing, the batch runs in
+/// one forward pass (each distinct context of each document once, with its continuations as
+/// branches) and the missing scores are taken from it. The whole batch runs, not just the missing
+/// requests, so that the numbers are those an uninterrupted run computes bit for bit; batches are
+/// written to the cache whole (one synced write), so after an interruption a batch is either
+/// complete or absent, and only a damaged cache makes a batch run again for part of it.
 fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Result<Vec<(Vec<Score>, Counts)>, EvalError> {
     let mut per_doc: Vec<(Vec<Option<Score>>, Counts)> = Vec::new();
     // (document, context, member request indices): the trees of the forward pass.
@@ -318,13 +322,10 @@ fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Res
             counts.boundary_fallback += usize::from(e.boundary_fallback);
         }
         counts.cached = scores.iter().filter(|s| s.is_some()).count();
-        // Missing requests grouped by context, in order of first appearance.
+        // Requests grouped by context, in order of first appearance.
         let mut index: HashMap<&[u32], usize> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         for (i, e) in p.encoded.iter().enumerate() {
-            if scores[i].is_some() {
-                continue;
-            }
             if !seen.insert(p.keys[i]) {
                 // The same request twice in one document runs once.
                 duplicates.push((d, i));
@@ -339,7 +340,7 @@ fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Res
         per_doc.push((scores, counts));
     }
     let mut fresh = Vec::new();
-    if !trees.is_empty() {
+    if per_doc.iter().any(|(scores, _)| scores.iter().any(Option::is_none)) {
         let forest: Vec<(&[u32], Vec<&[u32]>)> = trees
             .iter()
             .map(|(d, ctx, members)| (*ctx, members.iter().map(|&i| batch[*d].encoded[i].continuation.as_slice()).collect()))
@@ -350,6 +351,9 @@ fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Res
             counts.tokens_computed += ctx.len();
             for (&i, token_scores) in members.iter().zip(tree_scores) {
                 counts.tokens_computed += token_scores.len() - 1;
+                if scores[i].is_some() {
+                    continue; // finished before: the cached score stands
+                }
                 let score = Score {
                     ll: token_scores.iter().map(|t| f64::from(t.logprob)).sum(),
                     greedy: token_scores.iter().all(|t| t.greedy),
@@ -362,7 +366,9 @@ fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Res
     }
     for (d, i) in duplicates {
         let key = batch[d].keys[i];
-        per_doc[d].0[i] = fresh.iter().find(|(k, _)| *k == key).map(|(_, s)| *s);
+        if per_doc[d].0[i].is_none() {
+            per_doc[d].0[i] = fresh.iter().find(|(k, _)| *k == key).map(|(_, s)| *s);
+        }
     }
     cache.put_all(&fresh)?;
     Ok(per_doc
