@@ -19,6 +19,8 @@ Exit status: 0 success, 1 failure, 2 bad input (data, task files, arguments).",
     after_help = "Examples:\n  invscale run --model m.gguf --tasks inverse_scaling_mc --output-path results\n  invscale tasks                                   list tasks and groups\n  \
 invscale tasks show neqa                         describe a task, with an example and its requests\n  \
 invscale data validate my_task.csv               check a candidate dataset in the prize format\n  \
+invscale check my_task.csv --models a.gguf,b.gguf,c.gguf   does it scale inversely? verdict and report\n  \
+invscale scale --models a.gguf,b.gguf,c.gguf --tasks inverse_scaling_mc --output-path scaling\n  \
 invscale logprobs --model m.gguf --text \"Q: 2+2?\\nA: 4\"   each token's log-prob\n  \
 invscale data validate inverse_scaling_mc --data-dir ../shared/data/inverse_scaling"
 )]
@@ -43,6 +45,8 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Run a family of models and call each task's trend: inverse, positive, U, inverted-U or flat.
     Scale(commands::scale::ScaleArgs),
+    /// Check a candidate dataset (prize format) across a model family: validate, run, verdict, report.
+    Check(commands::scale::CheckArgs),
     /// Print each token of a text with its id and log-prob under a model.
     Logprobs(commands::logprobs::LogprobsArgs),
 }
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Data(cmd) => commands::data::run(cmd, &data),
         Command::Run(args) => commands::run::run(args, &data),
         Command::Scale(args) => commands::scale::run(args, &data),
+        Command::Check(args) => commands::scale::run_check(args),
         Command::Logprobs(args) => commands::logprobs::run(args),
     };
     match result {

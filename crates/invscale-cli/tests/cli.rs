@@ -272,8 +272,82 @@ fn scale_runs_a_family_and_writes_verdicts() {
         assert!(verdict["trend"].is_string() && verdict["slope_interval"].is_array(), "{verdict}");
     }
     assert!(out.path().join("scaling.md").is_file());
+    // The report: one HTML file with every figure inline, and each figure as SVG and PNG.
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2, "the grid and the task's figure");
+    for plot in ["inverse_scaling_neqa.svg", "inverse_scaling_neqa.png", "grid_acc.svg", "grid_acc.png"] {
+        let len = std::fs::metadata(out.path().join("plots").join(plot)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 1000, "plots/{plot}: {len} bytes");
+    }
     // One model is not a family.
     let o = invscale(&["scale", "--models", &models[0], "--tasks", "neqa", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("at least two models"), "{}", stderr(&o));
+
+    // A family file: labels, and training tokens as the axis (order follows the tokens, not
+    // the parameter counts).
+    let family = out.path().join("family.toml");
+    let toml = format!(
+        "name = \"tiny\"\n[[model]]\npath = {:?}\nlabel = \"small\"\ntrain_tokens = 3e9\n[[model]]\npath = {:?}\nlabel = \"big\"\ntrain_tokens = 1e9\n",
+        models[0], models[1]
+    );
+    std::fs::write(&family, toml).unwrap();
+    let o = invscale(&[
+        "scale", "--family", family.to_str().unwrap(), "--x", "train-tokens", "--tasks", "neqa", "--limit", "10",
+        "--no-cache", "--resamples", "100", "--data-dir", data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = stdout(&o);
+    let (big, small) = (md.find("| big |").expect(&md), md.find("| small |").expect(&md));
+    assert!(big < small, "sorted by training tokens: {md}");
+    // --x train-flops without them in the file is refused.
+    let o = invscale(&["scale", "--family", family.to_str().unwrap(), "--x", "train-flops", "--tasks", "neqa", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("train_flops"), "{}", stderr(&o));
+}
+
+/// A candidate dataset in the prize format, `rows` of them, with `bad_line` (1-based data row)
+/// given an answer index out of range.
+fn candidate_csv(dir: &Path, rows: usize, bad_row: Option<usize>) -> PathBuf {
+    let mut csv = String::from("prompt,classes,answer_index\n");
+    for i in 0..rows {
+        let (a, b) = (i % 7 + 2, i % 5 + 3);
+        let answer = if Some(i + 1) == bad_row { 5 } else { usize::from(a <= b) };
+        csv += &format!("\"Q: Is {a} greater than {b}? A:\",\"[' Yes', ' No']\",{answer}\n");
+    }
+    let path = dir.join(format!("candidate_{rows}_{}.csv", bad_row.unwrap_or(0)));
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+#[test]
+fn check_validates_then_runs_the_family_and_gives_a_verdict() {
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../invscale-models/tests/fixtures/tiny");
+    let models: Vec<String> = ["gpt2", "opt", "llama"].iter().map(|m| tiny.join(m).display().to_string()).collect();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A dataset with an error: the problem by file, line and field; no model is loaded.
+    let bad = candidate_csv(dir.path(), 12, Some(4));
+    let o = invscale(&["check", bad.to_str().unwrap(), "--models", "/no/such/model.gguf,/no/such/other.gguf", "--no-cache"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("{}:5:", bad.display())) && err.contains("answer_index"), "{err}");
+    assert!(err.contains("nothing was run") && !err.contains("/no/such/model"), "{err}");
+
+    // A valid one: every model runs it, the verdict is printed, the report written.
+    let good = candidate_csv(dir.path(), 30, None);
+    let out = dir.path().join("report");
+    let o = invscale(&[
+        "check", good.to_str().unwrap(), "--models", &models.join(","), "--no-cache", "--resamples", "200",
+        "--output-path", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("(30 documents)"), "{text}");
+    let verdict = text.lines().find(|l| l.starts_with("verdict: ")).unwrap_or_else(|| panic!("no verdict line: {text}"));
+    assert!(verdict.contains("loss: "), "{verdict}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("scaling.json")).unwrap()).unwrap();
+    assert_eq!(v["tasks"][0]["documents"], 30);
+    assert_eq!(v["models"].as_array().unwrap().len(), 3);
+    assert!(out.join("report.html").is_file());
 }

@@ -9,15 +9,7 @@ pub mod tasks;
 pub const BAD_INPUT: u8 = 2;
 
 /// Shows the end of a long text (prompts end where the model continues), escapes visible.
-pub fn tail(text: &str, max_chars: usize) -> String {
-    let n = text.chars().count();
-    if n <= max_chars {
-        format!("{text:?}")
-    } else {
-        let tail: String = text.chars().skip(n - max_chars).collect();
-        format!("…{tail:?} ({n} characters)")
-    }
-}
+pub use invscale_scale::report::tail;
 
 /// `--dtype`: how the model computes.
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -1,42 +1,50 @@
 //! `invscale scale`: a family of models on tasks, and per task and metric a trend verdict with
-//! its evidence, plus the documents that flip from right to wrong as models grow.
+//! its evidence, the documents that flip from right to wrong as models grow, plots and an HTML
+//! report. `invscale check` is the same for one candidate dataset, validated first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use invscale_eval::metrics::{higher_is_better, logsumexp};
 use invscale_eval::{DocScores, RunSettings, TaskResult, run_task};
 use invscale_models::{BosPolicy, Model, resolve};
+use invscale_report::Skipped;
 use invscale_report::output::write_atomic;
 use invscale_scale::flips::right_to_wrong;
 use invscale_scale::trend::human_params;
-use invscale_scale::{Options, Verdict, classify};
-use invscale_tasks::DataOptions;
+use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingReport, TaskScaling, classify, report_files};
+use invscale_tasks::dataset::{Dataset, check};
+use invscale_tasks::diag::Severity;
+use invscale_tasks::registry::task_for_data_file;
 use invscale_tasks::spec::Metric;
-use serde_json::json;
+use invscale_tasks::{DataOptions, Document, Origin, Registry, TaskSpec};
 
-use super::{BAD_INPUT, Dtype};
 use super::logprobs::Bos;
 use super::progress::ProgressLine;
 use super::run::{limited, load_datasets, open_cache};
+use super::{BAD_INPUT, Dtype};
 
+/// Which models, and what their size is.
 #[derive(Args)]
-#[command(after_help = "\
-Examples:
-  invscale scale --models smollm2.gguf,gemma-3-270m.gguf,qwen2.5-0.5b.gguf,qwen2.5-1.5b.gguf \\
-      --tasks neqa,memo_trap,hindsight_neglect --data-dir ../shared/data/inverse_scaling --output-path scaling
-  invscale scale --models EleutherAI/pythia-70m,EleutherAI/pythia-160m,EleutherAI/pythia-410m --tasks inverse_scaling_mc
-
-Each model's finished requests come from the score cache, so adding a model to a family reruns
-nothing for the others.")]
-pub struct ScaleArgs {
+pub struct FamilyArgs {
     /// The models, comma-separated (.gguf files, folders or hub ids); any order: sorted by size.
-    #[arg(long, required = true, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', required_unless_present = "family")]
     models: Vec<String>,
-    /// Tasks, groups, task files or data files, comma-separated.
-    #[arg(long, required = true)]
-    tasks: String,
+    /// A family file (TOML) instead of --models: each `[[model]]` has `path` and optionally
+    /// `label`, `family` (one line per family in the plots), `params` (else counted from the
+    /// weights), `train_tokens`, `train_flops`.
+    #[arg(long, value_name = "FILE", conflicts_with = "models")]
+    family: Option<PathBuf>,
+    /// What size means on the trend's axis: parameters, or training tokens / FLOPs from the
+    /// family file.
+    #[arg(long, value_enum, default_value_t = SizeAxis::Params)]
+    x: SizeAxis,
+}
+
+/// How the models run and how the verdicts are judged.
+#[derive(Args)]
+pub struct AnalysisArgs {
     /// Only the first N documents of each task, or a fraction.
     #[arg(long)]
     limit: Option<f64>,
@@ -54,9 +62,6 @@ pub struct ScaleArgs {
     /// Level of the intervals (a trend is called only outside them).
     #[arg(long, default_value_t = 0.95)]
     level: f64,
-    /// Write scaling.json and scaling.md here.
-    #[arg(long, value_name = "DIR")]
-    output_path: Option<PathBuf>,
     /// Right-to-wrong documents to show per task.
     #[arg(long, default_value_t = 5)]
     flips: usize,
@@ -66,14 +71,124 @@ pub struct ScaleArgs {
     no_cache: bool,
 }
 
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  invscale scale --models smollm2.gguf,gemma-3-270m.gguf,qwen2.5-0.5b.gguf,qwen2.5-1.5b.gguf \\
+      --tasks neqa,memo_trap,hindsight_neglect --data-dir ../shared/data/inverse_scaling --output-path scaling
+  invscale scale --models EleutherAI/pythia-70m,EleutherAI/pythia-160m,EleutherAI/pythia-410m --tasks inverse_scaling_mc
+  invscale scale --family family.toml --x train-tokens --tasks inverse_scaling_mc --output-path scaling
+
+A family file:
+  [[model]]
+  path = \"EleutherAI/pythia-160m\"
+  family = \"Pythia\"          # one line per family in the plots
+  train_tokens = 300e9        # for --x train-tokens
+
+--output-path DIR writes scaling.json, scaling.md, report.html (one self-contained file: open it
+in a browser) and plots/<task>.svg|png with plots/grid_acc.svg|png. Each model's finished
+requests come from the score cache, so adding a model to a family reruns nothing for the others.")]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    family: FamilyArgs,
+    /// Tasks, groups, task files or data files, comma-separated.
+    #[arg(long, required = true)]
+    tasks: String,
+    /// Write the report here (scaling.json, scaling.md, report.html, plots/).
+    #[arg(long, value_name = "DIR")]
+    output_path: Option<PathBuf>,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+The Inverse Scaling Prize's submission workflow in one command: the dataset is validated first
+(every problem reported as file:line: field, nothing run if any is an error), then every model of
+the family scores it, and the verdict is printed with its evidence.
+
+Examples:
+  invscale check my_task.csv --models smollm2.gguf,qwen2.5-0.5b.gguf,qwen2.5-1.5b.gguf
+  invscale check my_task.jsonl --family family.toml --output-path my_task_report
+
+The file is in the prize format: `prompt, classes, answer_index` (CSV, JSONL, JSON or parquet;
+`classes` a list or a string holding a Python list literal); `--as TASK` reads it with a built-in
+task's columns and rules instead.")]
+pub struct CheckArgs {
+    /// The candidate dataset.
+    file: PathBuf,
+    /// Read the file with this task's columns and rules (e.g. `neqa`).
+    #[arg(long = "as", value_name = "TASK")]
+    as_task: Option<String>,
+    #[command(flatten)]
+    family: FamilyArgs,
+    /// Where to write the report (default: `<file name>_scaling` beside the current folder).
+    #[arg(long, value_name = "DIR")]
+    output_path: Option<PathBuf>,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SizeAxis {
+    Params,
+    TrainTokens,
+    TrainFlops,
+}
+
+/// One `[[model]]` of a family file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FamilyModel {
+    path: String,
+    label: Option<String>,
+    family: Option<String>,
+    params: Option<f64>,
+    train_tokens: Option<f64>,
+    train_flops: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FamilyFile {
+    /// The family's name: the line's label for models that name none.
+    name: Option<String>,
+    model: Vec<FamilyModel>,
+}
+
+/// A model's results on every task.
 struct ModelRun {
-    name: String,
-    params: u64,
+    point: ModelPoint,
     results: Vec<TaskResult>,
 }
 
+fn read_family(path: &Path) -> Result<Vec<FamilyModel>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: FamilyFile = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        format!("{}{}: {}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), e.message())
+    })?;
+    let name = file.name;
+    let base = path.parent().unwrap_or(Path::new(""));
+    Ok(file
+        .model
+        .into_iter()
+        .map(|m| FamilyModel { path: member_path(base, &m.path), family: m.family.or_else(|| name.clone()), ..m })
+        .collect())
+}
+
+/// A family file's `path`: `~/` is the home folder, a relative path that exists beside the
+/// family file is taken from there, anything else (a hub id) as written.
+fn member_path(base: &Path, path: &str) -> String {
+    if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        return Path::new(&home).join(rest).display().to_string();
+    }
+    let beside = base.join(path);
+    if Path::new(path).is_relative() && beside.exists() { beside.display().to_string() } else { path.to_string() }
+}
+
 fn display_name(reference: &str) -> String {
-    let p = std::path::Path::new(reference);
+    let p = Path::new(reference);
     if p.exists() {
         p.file_stem().or_else(|| p.file_name()).map_or(reference.to_string(), |s| s.to_string_lossy().into_owned())
     } else {
@@ -81,139 +196,286 @@ fn display_name(reference: &str) -> String {
     }
 }
 
-pub fn run(args: ScaleArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
-    if args.models.len() < 2 {
-        eprintln!("error: --models needs at least two models to show a trend");
-        return Ok(ExitCode::from(BAD_INPUT));
-    }
-    if !(0.5..1.0).contains(&args.level) {
-        eprintln!("error: --level {} must be in [0.5, 1)", args.level);
-        return Ok(ExitCode::from(BAD_INPUT));
-    }
-    let Some((datasets, skipped)) = load_datasets(&args.tasks, data) else {
-        return Ok(ExitCode::from(BAD_INPUT));
+/// The family's members, checked against the axis, and the analysis options checked; `Err` is
+/// printed as a bad-input error.
+fn members(args: &FamilyArgs, analysis: &AnalysisArgs) -> Result<Vec<FamilyModel>, String> {
+    check_analysis(analysis)?;
+    let members = match &args.family {
+        Some(path) => read_family(path)?,
+        None => args
+            .models
+            .iter()
+            .map(|m| FamilyModel { path: m.clone(), label: None, family: None, params: None, train_tokens: None, train_flops: None })
+            .collect(),
     };
-    let precision = args.dtype.precision();
-    let device = match super::parse_device(&args.device) {
-        Ok(d) => d,
+    if members.len() < 2 {
+        return Err("a trend needs at least two models (--models A,B or a family file)".into());
+    }
+    let missing = members.iter().find(|m| match args.x {
+        SizeAxis::Params => false,
+        SizeAxis::TrainTokens => m.train_tokens.is_none(),
+        SizeAxis::TrainFlops => m.train_flops.is_none(),
+    });
+    if let Some(m) = missing {
+        return Err(format!("--x needs `train_tokens`/`train_flops` for every model of the family file; `{}` has none", m.path));
+    }
+    Ok(members)
+}
+
+pub fn run(args: ScaleArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
+    let members = match members(&args.family, &args.analysis) {
+        Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(BAD_INPUT));
         }
     };
+    let Some((datasets, skipped)) = load_datasets(&args.tasks, data) else {
+        return Ok(ExitCode::from(BAD_INPUT));
+    };
+    let Some(report) = analyse(&members, args.family.x, &datasets, skipped, &args.analysis)? else {
+        return Ok(ExitCode::from(BAD_INPUT));
+    };
+    print!("{}", report.to_markdown(args.analysis.flips));
+    if let Some(dir) = &args.output_path {
+        write_report(dir, &report, args.analysis.flips)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let members = match members(&args.family, &args.analysis) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(BAD_INPUT));
+        }
+    };
+    let path = &args.file;
+    if !path.is_file() {
+        eprintln!("error: {}: no such file", path.display());
+        return Ok(ExitCode::from(BAD_INPUT));
+    }
+    let spec = match candidate_spec(path, args.as_task.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(BAD_INPUT));
+        }
+    };
+    // Validate before any model time is spent: every problem at once, as `data validate` does.
+    let (dataset, diagnostics) = check(&spec, &[(path.clone(), Origin::Path)]);
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    for d in &diagnostics {
+        eprintln!("{d}");
+    }
+    if errors > 0 {
+        eprintln!("error: {}: {errors} error(s) in the dataset; nothing was run (fix them, then check again)", path.display());
+        return Ok(ExitCode::from(BAD_INPUT));
+    }
+    if dataset.docs.is_empty() {
+        eprintln!("error: {}: no documents", path.display());
+        return Ok(ExitCode::from(BAD_INPUT));
+    }
+    eprintln!(
+        "{}: {} documents, {} warning(s); valid in the prize format",
+        path.display(),
+        dataset.docs.len(),
+        diagnostics.len()
+    );
+    let Some(report) = analyse(&members, args.family.x, std::slice::from_ref(&dataset), Vec::new(), &args.analysis)? else {
+        return Ok(ExitCode::from(BAD_INPUT));
+    };
+    let task = &report.tasks[0];
+    println!("{}", report.to_markdown(args.analysis.flips));
+    // The prize asked one question: does the task show inverse scaling? The answer first.
+    if let Some(s) = task.metric("loss").or_else(|| task.metrics.first()) {
+        let inverse = s.verdict.trend == invscale_scale::Trend::Inverse;
+        println!(
+            "verdict: {} on {} ({}: {}) — {}",
+            if inverse { "INVERSE SCALING" } else { "no inverse scaling shown" },
+            path.display(),
+            s.metric,
+            s.verdict.trend.label(),
+            s.verdict.evidence
+        );
+    }
+    let stem = path.file_stem().map_or("check".into(), |s| s.to_string_lossy().into_owned());
+    let dir = args.output_path.clone().unwrap_or_else(|| PathBuf::from(format!("{stem}_scaling")));
+    write_report(&dir, &report, args.analysis.flips)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A candidate file's task: its columns guessed from the file, or a built-in task's (`--as`).
+fn candidate_spec(path: &Path, as_task: Option<&str>) -> Result<TaskSpec, String> {
+    let Some(name) = as_task else {
+        return task_for_data_file(path).map_err(|e| e.to_string());
+    };
+    let mut specs = Registry::builtin().resolve(name).map_err(|e| format!("--as: {e}"))?;
+    if specs.len() != 1 {
+        return Err("--as needs one task, not a group".into());
+    }
+    let t = specs.remove(0);
+    Ok(TaskSpec { source: invscale_tasks::spec::Source { path: Some(path.into()), ..t.source.clone() }, ..t })
+}
+
+fn check_analysis(a: &AnalysisArgs) -> Result<(), String> {
+    if !(0.5..1.0).contains(&a.level) {
+        return Err(format!("--level {} must be in [0.5, 1)", a.level));
+    }
+    if a.resamples < 100 {
+        return Err(format!("--resamples {}: at least 100 are needed for a 95% interval", a.resamples));
+    }
+    Ok(())
+}
+
+fn write_report(dir: &Path, report: &ScalingReport, flips: usize) -> anyhow::Result<()> {
+    let files = report_files(report, flips).map_err(|e| anyhow::anyhow!(e))?;
+    for (name, bytes) in &files {
+        write_atomic(&dir.join(name), bytes).map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(name).display()))?;
+    }
+    eprintln!("wrote {} ({} files: open report.html in a browser)", dir.display(), files.len());
+    Ok(())
+}
+
+/// Runs every model on every dataset (finished requests from the cache) and judges each task's
+/// trends. `None`: a model could not be loaded (printed).
+fn analyse(
+    members: &[FamilyModel],
+    x: SizeAxis,
+    datasets: &[Dataset],
+    skipped: Vec<Skipped>,
+    a: &AnalysisArgs,
+) -> anyhow::Result<Option<ScalingReport>> {
+    let precision = a.dtype.precision();
+    let device = match super::parse_device(&a.device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(None);
+        }
+    };
     // The paper's plots show loss too.
-    let settings = RunSettings { bos: BosPolicy::from(args.bos), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };
+    let settings = RunSettings { bos: BosPolicy::from(a.bos), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };
     let hub = invscale_hub::Hub::from_env();
     let mut runs = Vec::new();
-    for reference in &args.models {
+    for member in members {
+        let reference = &member.path;
         let model = match resolve(reference, None, &hub).and_then(|s| Model::load_on(&s, precision, &device)) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("error: {reference}: {e}");
-                return Ok(ExitCode::from(BAD_INPUT));
+                return Ok(None);
             }
         };
         eprintln!("model: {} ({}, {} parameters)", model.path.display(), model.arch, human_params(model.params as f64));
-        let (_, mut cache) = open_cache(&model, precision.name(), args.no_cache, args.cache_dir.as_deref())?;
+        let (_, mut cache) = open_cache(&model, precision.name(), a.no_cache, a.cache_dir.as_deref())?;
         let mut results = Vec::new();
-        for ds in &datasets {
-            let docs = limited(&ds.docs, args.limit);
+        for ds in datasets {
+            let docs = limited(&ds.docs, a.limit);
             let mut bar = ProgressLine::new(&ds.spec.name, docs.len());
             let r = run_task(&model, &mut cache, &ds.spec, docs, &settings, &mut |p| bar.update(p.done, p.counts))?;
             bar.finish(r.counts);
             results.push(r);
         }
-        runs.push(ModelRun { name: display_name(reference), params: model.params, results });
+        let parameters = member.params.map_or(model.params, |p| p as u64);
+        let size = match x {
+            SizeAxis::Params => parameters as f64,
+            SizeAxis::TrainTokens => member.train_tokens.unwrap_or(f64::NAN),
+            SizeAxis::TrainFlops => member.train_flops.unwrap_or(f64::NAN),
+        };
+        let name = member.label.clone().unwrap_or_else(|| display_name(reference));
+        let family = member.family.clone().unwrap_or_else(|| "models".into());
+        runs.push(ModelRun { point: ModelPoint { name, family, parameters, size }, results });
     }
-    runs.sort_by_key(|r| r.params);
+    runs.sort_by(|a, b| a.point.size.total_cmp(&b.point.size));
 
-    let opts = Options { resamples: args.resamples, level: args.level, seed: 1234 };
-    let mut md = String::new();
-    let mut tasks_json = Vec::new();
-    for (t, ds) in datasets.iter().enumerate() {
-        let docs = limited(&ds.docs, args.limit);
-        let metrics: Vec<Metric> = runs[0].results[t].metrics.iter().map(|(m, _)| *m).collect();
-        md += &format!("## {} ({} documents)\n\n| model | parameters |", ds.spec.name, docs.len());
-        for m in &metrics {
-            md += &format!(" {} |", m.as_str());
-        }
-        md += &format!("\n|---|---:|{}\n", "---:|".repeat(metrics.len()));
-        for run in &runs {
-            md += &format!("| {} | {} |", run.name, human_params(run.params as f64));
-            for (_, agg) in &run.results[t].metrics {
-                md += &format!(" {:.4} ± {:.4} |", agg.value, agg.stderr.unwrap_or(f64::NAN));
-            }
-            md += "\n";
-        }
-        md += "\n";
-        let params: Vec<f64> = runs.iter().map(|r| r.params as f64).collect();
-        let mut verdicts: Vec<(Metric, Verdict)> = Vec::new();
-        for m in &metrics {
-            let values: Vec<Vec<f64>> = runs
+    let bootstrap = Options { resamples: a.resamples, level: a.level, seed: 1234 };
+    let tasks = datasets.iter().enumerate().map(|(t, ds)| task_scaling(&runs, t, ds, limited(&ds.docs, a.limit), bootstrap, a.flips)).collect();
+    let axis = match x {
+        SizeAxis::Params => Axis::Parameters,
+        SizeAxis::TrainTokens => Axis::TrainingTokens,
+        SizeAxis::TrainFlops => Axis::TrainingFlops,
+    };
+    let command = std::env::args().map(|a| if a.contains(' ') { format!("{a:?}") } else { a }).collect::<Vec<_>>().join(" ");
+    Ok(Some(ScalingReport {
+        command,
+        axis,
+        models: runs.iter().map(|r| r.point.clone()).collect(),
+        bootstrap,
+        tasks,
+        skipped: skipped.into_iter().map(|s| invscale_scale::Skipped { task: s.task, reason: s.reason }).collect(),
+    }))
+}
+
+/// Uniform guessing among each document's classes: accuracy mean(1/k), loss mean(ln k).
+fn chance(metric: Metric, docs: &[Document]) -> Option<f64> {
+    let ks: Vec<f64> = docs.iter().map(|d| d.body.classes().len() as f64).filter(|&k| k > 0.0).collect();
+    if ks.is_empty() {
+        return None;
+    }
+    let n = ks.len() as f64;
+    match metric {
+        Metric::Acc | Metric::AccNorm | Metric::AccBytes | Metric::AccMutualInfo => Some(ks.iter().map(|k| 1.0 / k).sum::<f64>() / n),
+        Metric::Loss => Some(ks.iter().map(|k| k.ln()).sum::<f64>() / n),
+        _ => None,
+    }
+}
+
+fn task_scaling(runs: &[ModelRun], t: usize, ds: &Dataset, docs: &[Document], bootstrap: Options, flips_shown: usize) -> TaskScaling {
+    let sizes: Vec<f64> = runs.iter().map(|r| r.point.size).collect();
+    let metrics: Vec<MetricSeries> = runs[0].results[t]
+        .metrics
+        .iter()
+        .map(|(m, _)| {
+            let per_doc: Vec<Vec<f64>> = runs
                 .iter()
                 .map(|r| r.results[t].docs.iter().map(|d| d.metrics.iter().find(|(k, _)| k == m).map_or(f64::NAN, |(_, v)| *v)).collect())
                 .collect();
-            let v = classify(&params, &values, higher_is_better(*m), opts);
-            md += &format!("- **{}: {}** (confidence {:.2}): {}\n", m.as_str(), v.trend.label(), v.confidence, v.evidence);
-            verdicts.push((*m, v));
-        }
-        // Right at the smallest model, wrong at the largest.
-        let correct: Vec<Vec<bool>> = runs
+            let aggregate = |r: &ModelRun| r.results[t].metrics.iter().find(|(k, _)| k == m).map(|(_, a)| (a.value, a.stderr));
+            MetricSeries {
+                metric: m.as_str().to_string(),
+                higher_is_better: higher_is_better(*m),
+                values: runs.iter().map(|r| aggregate(r).map_or(f64::NAN, |a| a.0)).collect(),
+                stderrs: runs.iter().map(|r| aggregate(r).and_then(|a| a.1)).collect(),
+                chance: chance(*m, docs),
+                verdict: classify(&sizes, &per_doc, higher_is_better(*m), bootstrap),
+            }
+        })
+        .collect();
+    // Right at the smallest model, wrong at the largest, ranked by the rise of the gold loss.
+    let correct: Vec<Vec<bool>> = runs
+        .iter()
+        .map(|r| r.results[t].docs.iter().map(|d| d.metrics.iter().any(|(k, v)| *k == Metric::Acc && *v == 1.0)).collect())
+        .collect();
+    let loss: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            r.results[t]
+                .docs
+                .iter()
+                .zip(docs)
+                .map(|(d, doc)| match (&d.scores, doc.body.answer()) {
+                    (DocScores::Classification { lls, .. }, Some(g)) => logsumexp(lls) - lls[g],
+                    _ => f64::NAN,
+                })
+                .collect()
+        })
+        .collect();
+    let has_acc = metrics.iter().any(|s| s.metric == Metric::Acc.as_str());
+    let flips = if has_acc { right_to_wrong(&correct, Some(&loss)) } else { Vec::new() };
+    TaskScaling {
+        task: ds.spec.name.clone(),
+        documents: docs.len(),
+        metrics,
+        flips_total: flips.len(),
+        flips: flips
             .iter()
-            .map(|r| r.results[t].docs.iter().map(|d| d.metrics.iter().any(|(k, v)| *k == Metric::Acc && *v == 1.0)).collect())
-            .collect();
-        let loss: Vec<Vec<f64>> = runs
-            .iter()
-            .map(|r| {
-                r.results[t]
-                    .docs
-                    .iter()
-                    .zip(docs)
-                    .map(|(d, doc)| match (&d.scores, doc.body.answer()) {
-                        (DocScores::Classification { lls, .. }, Some(g)) => logsumexp(lls) - lls[g],
-                        _ => f64::NAN,
-                    })
-                    .collect()
+            .take(flips_shown)
+            .map(|f| {
+                let doc = &docs[f.doc];
+                FlipDoc::new(f, doc.id, doc.body.prompt(), doc.body.classes(), doc.body.answer().unwrap_or(0))
             })
-            .collect();
-        let flips = if metrics.contains(&Metric::Acc) { right_to_wrong(&correct, Some(&loss)) } else { Vec::new() };
-        md += &format!("\n{} document(s) right at {} and wrong at {}", flips.len(), runs[0].name, runs[runs.len() - 1].name);
-        md += if flips.is_empty() { ".\n\n" } else { "; the largest moves away from the answer:\n\n" };
-        for f in flips.iter().take(args.flips) {
-            let doc = &docs[f.doc];
-            let classes = doc.body.classes();
-            let gold = doc.body.answer().and_then(|g| classes.get(g)).cloned().unwrap_or_default();
-            md += &format!(
-                "- doc {} (gold {gold:?} of {classes:?}, loss +{:.2} nats): {}\n",
-                doc.id,
-                f.loss_increase,
-                super::tail(doc.body.prompt(), 120)
-            );
-        }
-        md += "\n";
-        tasks_json.push(json!({
-            "task": ds.spec.name,
-            "documents": docs.len(),
-            "models": runs.iter().map(|r| json!({
-                "model": r.name,
-                "parameters": r.params,
-                "metrics": r.results[t].metrics.iter().map(|(m, a)| (m.as_str().to_string(), json!({"value": a.value, "stderr": a.stderr}))).collect::<serde_json::Map<_, _>>(),
-            })).collect::<Vec<_>>(),
-            "verdicts": verdicts.iter().map(|(m, v)| (m.as_str().to_string(), serde_json::to_value(v).unwrap())).collect::<serde_json::Map<_, _>>(),
-            "flips": flips.iter().map(|f| json!({"doc_id": docs[f.doc].id, "correct": f.correct, "loss_increase": f.loss_increase})).collect::<Vec<_>>(),
-        }));
+            .collect(),
     }
-    print!("{md}");
-    if let Some(dir) = &args.output_path {
-        let doc = json!({
-            "models": runs.iter().map(|r| json!({"model": r.name, "parameters": r.params})).collect::<Vec<_>>(),
-            "bootstrap": {"resamples": opts.resamples, "level": opts.level, "seed": opts.seed},
-            "tasks": tasks_json,
-            "skipped": skipped.iter().map(|s| json!({"task": s.task, "reason": s.reason})).collect::<Vec<_>>(),
-        });
-        write_atomic(&dir.join("scaling.json"), format!("{}\n", serde_json::to_string_pretty(&doc)?).as_bytes())?;
-        write_atomic(&dir.join("scaling.md"), format!("# Scaling\n\n{md}").as_bytes())?;
-        eprintln!("wrote {} and scaling.md", dir.join("scaling.json").display());
-    }
-    Ok(ExitCode::SUCCESS)
 }
