@@ -141,6 +141,41 @@ fn draw<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Where the legend hides the least: the corner whose box (40% of the width, 35% of the height)
+/// holds the fewest points and error-bar ends.
+fn emptiest_corner(models: &[ModelPoint], s: &MetricSeries, (lx0, lx1): (f64, f64), (y0, y1): (f64, f64)) -> SeriesLabelPosition {
+    let mut marks = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let fx = (m.size.ln() - lx0) / (lx1 - lx0);
+        let v = s.values[i];
+        let e = s.stderrs[i].unwrap_or(0.0);
+        for y in [v - e, v, v + e] {
+            marks.push((fx, (y - y0) / (y1 - y0)));
+        }
+    }
+    if let Some(c) = s.chance {
+        // The dashed line crosses the whole panel: it counts at both sides.
+        marks.extend([(0.1, (c - y0) / (y1 - y0)), (0.9, (c - y0) / (y1 - y0))]);
+    }
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let inside = |&(fx, fy): &(f64, f64), right: bool, upper: bool| {
+        (if right { fx > 0.6 } else { fx < 0.4 }) && (if upper { fy > 0.65 } else { fy < 0.35 })
+    };
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
+    for (pos, right, upper) in corners {
+        let n = marks.iter().filter(|m| inside(m, right, upper)).count();
+        if n < best.0 {
+            best = (n, pos);
+        }
+    }
+    best.1
+}
+
 /// The y range: accuracies on [0, 1] as in the paper; anything else fitted to its values, error
 /// bars and chance level.
 fn y_range(s: &MetricSeries) -> (f64, f64) {
@@ -220,7 +255,7 @@ fn draw_panel<DB: DrawingBackend>(
     if panel.legend {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(emptiest_corner(models, s, (x0.ln(), x1.ln()), (y0, y1)))
             .label_font(("sans-serif", 11))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))

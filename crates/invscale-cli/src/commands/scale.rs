@@ -122,7 +122,7 @@ pub struct CheckArgs {
     as_task: Option<String>,
     #[command(flatten)]
     family: FamilyArgs,
-    /// Where to write the report (default: `<file name>_scaling` beside the current folder).
+    /// Where to write the report (default: `<file name>_scaling` in the current folder).
     #[arg(long, value_name = "DIR")]
     output_path: Option<PathBuf>,
     #[command(flatten)]
@@ -397,7 +397,11 @@ fn analyse(
         SizeAxis::TrainTokens => Axis::TrainingTokens,
         SizeAxis::TrainFlops => Axis::TrainingFlops,
     };
-    let command = std::env::args().map(|a| if a.contains(' ') { format!("{a:?}") } else { a }).collect::<Vec<_>>().join(" ");
+    // As a user would type it: the program by its name, not the path it was started from.
+    let command = std::iter::once("invscale".to_string())
+        .chain(std::env::args().skip(1).map(|a| if a.contains(' ') { format!("{a:?}") } else { a }))
+        .collect::<Vec<_>>()
+        .join(" ");
     Ok(Some(ScalingReport {
         command,
         axis,
