@@ -241,6 +241,7 @@ fn run_a_group_reports_tasks_without_data_and_runs_the_rest() {
     assert_eq!(v["results"]["inverse_scaling_mc"]["alias"], "inverse_scaling_mc");
     assert_eq!(v["n-samples"]["inverse_scaling_neqa"], serde_json::json!({"original": 300, "effective": 2}));
     assert_eq!(v["invscale"]["bos_policy"], "auto");
+    assert!(v["invscale"]["timing"]["scoring_seconds"].as_f64().is_some_and(|s| s > 0.0), "{}", v["invscale"]["timing"]);
     assert_eq!(v["invscale"]["bos_prepended"], false);
     assert_eq!(v["invscale"]["skipped"].as_array().unwrap().len(), 8);
     assert_eq!(v["group_subtasks"]["inverse_scaling_mc"].as_array().unwrap().len(), 3);

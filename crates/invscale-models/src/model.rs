@@ -300,8 +300,43 @@ impl Model {
             .collect())
     }
 
-    /// LM head on `rows` only, log-softmax in f32, the targets' log-probs and greediness.
+    /// Bytes of device memory free now (CUDA); `None` on the CPU.
+    pub fn free_device_memory(&self) -> Option<usize> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(d) = &self.device {
+            return d.cuda_stream().context().mem_get_info().ok().map(|(free, _)| free);
+        }
+        None
+    }
+
+    /// Tokens per forward pass: `cpu` on the CPU (small passes stay in its caches); on a GPU,
+    /// from the free memory, no trial runs: a quarter of it over an estimate of the activations
+    /// a token keeps alive in a layer (hidden size from the parameters per layer, ~12 vectors of
+    /// it with temporaries, at the activation dtype's width), between 1,024 and 65,536.
+    pub fn batch_tokens(&self, cpu: usize) -> usize {
+        let Some(free) = self.free_device_memory() else { return cpu };
+        let hidden = (self.params as f64 / self.net.layers().max(1) as f64 / 14.0).sqrt();
+        let bytes = 12.0 * hidden * self.precision.dtype().size_in_bytes() as f64;
+        (free as f64 * 0.25 / bytes).clamp(1024.0, 65536.0) as usize
+    }
+
+    /// LM head on `rows` only, log-softmax in f32, the targets' log-probs and greediness; in
+    /// chunks of rows, so that `[rows, vocab]` logits of a big batch never sit in memory at once.
     fn gather(&self, rows: &Tensor, targets: &[u32]) -> Result<Vec<TokenScore>> {
+        const CHUNK: usize = 2048;
+        let n = targets.len();
+        if n <= CHUNK {
+            return self.gather_chunk(rows, targets);
+        }
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(CHUNK) {
+            let len = CHUNK.min(n - start);
+            out.extend(self.gather_chunk(&rows.narrow(0, start, len)?, &targets[start..start + len])?);
+        }
+        Ok(out)
+    }
+
+    fn gather_chunk(&self, rows: &Tensor, targets: &[u32]) -> Result<Vec<TokenScore>> {
         let logits = self.net.logits(rows)?.to_dtype(DType::F32)?;
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;

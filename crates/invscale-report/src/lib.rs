@@ -41,6 +41,9 @@ pub struct RunInfo {
     pub cache: Option<String>,
     pub start_time: f64,
     pub end_time: f64,
+    /// Seconds spent loading the model, and scoring (every task, cached requests included).
+    pub load_seconds: f64,
+    pub scoring_seconds: f64,
     /// The command line, for the record.
     pub command: String,
 }

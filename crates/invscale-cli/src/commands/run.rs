@@ -157,7 +157,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
             None => return fail(format!("--metrics: unknown metric `{name}` (known: acc, acc_norm, acc_bytes, loss, coverage, brier_score, acc_mutual_info, perplexity)")),
         }
     }
-    let settings = RunSettings {
+    let mut settings = RunSettings {
         bos: BosPolicy::from(args.bos),
         mode: args.mode.map(|m| match m {
             Mode::LmEval => RequestMode::LmEval,
@@ -181,17 +181,21 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    // On a GPU, passes as large as its free memory allows (no probing runs).
+    settings.batch_tokens = model.batch_tokens(settings.batch_tokens);
     let dtype = precision.name();
     eprintln!(
         "model: {} ({}, {:.0}M parameters, {dtype}), loaded in {:.1}s",
         model.path.display(),
         model.arch,
         model.params as f64 / 1e6,
-        load_started.elapsed().as_secs_f64()
+        load_seconds
     );
     let (fingerprint, mut cache) = open_cache(&model, dtype, args.no_cache, args.cache_dir.as_deref())?;
 
     let mut results: Vec<(usize, TaskResult)> = Vec::new();
+    let scoring_started = Instant::now();
     for (i, ds) in datasets.iter().enumerate() {
         let docs = limited(&ds.docs, args.limit);
         let mut bar = ProgressLine::new(&ds.spec.name, docs.len());
@@ -199,6 +203,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         bar.finish(result.counts);
         results.push((i, result));
     }
+    let scoring_seconds = scoring_started.elapsed().as_secs_f64();
     let end_time = now();
 
     // Group rows for the groups named in --tasks, over their tasks that ran.
@@ -247,6 +252,8 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         cache: cache.path().map(|p| p.display().to_string()),
         start_time,
         end_time,
+        load_seconds,
+        scoring_seconds,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let reports: Vec<TaskReport> = results

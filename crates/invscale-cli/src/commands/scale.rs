@@ -370,6 +370,7 @@ fn analyse(
         };
         eprintln!("model: {} ({}, {} parameters)", model.path.display(), model.arch, human_params(model.params as f64));
         let (_, mut cache) = open_cache(&model, precision.name(), a.no_cache, a.cache_dir.as_deref())?;
+        let settings = RunSettings { batch_tokens: model.batch_tokens(settings.batch_tokens), ..settings.clone() };
         let mut results = Vec::new();
         for ds in datasets {
             let docs = limited(&ds.docs, a.limit);
