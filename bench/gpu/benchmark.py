@@ -11,7 +11,7 @@ have realistic token counts), then runs
 
 * lm-eval 0.4.13: `lm_eval --model hf --model_args pretrained=DIR,dtype=bfloat16
   --batch_size auto --device cuda:0` on lm-eval's own inverse_scaling task configuration over the
-  release files, timed end to end (process start to results written); inside it, the
+  release files, timed end to end (process start to results written, samples logged); inside it, the
   log-likelihood phase (`HFLM._loglikelihood_tokens`) and its batch-size probe are timed, and the
   tokens it pushes through the model (padded batches, `_model_call`) counted;
 * invscale: `invscale run --device cuda --dtype bf16` on the same tasks and files, timed end to
@@ -93,9 +93,13 @@ def train_tokenizer(data_dir: Path, out: Path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=50000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    # An end-of-text token as GPT-2's (lm-eval uses it as the prefix of empty contexts); no BOS
+    # is added by default, so both tools run without one.
+    trainer = trainers.BpeTrainer(
+        vocab_size=50000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"], show_progress=False
+    )
     tok.train_from_iterator(texts, trainer)
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token=None).save_pretrained(out)
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|endoftext|>").save_pretrained(out)
 
 
 def make_model(name: str, root: Path, tokenizer_dir: Path) -> tuple[Path, int]:
@@ -139,7 +143,8 @@ def run_lm_eval(model: Path, tasks: list[str], include: Path, out: Path, limit: 
     stats_path = out.with_suffix(".stats.json")
     cmd = [sys.executable, "-c", LM_EVAL_TIMED, str(stats_path), "--model", "hf",
            "--model_args", f"pretrained={model},dtype=bfloat16", "--tasks", ",".join(tasks),
-           "--include_path", str(include), "--device", "cuda:0", "--batch_size", "auto", "--output_path", str(out)]
+           "--include_path", str(include), "--device", "cuda:0", "--batch_size", "auto", "--output_path", str(out),
+           "--log_samples"]
     if limit:
         cmd += ["--limit", str(limit)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -154,7 +159,7 @@ def run_lm_eval(model: Path, tasks: list[str], include: Path, out: Path, limit: 
 
 def run_invscale(binary: str, model: Path, data_dir: Path, out: Path, limit: int | None = None) -> dict:
     cmd = [binary, "run", "--model", str(model), "--tasks", ",".join(TASKS), "--data-dir", str(data_dir),
-           "--device", "cuda", "--dtype", "bf16", "--no-cache", "--output-path", str(out)]
+           "--device", "cuda", "--dtype", "bf16", "--no-cache", "--output-path", str(out), "--log-samples"]
     if limit:
         cmd += ["--limit", str(limit)]
     t = time.perf_counter()
@@ -172,6 +177,39 @@ def run_invscale(binary: str, model: Path, data_dir: Path, out: Path, limit: int
         "tokens_computed": sum(t["tokens_computed"] for t in tasks),
         "tokens_requested": sum(t["tokens_requested"] for t in tasks),
         "stderr_tail": p.stderr[-600:],
+    }
+
+
+def sample_lls(out: Path, task: str) -> dict[int, list[float]]:
+    """doc_id -> each choice's log-likelihood, from either tool's samples file (lm-eval's layout)."""
+    [path] = glob.glob(str(out / f"**/samples_*{task}_*.jsonl"), recursive=True)
+    lls = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            s = json.loads(line)
+            lls[s["doc_id"]] = [float(r[0][0]) for r in s["resps"]]
+    return lls
+
+
+def compare_samples(inv_out: Path, lm_out: Path) -> dict:
+    """Per document: does each tool pick the same class; how far apart are the log-likelihoods."""
+    docs = same = 0
+    max_delta = 0.0
+    deltas = []
+    for _, (_, lm_name) in TASKS.items():
+        a, b = sample_lls(inv_out, lm_name), sample_lls(lm_out, "bench_" + lm_name)
+        for doc_id, la in a.items():
+            lb = b[doc_id]
+            docs += 1
+            same += la.index(max(la)) == lb.index(max(lb))
+            for x, y in zip(la, lb):
+                deltas.append(abs(x - y))
+    deltas.sort()
+    return {
+        "documents": docs,
+        "same_argmax": same,
+        "max_abs_delta_ll": deltas[-1] if deltas else 0.0,
+        "median_abs_delta_ll": deltas[len(deltas) // 2] if deltas else 0.0,
     }
 
 
@@ -202,6 +240,7 @@ def main():
         inv = run_invscale(args.binary, model, args.data_dir, tmp / f"inv-{name}")
         lm = run_lm_eval(model, lm_tasks, include, tmp / f"lm-{name}")
         lm_phase = lm["ll_seconds"] - lm["probe_seconds"]
+        agreement = compare_samples(tmp / f"inv-{name}", tmp / f"lm-{name}")
         row = {
             "parameters": params,
             "invscale": inv,
@@ -212,6 +251,7 @@ def main():
             "invscale_mfu": 2 * params * inv["tokens_computed"] / inv["scoring_seconds"] / PEAK_FLOPS,
             "lm_eval_mfu_on_unique_tokens": 2 * params * inv["tokens_computed"] / lm_phase / PEAK_FLOPS,
             "lm_eval_mfu_on_its_tokens": 2 * params * lm["model_call_tokens"] / lm_phase / PEAK_FLOPS,
+            "agreement_bf16": agreement,
         }
         report["shapes"][name] = row
         print(
@@ -220,7 +260,9 @@ def main():
             f"{lm_phase:.2f}s after a {lm['probe_seconds']:.1f}s probe ({row['loglikelihood_phase_ratio']:.2f}x); tokens: "
             f"invscale {inv['tokens_computed']} unique of {inv['tokens_requested']} requested, lm-eval {lm['model_call_tokens']} "
             f"through the model (padded); invscale {row['invscale_unique_tokens_per_s']:.0f} unique tokens/s, MFU "
-            f"{row['invscale_mfu']:.1%}; lm-eval MFU {row['lm_eval_mfu_on_its_tokens']:.1%} on its tokens",
+            f"{row['invscale_mfu']:.1%}; lm-eval MFU {row['lm_eval_mfu_on_its_tokens']:.1%} on its tokens; bf16 "
+            f"agreement: same argmax on {agreement['same_argmax']}/{agreement['documents']} documents, |Δ ll| median "
+            f"{agreement['median_abs_delta_ll']:.3f}, max {agreement['max_abs_delta_ll']:.3f}",
             flush=True,
         )
         (args.out_dir / "benchmark.json").write_text(json.dumps(report, indent=2))
