@@ -7,6 +7,52 @@ use candle_core::{D, DType, Device, Module, Tensor};
 
 use crate::Result;
 
+/// `INVSCALE_PROFILE=2`: time spent per kind of layer work, the device synchronised around each
+/// piece (slower, but it says where a forward pass goes). Level 1 times whole passes only.
+pub mod profile {
+    use std::cell::RefCell;
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    use candle_core::Device;
+
+    use crate::Result;
+
+    thread_local! {
+        static SPENT: RefCell<Vec<(&'static str, f64)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn level() -> u8 {
+        static LEVEL: OnceLock<u8> = OnceLock::new();
+        *LEVEL.get_or_init(|| std::env::var("INVSCALE_PROFILE").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// Runs `f`, adding its time to `label` at level 2.
+    pub fn time<T>(label: &'static str, device: &Device, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if level() < 2 {
+            return f();
+        }
+        device.synchronize()?;
+        let started = Instant::now();
+        let out = f()?;
+        device.synchronize()?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        SPENT.with(|s| {
+            let mut s = s.borrow_mut();
+            match s.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, total)) => *total += ms,
+                None => s.push((label, ms)),
+            }
+        });
+        Ok(out)
+    }
+
+    /// What was timed since the last call, `label ms` pairs.
+    pub fn take() -> String {
+        SPENT.with(|s| s.borrow_mut().drain(..).map(|(l, ms)| format!("{l} {ms:.1} ms")).collect::<Vec<_>>().join(", "))
+    }
+}
+
 /// A weight matrix `[out, in]`, applied as `x Wᵀ`.
 pub enum Weight {
     /// Full precision (GGUF dequantized to f32, or an HF checkpoint's tensor).
@@ -22,13 +68,27 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.weight {
-            Weight::Dense(w) => x.matmul(&w.t()?)?,
-            Weight::Quantized(q) => q.forward(x)?,
-        };
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+        let y = profile::time("matmul", x.device(), || {
+            Ok(match &self.weight {
+                Weight::Dense(w) => x.matmul(&w.t()?)?,
+                Weight::Quantized(q) => q.forward(x)?,
+            })
+        })?;
+        profile::time("bias", x.device(), || {
+            Ok(match &self.bias {
+                // On the GPU a broadcast add costs integer divisions per element; the bias as a
+                // rank-1 product (ones · b, exact) makes it an add of two contiguous tensors.
+                Some(b) if y.device().is_cuda() && b.rank() == 1 => {
+                    let out = b.dim(0)?;
+                    let rows = y.elem_count() / out;
+                    let ones = Tensor::ones((rows, 1), y.dtype(), y.device())?;
+                    let bias = ones.matmul(&b.to_dtype(y.dtype())?.reshape((1, out))?)?;
+                    let bias = bias.reshape(y.shape())?;
+                    (y + bias)?
+                }
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            })
         })
     }
 }
@@ -44,6 +104,10 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        profile::time("norm", x.device(), || self.forward_inner(x))
+    }
+
+    fn forward_inner(&self, x: &Tensor) -> Result<Tensor> {
         if x.dtype() == DType::F32 {
             return Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?);
         }
@@ -67,7 +131,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)?)
+        profile::time("norm", x.device(), || Ok(candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)?))
     }
 }
 
@@ -111,6 +175,10 @@ impl Rotary {
 
     /// Rotates `x: [1, heads, t, head_dim]`, token `i` at `positions[i]`.
     pub fn apply(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        profile::time("rotary", x.device(), || self.apply_inner(x, positions))
+    }
+
+    fn apply_inner(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
         let (_, _, t, head_dim) = x.dims4()?;
         debug_assert_eq!(t, positions.len());
         let (cos, sin) = self.tables(positions, x.device())?;
@@ -315,7 +383,7 @@ impl Layout {
     /// masked out, padded queries see one key (never a row of -inf) and are dropped after.
     fn padded_mask(&self, mut blocks: Vec<std::ops::Range<usize>>, window: Option<usize>, device: &Device) -> Result<AttnMask> {
         // Score cells (n·P²) a group may hold, per head: bounds the f32 scores' memory.
-        const MAX_CELLS: usize = 1 << 24;
+        const MAX_CELLS: usize = 1 << 23;
         blocks.sort_by_key(|r| std::cmp::Reverse(r.len()));
         let t = self.len();
         let mut groups = Vec::new();
@@ -351,6 +419,7 @@ impl Layout {
                 len: p,
                 gather: Tensor::new(gather.as_slice(), device)?,
                 mask: Tensor::from_vec(m, (n, 1, p, p), device)?,
+                full: std::sync::OnceLock::new(),
             });
             i = j;
         }
@@ -387,11 +456,19 @@ struct PaddedGroup {
     gather: Tensor,
     /// `[n, 1, len, len]`.
     mask: Tensor,
+    /// The mask at the scores' full shape `[n, heads, len, len]` and dtype, made by the first
+    /// layer and reused by the others: adding it is then an elementwise add of two contiguous
+    /// tensors (a broadcast add over heads costs several integer divisions per element on the GPU).
+    full: std::sync::OnceLock<Tensor>,
 }
 
 /// Attention over a layout's blocks: each block's queries against the cache and its own keys.
 /// `q: [1, h, t, d]`, `k, v: [1, kv_h, past + t, d]`; returns `[t, h·d]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64) -> Result<Tensor> {
+    profile::time("attention", q.device(), || attention_inner(q, k, v, mask, scale))
+}
+
+fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64) -> Result<Tensor> {
     if let Some(padded) = &mask.padded {
         let mut outs = Vec::with_capacity(padded.groups.len());
         for g in &padded.groups {
@@ -401,10 +478,22 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64
                 let d = x.dim(3)?;
                 Ok(x.squeeze(0)?.index_select(&g.gather, 1)?.reshape((heads, g.n, g.len, d))?.transpose(0, 1)?)
             };
-            outs.push(attention_block(&stack(q)?, &stack(k)?, &stack(v)?, &g.mask, scale)?);
+            let (qs, ks, vs) = profile::time("attention: stack", q.device(), || Ok((stack(q)?, stack(k)?, stack(v)?)))?;
+            let heads = qs.dim(1)?;
+            let full = match g.full.get() {
+                Some(m) if m.dim(1)? == heads && m.dtype() == q.dtype() => m.clone(),
+                _ => {
+                    let m = g.mask.to_dtype(q.dtype())?.broadcast_as((g.n, heads, g.len, g.len))?.contiguous()?;
+                    let _ = g.full.set(m.clone());
+                    m
+                }
+            };
+            outs.push(attention_block(&qs, &ks, &vs, &full, scale)?);
         }
-        let all = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 0)? };
-        return Ok(all.index_select(&padded.unpad, 0)?);
+        return profile::time("attention: unstack", q.device(), || {
+            let all = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 0)? };
+            Ok(all.index_select(&padded.unpad, 0)?)
+        });
     }
     if let [(_, m)] = mask.blocks.as_slice() {
         return attention_block(q, k, v, m, scale);
@@ -437,11 +526,22 @@ fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64
     };
     // Softmax in f32 whatever the dtype, cast back for the product with v (as transformers does
     // in half precision).
-    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
-    let scores = ensure_f32(scores)?.broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(q.dtype())?;
-    let out = probs.matmul(&v.contiguous()?)?; // [b, h, t, d]
-    Ok(out.transpose(1, 2)?.reshape((b * t, heads * head_dim))?)
+    let dev = q.device();
+    let scores = profile::time("attention: q·k", dev, || Ok((q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?))?;
+    let probs = profile::time("attention: softmax", dev, || {
+        // The mask holds 0 and -inf only, so adding it before the cast to f32 is exact; a mask of
+        // the scores' own shape and dtype makes it a plain elementwise add.
+        let scores = if mask.dims() == scores.dims() && mask.dtype() == scores.dtype() {
+            ensure_f32((scores + mask)?)?
+        } else {
+            ensure_f32(scores)?.broadcast_add(mask)?
+        };
+        Ok(candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(q.dtype())?)
+    })?;
+    profile::time("attention: p·v", dev, || {
+        let out = probs.matmul(&v.contiguous()?)?; // [b, h, t, d]
+        Ok(out.transpose(1, 2)?.reshape((b * t, heads * head_dim))?)
+    })
 }
 
 /// `[t, heads·head_dim]` → `[1, heads, t, head_dim]`.

@@ -60,10 +60,9 @@ impl Prefix {
     }
 }
 
-/// `INVSCALE_PROFILE=1`: each forward pass prints where its time went.
+/// `INVSCALE_PROFILE=1`: each forward pass prints where its time went (2: per kind of work).
 fn profiling() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("INVSCALE_PROFILE").is_some_and(|v| v == "1"))
+    crate::layers::profile::level() >= 1
 }
 
 pub struct Model {
@@ -320,6 +319,9 @@ impl Model {
                 targets.len(),
                 forward_done.elapsed().as_secs_f64() * 1e3
             );
+            if crate::layers::profile::level() >= 2 {
+                eprintln!("profile: forward by kind: {}", crate::layers::profile::take());
+            }
         }
         Ok(trees
             .iter()
