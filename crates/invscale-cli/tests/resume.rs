@@ -72,6 +72,8 @@ fn outputs(out: &Path) -> (Value, String) {
     let inv = obj["invscale"].as_object_mut().unwrap();
     inv.remove("command").unwrap();
     inv.remove("score_cache").unwrap();
+    // Wall-clock times, like the top level's.
+    inv.remove("timing").unwrap();
     for t in inv["tasks"].as_object_mut().unwrap().values_mut() {
         let t = t.as_object_mut().unwrap();
         for k in ["requests_cached", "requests_computed", "tokens_computed"] {
