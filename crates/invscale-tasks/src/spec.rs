@@ -258,6 +258,11 @@ pub struct SpecError {
 }
 
 impl TaskSpec {
+    /// This task's columns and rules, reading `path` instead of its own data (`--as TASK`).
+    pub fn reading(&self, path: &Path) -> TaskSpec {
+        TaskSpec { source: Source { path: Some(path.into()), ..self.source.clone() }, ..self.clone() }
+    }
+
     /// Parses and checks a task file's text. `path` is used in messages and to resolve a
     /// relative `source.path`.
     pub fn from_toml(text: &str, path: &Path) -> Result<TaskSpec, SpecError> {

@@ -53,7 +53,7 @@ pub fn run(cmd: DataCommand, data: &DataOptions) -> anyhow::Result<ExitCode> {
         let is_data_file = path.is_file() && path.extension().is_none_or(|e| e != "toml");
         if is_data_file {
             let spec = match &template {
-                Some(t) => Ok(TaskSpec { source: invscale_tasks::spec::Source { path: Some(path.into()), ..t.source.clone() }, ..t.clone() }),
+                Some(t) => Ok(t.reading(path)),
                 None => task_for_data_file(path),
             };
             match spec {

@@ -315,8 +315,7 @@ fn candidate_spec(path: &Path, as_task: Option<&str>) -> Result<TaskSpec, String
     if specs.len() != 1 {
         return Err("--as needs one task, not a group".into());
     }
-    let t = specs.remove(0);
-    Ok(TaskSpec { source: invscale_tasks::spec::Source { path: Some(path.into()), ..t.source.clone() }, ..t })
+    Ok(specs.remove(0).reading(path))
 }
 
 fn check_analysis(a: &AnalysisArgs) -> Result<(), String> {
