@@ -354,9 +354,6 @@ impl Model {
     fn gather(&self, rows: &Tensor, targets: &[u32]) -> Result<Vec<TokenScore>> {
         const CHUNK: usize = 2048;
         let n = targets.len();
-        if n <= CHUNK {
-            return self.gather_chunk(rows, targets);
-        }
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(CHUNK) {
             let len = CHUNK.min(n - start);
