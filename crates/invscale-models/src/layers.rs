@@ -5,6 +5,8 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
+use crate::block_quant::BlockMatrix;
+
 use crate::Result;
 
 /// `INVSCALE_PROFILE=2`: time spent per kind of layer work, the device synchronised around each
@@ -59,6 +61,9 @@ pub enum Weight {
     Dense(Tensor),
     /// Kept quantized; candle's kernels quantize the activations too (llama.cpp's scheme).
     Quantized(QMatMul),
+    /// Kept quantized in a 32-value block format, multiplied by our own CPU kernel
+    /// (llama.cpp's arithmetic; see `block_quant`).
+    Blocks(BlockMatrix),
 }
 
 pub struct Linear {
@@ -72,6 +77,7 @@ impl Linear {
             Ok(match &self.weight {
                 Weight::Dense(w) => x.matmul(&w.t()?)?,
                 Weight::Quantized(q) => q.forward(x)?,
+                Weight::Blocks(w) => block_matmul(w, x)?,
             })
         })?;
         profile::time("bias", x.device(), || {
@@ -91,6 +97,21 @@ impl Linear {
             })
         })
     }
+}
+
+fn block_matmul(w: &BlockMatrix, x: &Tensor) -> Result<Tensor> {
+    let (n, k) = w.shape();
+    let mut dims = x.dims().to_vec();
+    let last = dims.pop();
+    if last != Some(k) {
+        return Err(candle_core::Error::Msg(format!("matmul: input {:?} against a [{n}, {k}] matrix", x.dims())).into());
+    }
+    let m: usize = dims.iter().product();
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut y = vec![0f32; m * n];
+    w.matmul(&xs, m, &mut y);
+    dims.push(n);
+    Ok(Tensor::from_vec(y, dims, x.device())?)
 }
 
 pub struct RmsNorm {

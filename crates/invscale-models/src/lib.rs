@@ -1,6 +1,7 @@
 //! The model runtime for scoring: tokenizers and per-architecture model code over candle, loaded
 //! from Hugging Face checkpoints (safetensors) or GGUF files.
 
+pub mod block_quant;
 pub mod gguf;
 pub mod hf;
 pub mod layers;

@@ -1,6 +1,8 @@
 //! Loading weights from a GGUF file at the precision asked for.
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{QMatMul, QTensor};
+
+use crate::block_quant::{BlockFormat, BlockMatrix};
 use candle_core::{Device, Tensor};
 
 use crate::gguf::GgufFile;
@@ -57,7 +59,13 @@ impl GgufWeights<'_> {
     /// `name` (a `.weight`) as a linear layer, with its `.bias` when the file has one.
     pub fn linear(&self, name: &str) -> Result<Linear> {
         let weight = match self.precision {
-            Precision::Quantized => Weight::Quantized(QMatMul::from_qtensor(self.file.qtensor(name, &self.device)?)?),
+            Precision::Quantized => {
+                let q = self.file.qtensor(name, &self.device)?;
+                match block_matrix(&q)? {
+                    Some(blocks) => Weight::Blocks(blocks),
+                    None => Weight::Quantized(QMatMul::from_qtensor(q)?),
+                }
+            }
             _ => Weight::Dense(self.f32(name)?),
         };
         let bias_name = name.strip_suffix(".weight").map(|n| format!("{n}.bias"));
@@ -85,6 +93,17 @@ impl GgufWeights<'_> {
             _ => Linear { weight: Weight::Dense(embed_f32.clone()), bias: None },
         })
     }
+}
+
+/// A CPU matrix in a 32-value block format as our own kernel's matrix, when this machine runs
+/// that kernel (else candle's kernels take it).
+fn block_matrix(q: &QTensor) -> Result<Option<BlockMatrix>> {
+    let Some(format) = BlockFormat::from_ggml(q.dtype()) else { return Ok(None) };
+    if !q.device().is_cpu() || !BlockMatrix::kernel_available() {
+        return Ok(None);
+    }
+    let Ok((rows, cols)) = q.shape().dims2() else { return Ok(None) };
+    Ok(BlockMatrix::new(format, rows, cols, q.data()?.into_owned()))
 }
 
 /// The transformer dimensions every GGUF architecture states under `{arch}.…`.
