@@ -17,10 +17,10 @@ tokens lm-eval computes: context + continuation of every request; unique = what 
 computes after prefix sharing), peak RSS, the ratios to invscale, and both invscale paths'
 accuracies and how often the quantized path picks llama.cpp's class.
 
-    bench/cpu/benchmark.py [--models smollm2-135m,gemma3-270m] [--tasks neqa,memo_trap,hindsight_neglect]
+    $PYTHON bench/cpu/benchmark.py [--models smollm2-135m,gemma3-270m] [--tasks neqa,memo_trap,hindsight_neglect]
                            [--repeats 3] [--limit N] [--skip lm-eval,llama.cpp] [--out FILE]
 
-Needs: a release build (cargo build --release -p invscale-cli), the models
+Run it with the Python that has lm_eval (it reads lm-eval's task config). Needs: a release build (cargo build --release -p invscale-cli), the models
 (scripts/fetch-models.sh), a Python with lm_eval 0.4.13, transformers, torch, gguf and
 llama-cpp-python ($PYTHON, default ~/.cache/invscale/pyref/bin/python; see
 reference/lm_eval_check.sh). Output format is stable: one JSON file (--out, default
@@ -57,16 +57,17 @@ def run(cmd, env=None):
 
 
 def invscale(binary, model, task, dtype, limit, tmp):
-    out = tmp / f"invscale-{dtype}.json"
+    out = tmp / f"invscale-{dtype}"
     cmd = [binary, "run", "--model", MODELS / MODEL_FILES[model], "--tasks", task, "--dtype", dtype,
            "--data-dir", DATA, "--no-cache", "--log-samples", "--output-path", out]
     if limit:
         cmd += ["--limit", str(limit)]
     secs, rss = run(cmd)
-    res = json.loads(out.read_text())
+    [results] = list(out.glob("**/results_*.json"))
+    res = json.loads(results.read_text())
     [name] = res["results"].keys()
     counts = res["invscale"]["tasks"][name]
-    [samples] = list(tmp.glob(f"samples_{name}*.jsonl")) or list(tmp.glob(f"**/samples_{name}*.jsonl"))
+    [samples] = list(out.glob(f"**/samples_{name}_*.jsonl"))
     preds = {}
     for line in samples.read_text().splitlines():
         s = json.loads(line)

@@ -79,14 +79,16 @@ pub struct BlockMatrix {
     format: BlockFormat,
     rows: usize,
     cols: usize,
-    data: Vec<u8>,
+    /// The file's bytes: usually a range of the memory-mapped GGUF file, so the matrix costs
+    /// no memory beyond the file's pages.
+    data: Box<dyn AsRef<[u8]> + Send + Sync>,
 }
 
 impl BlockMatrix {
     /// `data` as stored in the GGUF file, row after row. None when the sizes do not fit.
-    pub fn new(format: BlockFormat, rows: usize, cols: usize, data: Vec<u8>) -> Option<BlockMatrix> {
-        let fits = cols % QK == 0 && data.len() == rows * (cols / QK) * format.block_bytes();
-        fits.then_some(BlockMatrix { format, rows, cols, data })
+    pub fn new(format: BlockFormat, rows: usize, cols: usize, data: impl AsRef<[u8]> + Send + Sync + 'static) -> Option<BlockMatrix> {
+        let fits = cols % QK == 0 && data.as_ref().len() == rows * (cols / QK) * format.block_bytes();
+        fits.then(|| BlockMatrix { format, rows, cols, data: Box::new(data) })
     }
 
     /// Whether this machine has the vector instructions the kernel is written for.
@@ -117,9 +119,10 @@ impl BlockMatrix {
     /// each block's scale (`d`) and minimum (`m`, zero for the offset formats).
     fn unpack(&self, first: usize, count: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
         let (nb, bs) = (self.blocks(), self.format.block_bytes());
+        let data = (*self.data).as_ref();
         for r in 0..count {
             for b in 0..nb {
-                let block = &self.data[((first + r) * nb + b) * bs..][..bs];
+                let block = &data[((first + r) * nb + b) * bs..][..bs];
                 let at = r * nb + b;
                 let out = &mut q[at * QK..][..QK];
                 d[at] = half(block, 0);
@@ -168,6 +171,12 @@ impl BlockMatrix {
         self.unpack(r, 1, &mut q, &mut d, &mut m);
         let offset = self.format.offset();
         q.iter().enumerate().map(|(i, &v)| d[i / QK] * (i32::from(v) - offset) as f32 + m[i / QK]).collect()
+    }
+
+    /// Rows `ids` in f32, one after another: an embedding lookup on a quantized table (llama.cpp's
+    /// `get_rows` dequantizes the same way).
+    pub fn rows_f32(&self, ids: &[u32]) -> Vec<f32> {
+        ids.iter().flat_map(|&r| self.dequantize_row(r as usize)).collect()
     }
 
     /// `y[m × rows] = x[m × cols] · Wᵀ`, activations quantized per 32-value block as llama.cpp does.
@@ -235,7 +244,11 @@ impl QuantizedRows {
             let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             let mut sum = 0i32;
             for (q, v) in qs.iter_mut().zip(xs) {
-                let r = (v * id).round_ties_even() as i32;
+                // Round to nearest, ties to even, as `_mm256_round_ps`: adding and removing
+                // 1.5·2^23 does it for |x| < 2^22 (ours are ≤ 127) in a few vector instructions,
+                // where `round_ties_even` is a libm call per value on baseline x86-64.
+                const SHIFT: f32 = 12_582_912.0;
+                let r = ((v * id + SHIFT) - SHIFT) as i32;
                 *q = r as i8;
                 sum += r;
             }
@@ -475,8 +488,9 @@ mod tests {
         use candle_core::quantized::{GgmlDType, QTensor};
         for (format, dtype) in FORMATS.iter().zip([GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0]) {
             let w = random_matrix(*format, 3, 64, 7);
+            let bytes = (*w.data).as_ref();
             let q = QTensor::new(
-                candle_core::quantized::QStorage::from_data(std::borrow::Cow::Borrowed(&w.data), &candle_core::Device::Cpu, dtype).unwrap(),
+                candle_core::quantized::QStorage::from_data(std::borrow::Cow::Borrowed(bytes), &candle_core::Device::Cpu, dtype).unwrap(),
                 (3, 64),
             )
             .unwrap();

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Device;
 use candle_core::quantized::QTensor;
@@ -14,7 +15,7 @@ use crate::{ModelError, Result};
 
 pub struct GgufFile {
     pub path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     pub content: Content,
 }
 
@@ -29,7 +30,7 @@ impl GgufFile {
         }
         let content = Content::read(&mut Cursor::new(&mmap[..]))
             .map_err(|e| ModelError::corrupt(path, format!("unreadable GGUF header: {e}")))?;
-        let g = GgufFile { path: path.to_path_buf(), mmap, content };
+        let g = GgufFile { path: path.to_path_buf(), mmap: Arc::new(mmap), content };
         g.check_tensor_bounds()?;
         Ok(g)
     }
@@ -126,6 +127,15 @@ impl GgufFile {
         self.content.tensor_infos.contains_key(name)
     }
 
+    /// A tensor's bytes as stored, borrowed from the file's map (no copy; bounds were checked
+    /// when the file was opened).
+    pub fn tensor_bytes(&self, name: &str) -> Option<MappedBytes> {
+        let info = self.content.tensor_infos.get(name)?;
+        let start = self.content.tensor_data_offset as usize + info.offset as usize;
+        let len = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        Some(MappedBytes { map: Arc::clone(&self.mmap), start, len })
+    }
+
     /// A tensor as stored (quantized or not).
     pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
         if !self.has_tensor(name) {
@@ -149,4 +159,17 @@ fn value_int(v: &Value) -> Option<i64> {
         Value::I64(x) => *x,
         _ => return None,
     })
+}
+
+/// A byte range of a memory-mapped file, kept alive with the map.
+pub struct MappedBytes {
+    map: Arc<Mmap>,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MappedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.start + self.len]
+    }
 }

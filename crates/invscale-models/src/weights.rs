@@ -1,12 +1,12 @@
 //! Loading weights from a GGUF file at the precision asked for.
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::QMatMul;
 
 use crate::block_quant::{BlockFormat, BlockMatrix};
 use candle_core::{Device, Tensor};
 
 use crate::gguf::GgufFile;
-use crate::layers::{Linear, RmsNorm, Weight};
+use crate::layers::{Embedding, Linear, RmsNorm, Weight};
 use crate::Result;
 
 /// How a model runs.
@@ -60,10 +60,9 @@ impl GgufWeights<'_> {
     pub fn linear(&self, name: &str) -> Result<Linear> {
         let weight = match self.precision {
             Precision::Quantized => {
-                let q = self.file.qtensor(name, &self.device)?;
-                match block_matrix(&q)? {
+                match self.block_matrix(name) {
                     Some(blocks) => Weight::Blocks(blocks),
-                    None => Weight::Quantized(QMatMul::from_qtensor(q)?),
+                    None => Weight::Quantized(QMatMul::from_qtensor(self.file.qtensor(name, &self.device)?)?),
                 }
             }
             _ => Weight::Dense(self.f32(name)?),
@@ -82,28 +81,40 @@ impl GgufWeights<'_> {
         Ok(RmsNorm { weight, eps, scale_after_cast: true })
     }
 
-    /// The output projection: `output.weight`, or the token embeddings when tied (reusing the
-    /// f32 embedding matrix on the exact path instead of a second copy).
-    pub fn lm_head(&self, embed_f32: &Tensor) -> Result<Linear> {
+    /// The token embeddings: kept quantized on the quantized path when our block kernel takes
+    /// the format (rows dequantized as looked up), else in the run's dtype.
+    pub fn embedding(&self, name: &str) -> Result<Embedding> {
+        if self.precision == Precision::Quantized {
+            if let Some(blocks) = self.block_matrix(name) {
+                return Ok(Embedding::Blocks(blocks));
+            }
+        }
+        Ok(Embedding::Dense(self.f32(name)?))
+    }
+
+    /// The output projection: `output.weight`, or the token embeddings when tied (the dense
+    /// embedding matrix itself, or the file's quantized bytes again: no second copy either way).
+    pub fn lm_head(&self, embed: &Embedding) -> Result<Linear> {
         if self.file.has_tensor("output.weight") {
             return self.linear("output.weight");
         }
-        Ok(match self.precision {
-            Precision::Quantized => self.linear("token_embd.weight")?,
-            _ => Linear { weight: Weight::Dense(embed_f32.clone()), bias: None },
+        Ok(match (self.precision, embed) {
+            (Precision::Quantized, _) | (_, Embedding::Blocks(_)) => self.linear("token_embd.weight")?,
+            (_, Embedding::Dense(t)) => Linear { weight: Weight::Dense(t.clone()), bias: None },
         })
     }
-}
 
-/// A CPU matrix in a 32-value block format as our own kernel's matrix, when this machine runs
-/// that kernel (else candle's kernels take it).
-fn block_matrix(q: &QTensor) -> Result<Option<BlockMatrix>> {
-    let Some(format) = BlockFormat::from_ggml(q.dtype()) else { return Ok(None) };
-    if !q.device().is_cpu() || !BlockMatrix::kernel_available() {
-        return Ok(None);
+    /// A CPU matrix in a 32-value block format as our own kernel's matrix, over the file's map,
+    /// when this machine runs that kernel (else candle's kernels take it).
+    fn block_matrix(&self, name: &str) -> Option<BlockMatrix> {
+        let info = self.file.content.tensor_infos.get(name)?;
+        let format = BlockFormat::from_ggml(info.ggml_dtype)?;
+        if !self.device.is_cpu() || !BlockMatrix::kernel_available() {
+            return None;
+        }
+        let (rows, cols) = info.shape.dims2().ok()?;
+        BlockMatrix::new(format, rows, cols, self.file.tensor_bytes(name)?)
     }
-    let Ok((rows, cols)) = q.shape().dims2() else { return Ok(None) };
-    Ok(BlockMatrix::new(format, rows, cols, q.data()?.into_owned()))
 }
 
 /// The transformer dimensions every GGUF architecture states under `{arch}.…`.

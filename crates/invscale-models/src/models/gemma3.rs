@@ -6,7 +6,7 @@
 
 use candle_core::Tensor;
 
-use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, split_heads};
+use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, split_heads};
 use crate::model::CausalLm;
 use crate::hf::{Dims, HfConfig, HfWeights};
 use crate::weights::{GgufWeights, Hparams};
@@ -37,7 +37,7 @@ struct Block {
 }
 
 pub struct Gemma3 {
-    embed: Tensor,
+    embed: Embedding,
     embed_scale: f64,
     blocks: Vec<Block>,
     norm: RmsNorm,
@@ -54,7 +54,7 @@ impl Gemma3 {
         let Hparams { hidden, layers, heads, kv_heads, head_dim, rms_eps: eps, rope_base, rope_scale, .. } =
             Hparams::from_gguf(w.file, "gemma3", 1_000_000.0)?;
         let window = w.file.opt_int("gemma3.attention.sliding_window").map(|v| v as usize);
-        let embed = w.f32("token_embd.weight")?;
+        let embed = w.embedding("token_embd.weight")?;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
@@ -139,7 +139,7 @@ impl Gemma3 {
         Ok(Gemma3 {
             norm: w.rms_norm("model.norm.weight", eps, true)?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", true))?,
-            embed,
+            embed: Embedding::Dense(embed),
             // HF computes the scale in the embedding's dtype (f32 here).
             embed_scale: (hidden as f32).sqrt() as f64,
             blocks,
@@ -158,10 +158,10 @@ impl CausalLm for Gemma3 {
     }
 
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
-        let device = self.embed.device();
+        let device = &self.embed.device();
         debug_assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
         let t = ids.len();
-        let mut x = (self.embed.index_select(&Tensor::new(ids, device)?, 0)? * self.embed_scale)?;
+        let mut x = (self.embed.lookup(ids, device)? * self.embed_scale)?;
         let global_mask = layout.mask(None, device)?;
         let local_mask = match self.blocks.iter().find_map(|b| b.window) {
             Some(w) => layout.mask(Some(w), device)?,

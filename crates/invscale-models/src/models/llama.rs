@@ -4,7 +4,7 @@
 
 use candle_core::Tensor;
 
-use crate::layers::{KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, silu, split_heads};
+use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, silu, split_heads};
 use crate::model::CausalLm;
 use crate::hf::{Dims, HfConfig, HfWeights};
 use crate::weights::{GgufWeights, Hparams};
@@ -23,7 +23,7 @@ struct Block {
 }
 
 pub struct Llama {
-    embed: Tensor,
+    embed: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
     head: Linear,
@@ -40,7 +40,7 @@ impl Llama {
         // llama.cpp's converter permutes Q/K of `llama` models for adjacent-pair rotation; the
         // dot products are those of HF's rotate_half on the original weights.
         let style = if arch == "llama" { RopeStyle::Interleaved } else { RopeStyle::Halves };
-        let embed = w.f32("token_embd.weight")?;
+        let embed = w.embedding("token_embd.weight")?;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
@@ -94,7 +94,7 @@ impl Llama {
         Ok(Llama {
             norm: w.rms_norm("model.norm.weight", eps, false)?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
-            embed,
+            embed: Embedding::Dense(embed),
             blocks,
             rotary: Rotary::new(RopeStyle::Halves, head_dim, base, scale),
             heads,
@@ -110,10 +110,10 @@ impl CausalLm for Llama {
     }
 
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
-        let device = self.embed.device();
+        let device = &self.embed.device();
         debug_assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
         let t = ids.len();
-        let mut x = self.embed.index_select(&Tensor::new(ids, device)?, 0)?;
+        let mut x = self.embed.lookup(ids, device)?;
         let mask = layout.mask(None, device)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
