@@ -7,7 +7,7 @@ written (medians of --repeats runs), with its peak RSS (wait4's ru_maxrss):
   invscale f32        invscale run --dtype f32 (exact; what lm-eval computes)
   invscale quantized  invscale run --dtype quantized (llama.cpp's arithmetic)
   lm-eval             lm_eval --model hf, pretrained=DIR,gguf_file=FILE,dtype=float32,
-                      --batch_size auto, lm-eval's own inverse_scaling task config over the
+                      --batch_size 8 (auto's probe runs out of memory here), lm-eval's own inverse_scaling task config over the
                       release files (reference/lm_eval_reference.py's task files)
   llama.cpp           bench/cpu/llama_cpp_scorer.py: llama-cpp-python, each prompt evaluated once
                       and its continuations scored on its KV cache
@@ -78,12 +78,12 @@ def invscale(binary, model, task, dtype, limit, tmp):
             "preds": preds}
 
 
-def lm_eval(python, model, task, limit, tmp):
+def lm_eval(python, model, task, limit, tmp, batch_size):
     names = write_tasks(tmp)
     [name] = [n for n in names if n == f"ref_{LM_EVAL_NAMES[task]}"]
     cmd = [python, "-m", "lm_eval", "--model", "hf",
            "--model_args", f"pretrained={MODELS},gguf_file={MODEL_FILES[model]},dtype=float32",
-           "--tasks", name, "--include_path", tmp, "--device", "cpu", "--batch_size", "auto",
+           "--tasks", name, "--include_path", tmp, "--device", "cpu", "--batch_size", batch_size,
            "--output_path", tmp / "lm-eval-out"]
     if limit:
         cmd += ["--limit", str(limit)]
@@ -118,11 +118,14 @@ def main():
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
     ap.add_argument("--tasks", default="neqa,memo_trap,hindsight_neglect")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--limit", type=int, help="first N documents per task (smoke runs; not for the results file)")
+    ap.add_argument("--limit", type=int, help="first N documents per task (smoke runs; written to benchmark-limit<N>.json)")
     ap.add_argument("--skip", default="", help="tools to leave out: lm-eval, llama.cpp")
+    # lm-eval's `--batch_size auto` probes from the model's full context (8192 tokens for
+    # SmolLM2) and was killed for memory on this 24 GiB machine during hindsight-neglect.
+    ap.add_argument("--lm-eval-batch-size", default="8", help="lm-eval's --batch_size (default 8; auto runs out of memory on 24 GiB)")
     ap.add_argument("--invscale", default=str(ROOT / "target/release/invscale"))
     ap.add_argument("--python", default=os.environ.get("PYTHON", str(Path.home() / ".cache/invscale/pyref/bin/python")))
-    ap.add_argument("--out", default=str(ROOT / "bench/cpu/results/benchmark.json"))
+    ap.add_argument("--out", help="results file (default bench/cpu/results/benchmark.json, or benchmark-limit<N>.json)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -138,7 +141,7 @@ def main():
                         if tool.startswith("invscale"):
                             r = invscale(args.invscale, model, task, tool.split()[1], args.limit, tmp)
                         elif tool == "lm-eval":
-                            r = lm_eval(args.python, model, task, args.limit, tmp)
+                            r = lm_eval(args.python, model, task, args.limit, tmp, args.lm_eval_batch_size)
                         else:
                             r = llama_cpp(args.python, model, task, args.limit, tmp)
                     runs[tool].append(r)
@@ -191,11 +194,11 @@ def main():
                 lines.append(f"{model}: {ours} vs {theirs}, all tasks together: {total:.2f}x faster")
     report = "\n".join(lines)
     print(report)
-    if not args.limit:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine(), "repeats": args.repeats,
-                                              "date": time.strftime("%Y-%m-%d"), "rows": rows, "table": lines}, indent=1) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+    out = Path(args.out or ROOT / "bench/cpu/results" / (f"benchmark-limit{args.limit}.json" if args.limit else "benchmark.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "repeats": args.repeats, "limit": args.limit,
+                               "date": time.strftime("%Y-%m-%d"), "rows": rows, "table": lines}, indent=1) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
