@@ -182,13 +182,20 @@ impl BlockMatrix {
     /// `y[m × rows] = x[m × cols] · Wᵀ`, activations quantized per 32-value block as llama.cpp does.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
         assert_eq!(x.len(), m * self.cols, "lhs length");
-        assert_eq!(y.len(), m * self.rows, "dst length");
-        let acts = QuantizedRows::new(x, m, self.cols, self.format);
+        self.matmul_quantized(&QuantizedRows::new(x, m, self.cols, self.format), y);
+    }
+
+    /// [`matmul`](Self::matmul) on activations already quantized for this matrix's format (one
+    /// input shared by several matrices: Q, K and V; gate and up).
+    pub fn matmul_quantized(&self, acts: &QuantizedRows, y: &mut [f32]) {
+        assert_eq!(acts.q.len(), acts.m * self.cols, "lhs length");
+        assert_eq!(acts.offset, self.format.offset(), "activations quantized for another format");
+        assert_eq!(y.len(), acts.m * self.rows, "dst length");
         #[cfg(target_arch = "x86_64")]
         if x86::available() {
-            return x86::matmul(self, &acts, y);
+            return x86::matmul(self, acts, y);
         }
-        self.matmul_portable(&acts, y);
+        self.matmul_portable(acts, y);
     }
 
     /// The same arithmetic in plain Rust: the reference the vector kernel is tested against.
@@ -215,6 +222,8 @@ impl BlockMatrix {
 /// Activation rows quantized to 8 bits per 32-value block (llama.cpp's `Q8_0` / `Q8_1`).
 pub struct QuantizedRows {
     m: usize,
+    /// The weight format's offset that `neg_offset_sum` was made for.
+    offset: i32,
     /// Values, row after row.
     q: Vec<i8>,
     /// Per block: the scale as llama.cpp stores it (f16).
@@ -226,36 +235,57 @@ pub struct QuantizedRows {
 }
 
 impl QuantizedRows {
+    /// Activations quantized for one format serve every format with the same offset.
+    pub fn offset_for(format: BlockFormat) -> i32 {
+        format.offset()
+    }
+
     pub fn new(x: &[f32], m: usize, k: usize, format: BlockFormat) -> QuantizedRows {
         let nb = k / QK;
         let mut out = QuantizedRows {
             m,
+            offset: format.offset(),
             q: vec![0; m * k],
             d: vec![0.0; m * nb],
             s: vec![0.0; m * nb],
             neg_offset_sum: vec![0; m * nb],
         };
-        let offset = format.offset();
-        for (i, (xs, qs)) in x.chunks_exact(QK).zip(out.q.chunks_exact_mut(QK)).enumerate() {
-            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-            // ggml's x86 quantize_row_q8_0/q8_1: d = max/127, values × 127/max rounded to
-            // nearest-even, d (and s) stored as f16.
-            let d = amax / 127.0;
-            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, v) in qs.iter_mut().zip(xs) {
-                // Round to nearest, ties to even, as `_mm256_round_ps`: adding and removing
-                // 1.5·2^23 does it for |x| < 2^22 (ours are ≤ 127) in a few vector instructions,
-                // where `round_ties_even` is a libm call per value on baseline x86-64.
-                const SHIFT: f32 = 12_582_912.0;
-                let r = ((v * id + SHIFT) - SHIFT) as i32;
-                *q = r as i8;
-                sum += r;
+        let offset = out.offset;
+        struct Out(*mut i8, *mut f32, *mut f32, *mut i32);
+        unsafe impl Sync for Out {}
+        let dst = Out(out.q.as_mut_ptr(), out.d.as_mut_ptr(), out.s.as_mut_ptr(), out.neg_offset_sum.as_mut_ptr());
+        // Rows in parallel on candle's pool (a prompt's activations are ~10% of a matmul's time
+        // on one thread).
+        candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
+            let dst = &dst;
+            for i in rows.start * nb..rows.end * nb {
+                let xs = &x[i * QK..][..QK];
+                // SAFETY: block i of the outputs belongs to row i / nb alone, and each row to
+                // one chunk.
+                let qs = unsafe { std::slice::from_raw_parts_mut(dst.0.add(i * QK), QK) };
+                let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+                // ggml's x86 quantize_row_q8_0/q8_1: d = max/127, values × 127/max rounded to
+                // nearest-even, d (and s) stored as f16.
+                let d = amax / 127.0;
+                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+                let mut sum = 0i32;
+                for (q, v) in qs.iter_mut().zip(xs) {
+                    // Round to nearest, ties to even, as `_mm256_round_ps`: adding and removing
+                    // 1.5·2^23 does it for |x| < 2^22 (ours are ≤ 127) in a few vector
+                    // instructions, where `round_ties_even` is a libm call per value on
+                    // baseline x86-64.
+                    const SHIFT: f32 = 12_582_912.0;
+                    let r = ((v * id + SHIFT) - SHIFT) as i32;
+                    *q = r as i8;
+                    sum += r;
+                }
+                unsafe {
+                    *dst.1.add(i) = f16::from_f32(d).to_f32();
+                    *dst.2.add(i) = f16::from_f32(d * sum as f32).to_f32();
+                    *dst.3.add(i) = -offset * sum;
+                }
             }
-            out.d[i] = f16::from_f32(d).to_f32();
-            out.s[i] = f16::from_f32(d * sum as f32).to_f32();
-            out.neg_offset_sum[i] = -offset * sum;
-        }
+        });
         out
     }
 }

@@ -5,7 +5,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
-use crate::block_quant::BlockMatrix;
+use crate::block_quant::{BlockFormat, BlockMatrix, QuantizedRows};
 
 use crate::Result;
 
@@ -123,6 +123,26 @@ impl Embedding {
     }
 }
 
+/// `x` quantized for `format`, reusing the last quantization when the same tensor comes again
+/// (Q, K and V read one input; so do gate and up): tensors are immutable and their ids unique.
+fn quantized_input(x: &Tensor, format: BlockFormat, m: usize, k: usize) -> Result<std::rc::Rc<QuantizedRows>> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    thread_local! {
+        static LAST: RefCell<Option<(candle_core::TensorId, BlockFormat, Rc<QuantizedRows>)>> = const { RefCell::new(None) };
+    }
+    let offset_of = |f: BlockFormat| QuantizedRows::offset_for(f);
+    if let Some(hit) = LAST.with(|l| {
+        l.borrow().as_ref().filter(|(id, f, _)| *id == x.id() && offset_of(*f) == offset_of(format)).map(|(_, _, q)| Rc::clone(q))
+    }) {
+        return Ok(hit);
+    }
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let acts = Rc::new(QuantizedRows::new(&xs, m, k, format));
+    LAST.with(|l| *l.borrow_mut() = Some((x.id(), format, Rc::clone(&acts))));
+    Ok(acts)
+}
+
 fn block_matmul(w: &BlockMatrix, x: &Tensor) -> Result<Tensor> {
     let (n, k) = w.shape();
     let mut dims = x.dims().to_vec();
@@ -131,9 +151,9 @@ fn block_matmul(w: &BlockMatrix, x: &Tensor) -> Result<Tensor> {
         return Err(candle_core::Error::Msg(format!("matmul: input {:?} against a [{n}, {k}] matrix", x.dims())).into());
     }
     let m: usize = dims.iter().product();
-    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let acts = quantized_input(x, w.format(), m, k)?;
     let mut y = vec![0f32; m * n];
-    w.matmul(&xs, m, &mut y);
+    w.matmul_quantized(&acts, &mut y);
     dims.push(n);
     Ok(Tensor::from_vec(y, dims, x.device())?)
 }
