@@ -87,7 +87,7 @@ pub struct BlockMatrix {
 impl BlockMatrix {
     /// `data` as stored in the GGUF file, row after row. None when the sizes do not fit.
     pub fn new(format: BlockFormat, rows: usize, cols: usize, data: impl AsRef<[u8]> + Send + Sync + 'static) -> Option<BlockMatrix> {
-        let fits = cols % QK == 0 && data.as_ref().len() == rows * (cols / QK) * format.block_bytes();
+        let fits = cols.is_multiple_of(QK) && data.as_ref().len() == rows * (cols / QK) * format.block_bytes();
         fits.then(|| BlockMatrix { format, rows, cols, data: Box::new(data) })
     }
 
