@@ -125,30 +125,20 @@ impl BlockMatrix {
                 let block = &data[((first + r) * nb + b) * bs..][..bs];
                 let at = r * nb + b;
                 let out = &mut q[at * QK..][..QK];
+                // f16 scale, then the f16 minimum of the formats that have one, then the values.
                 d[at] = half(block, 0);
-                m[at] = 0.0;
+                let (min, body) = if self.format.has_min() { (half(block, 2), &block[4..]) } else { (0.0, &block[2..]) };
+                m[at] = min;
                 match self.format {
                     BlockFormat::Q4_0 | BlockFormat::Q4_1 => {
-                        let qs = if self.format == BlockFormat::Q4_1 {
-                            m[at] = half(block, 2);
-                            &block[4..20]
-                        } else {
-                            &block[2..18]
-                        };
                         for j in 0..16 {
-                            out[j] = qs[j] & 0x0F;
-                            out[j + 16] = qs[j] >> 4;
+                            out[j] = body[j] & 0x0F;
+                            out[j + 16] = body[j] >> 4;
                         }
                     }
                     BlockFormat::Q5_0 | BlockFormat::Q5_1 => {
-                        let rest = if self.format == BlockFormat::Q5_1 {
-                            m[at] = half(block, 2);
-                            &block[4..24]
-                        } else {
-                            &block[2..22]
-                        };
-                        let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-                        let qs = &rest[4..20];
+                        let qh = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+                        let qs = &body[4..20];
                         for j in 0..16 {
                             out[j] = (qs[j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4);
                             out[j + 16] = (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
@@ -156,7 +146,7 @@ impl BlockMatrix {
                     }
                     BlockFormat::Q8_0 => {
                         for j in 0..QK {
-                            out[j] = block[2 + j] ^ 0x80; // i8 + 128 as u8
+                            out[j] = body[j] ^ 0x80; // i8 + 128 as u8
                         }
                     }
                 }
@@ -189,7 +179,7 @@ impl BlockMatrix {
     /// input shared by several matrices: Q, K and V; gate and up).
     pub fn matmul_quantized(&self, acts: &QuantizedRows, y: &mut [f32]) {
         assert_eq!(acts.q.len(), acts.m * self.cols, "lhs length");
-        assert_eq!(acts.offset, self.format.offset(), "activations quantized for another format");
+        assert!(acts.serve(self.format), "activations quantized for another format");
         assert_eq!(y.len(), acts.m * self.rows, "dst length");
         #[cfg(target_arch = "x86_64")]
         if x86::available() {
@@ -235,9 +225,9 @@ pub struct QuantizedRows {
 }
 
 impl QuantizedRows {
-    /// Activations quantized for one format serve every format with the same offset.
-    pub fn offset_for(format: BlockFormat) -> i32 {
-        format.offset()
+    /// Whether these activations serve a matrix in `format` (any format with the same offset).
+    pub fn serve(&self, format: BlockFormat) -> bool {
+        self.offset == format.offset()
     }
 
     pub fn new(x: &[f32], m: usize, k: usize, format: BlockFormat) -> QuantizedRows {

@@ -5,9 +5,8 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
-use crate::block_quant::{BlockFormat, BlockMatrix, QuantizedRows};
-
 use crate::Result;
+use crate::block_quant::{BlockFormat, BlockMatrix, QuantizedRows};
 
 /// `INVSCALE_PROFILE=2`: time spent per kind of layer work, the device synchronised around each
 /// piece (slower, but it says where a forward pass goes). Level 1 times whole passes only.
@@ -129,17 +128,15 @@ fn quantized_input(x: &Tensor, format: BlockFormat, m: usize, k: usize) -> Resul
     use std::cell::RefCell;
     use std::rc::Rc;
     thread_local! {
-        static LAST: RefCell<Option<(candle_core::TensorId, BlockFormat, Rc<QuantizedRows>)>> = const { RefCell::new(None) };
+        static LAST: RefCell<Option<(candle_core::TensorId, Rc<QuantizedRows>)>> = const { RefCell::new(None) };
     }
-    let offset_of = |f: BlockFormat| QuantizedRows::offset_for(f);
-    if let Some(hit) = LAST.with(|l| {
-        l.borrow().as_ref().filter(|(id, f, _)| *id == x.id() && offset_of(*f) == offset_of(format)).map(|(_, _, q)| Rc::clone(q))
-    }) {
+    let hit = LAST.with(|l| l.borrow().as_ref().filter(|(id, q)| *id == x.id() && q.serve(format)).map(|(_, q)| Rc::clone(q)));
+    if let Some(hit) = hit {
         return Ok(hit);
     }
     let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let acts = Rc::new(QuantizedRows::new(&xs, m, k, format));
-    LAST.with(|l| *l.borrow_mut() = Some((x.id(), format, Rc::clone(&acts))));
+    LAST.with(|l| *l.borrow_mut() = Some((x.id(), Rc::clone(&acts))));
     Ok(acts)
 }
 

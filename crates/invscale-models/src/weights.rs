@@ -1,10 +1,9 @@
 //! Loading weights from a GGUF file at the precision asked for.
 
 use candle_core::quantized::QMatMul;
-
-use crate::block_quant::{BlockFormat, BlockMatrix};
 use candle_core::{Device, Tensor};
 
+use crate::block_quant::{BlockFormat, BlockMatrix};
 use crate::gguf::GgufFile;
 use crate::layers::{Embedding, Linear, RmsNorm, Weight};
 use crate::Result;

@@ -7,13 +7,8 @@
 
 mod common;
 
-use common::{MODELS, documents, fixtures, model_path};
+use common::{MODELS, TokenDiffs, documents, first_class_ids, logprob_fixture, model_path};
 use invscale_models::{Model, Precision};
-
-#[derive(serde::Deserialize)]
-struct Header {
-    bos: bool,
-}
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -27,34 +22,19 @@ const MAX_ABS: f32 = 1e-3;
 
 fn check_model(name: &str, file: &str) -> String {
     let docs = documents();
-    let fixture = fixtures().join(format!("logprobs/transformers-f32-{name}.jsonl"));
-    let text = std::fs::read_to_string(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
-    let mut lines = text.lines();
-    let header: Header = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let (bos, rows): (bool, Vec<Row>) = logprob_fixture(&format!("transformers-f32-{name}.jsonl"));
     let model = Model::load_gguf(&model_path(file), Precision::F32).unwrap();
-    assert_eq!(model.tokenizer.add_bos, header.bos, "{name}: BOS default differs from transformers'");
-    let (mut worst, mut sum, mut count, mut docs_checked) = (0f32, 0f64, 0usize, 0usize);
-    let mut worst_at = String::new();
-    for line in lines {
-        let row: Row = serde_json::from_str(line).unwrap();
+    assert_eq!(model.tokenizer.add_bos, bos, "{name}: BOS default differs from transformers'");
+    let mut diffs = TokenDiffs::default();
+    for row in &rows {
+        let at = format!("{}/{}", row.task, row.doc);
         let (prompt, classes) = &docs[&(row.task.clone(), row.doc)];
-        let mut ids = if header.bos { vec![model.tokenizer.bos_id.unwrap()] } else { vec![] };
-        ids.extend(model.tokenizer.encode(&format!("{prompt}{}", classes[0])).unwrap());
-        assert_eq!(ids.len(), row.n, "{name} {}/{}: token count", row.task, row.doc);
-        let scores = model.score(&ids, 1).unwrap();
-        for (i, (s, want)) in scores.iter().zip(&row.logprobs).enumerate() {
-            let d = (s.logprob - want).abs();
-            sum += f64::from(d);
-            count += 1;
-            if d > worst {
-                worst = d;
-                worst_at = format!("{}/{} position {}", row.task, row.doc, i + 1);
-            }
-        }
-        docs_checked += 1;
+        let ids = first_class_ids(&model, bos, prompt, &classes[0], row.n, &format!("{name} {at}"));
+        diffs.add(&at, &model.score(&ids, 1).unwrap(), &row.logprobs);
     }
+    let docs_checked = rows.len();
     assert!(docs_checked >= 100, "{name}: only {docs_checked} documents in the fixture");
-    let mean = sum / count as f64;
+    let (worst, worst_at, count, mean) = (diffs.worst, &diffs.worst_at, diffs.count, diffs.mean());
     let summary = format!("{name}: {docs_checked} docs, {count} tokens, max |Δ| {worst:.2e} at {worst_at}, mean |Δ| {mean:.2e}");
     assert!(worst <= MAX_ABS, "{summary}");
     summary

@@ -13,13 +13,8 @@
 
 mod common;
 
-use common::{MODELS, documents, fixtures, model_path};
+use common::{MODELS, TokenDiffs, documents, first_class_ids, logprob_fixture, model_path};
 use invscale_models::{Model, Precision};
-
-#[derive(serde::Deserialize)]
-struct Header {
-    bos: bool,
-}
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -46,32 +41,18 @@ fn argmax(xs: &[f64]) -> usize {
 
 fn check_model(name: &str, file: &str) -> String {
     let docs = documents();
-    let fixture = fixtures().join(format!("logprobs/llama.cpp-{name}.jsonl"));
-    let text = std::fs::read_to_string(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
-    let mut lines = text.lines();
-    let header: Header = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let (has_bos, rows): (bool, Vec<Row>) = logprob_fixture(&format!("llama.cpp-{name}.jsonl"));
     let model = Model::load_gguf(&model_path(file), Precision::Quantized).unwrap();
-    assert_eq!(model.tokenizer.add_bos, header.bos, "{name}: BOS default differs from llama.cpp's");
-    let bos: Vec<u32> = if header.bos { vec![model.tokenizer.bos_id.unwrap()] } else { vec![] };
-    let (mut worst, mut sum, mut count, mut docs_checked, mut same) = (0f32, 0f64, 0usize, 0usize, 0usize);
-    let mut worst_at = String::new();
+    assert_eq!(model.tokenizer.add_bos, has_bos, "{name}: BOS default differs from llama.cpp's");
+    let bos: Vec<u32> = if has_bos { vec![model.tokenizer.bos_id.unwrap()] } else { vec![] };
+    let mut diffs = TokenDiffs::default();
+    let (mut docs_checked, mut same) = (0usize, 0usize);
     let mut class_worst = 0f64;
-    for line in lines {
-        let row: Row = serde_json::from_str(line).unwrap();
+    for row in &rows {
+        let at = format!("{}/{}", row.task, row.doc);
         let (prompt, classes) = &docs[&(row.task.clone(), row.doc)];
-        let mut ids = bos.clone();
-        ids.extend(model.tokenizer.encode(&format!("{prompt}{}", classes[0])).unwrap());
-        assert_eq!(ids.len(), row.n, "{name} {}/{}: token count", row.task, row.doc);
-        let scores = model.score(&ids, 1).unwrap();
-        for (i, (s, want)) in scores.iter().zip(&row.logprobs).enumerate() {
-            let d = (s.logprob - want).abs();
-            sum += f64::from(d);
-            count += 1;
-            if d > worst {
-                worst = d;
-                worst_at = format!("{}/{} position {}", row.task, row.doc, i + 1);
-            }
-        }
+        let ids = first_class_ids(&model, has_bos, prompt, &classes[0], row.n, &format!("{name} {at}"));
+        diffs.add(&at, &model.score(&ids, 1).unwrap(), &row.logprobs);
         // Each class as lm-eval requests it: context = prompt, continuation = the rest.
         let mut context = bos.clone();
         context.extend(model.tokenizer.encode(prompt).unwrap());
@@ -90,7 +71,7 @@ fn check_model(name: &str, file: &str) -> String {
         docs_checked += 1;
     }
     assert!(docs_checked >= 100, "{name}: only {docs_checked} documents in the fixture");
-    let mean = sum / count as f64;
+    let (worst, worst_at, count, mean) = (diffs.worst, &diffs.worst_at, diffs.count, diffs.mean());
     let summary = format!(
         "{name} quantized vs llama.cpp: {docs_checked} docs, {count} tokens, mean |Δ| {mean:.4}, max |Δ| {worst:.3} at {worst_at}; \
          class log-likelihoods max |Δ| {class_worst:.3}; same class on {same}/{docs_checked}"

@@ -48,3 +48,54 @@ pub fn documents() -> HashMap<(String, usize), (String, Vec<String>)> {
     }
     out
 }
+
+/// A per-token log-prob fixture (reference/logprobs.py, reference/llama_cpp_logprobs.py): whether
+/// the reference put BOS first (its header line), then its rows.
+pub fn logprob_fixture<R: serde::de::DeserializeOwned>(file: &str) -> (bool, Vec<R>) {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        bos: bool,
+    }
+    let path = fixtures().join("logprobs").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Header = serde_json::from_str(lines.next().unwrap()).unwrap();
+    (header.bos, lines.map(|l| serde_json::from_str(l).unwrap()).collect())
+}
+
+/// The ids the fixtures score: BOS when the reference put it first, then prompt + first class;
+/// the count must be the reference's (`n`), else the comparison would be off by a position.
+pub fn first_class_ids(model: &invscale_models::Model, bos: bool, prompt: &str, class: &str, n: usize, at: &str) -> Vec<u32> {
+    let mut ids = if bos { vec![model.tokenizer.bos_id.unwrap()] } else { vec![] };
+    ids.extend(model.tokenizer.encode(&format!("{prompt}{class}")).unwrap());
+    assert_eq!(ids.len(), n, "{at}: token count");
+    ids
+}
+
+/// |Δ log-prob| per token against a reference: the worst (and where) and the mean.
+#[derive(Default)]
+pub struct TokenDiffs {
+    pub worst: f32,
+    pub worst_at: String,
+    pub count: usize,
+    sum: f64,
+}
+
+impl TokenDiffs {
+    /// `got[i]` against `want[i]`, position i + 1 of document `at`.
+    pub fn add(&mut self, at: &str, got: &[invscale_models::TokenScore], want: &[f32]) {
+        for (i, (s, want)) in got.iter().zip(want).enumerate() {
+            let d = (s.logprob - want).abs();
+            self.sum += f64::from(d);
+            self.count += 1;
+            if d > self.worst {
+                self.worst = d;
+                self.worst_at = format!("{at} position {}", i + 1);
+            }
+        }
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+}
