@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use invscale_models::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
 use invscale_models::{BosPolicy, Model, ModelError};
 use invscale_tasks::spec::{Metric, RequestMode, TaskType};
 use invscale_tasks::{DocBody, Document, TaskSpec};
@@ -99,7 +100,8 @@ pub struct Counts {
     pub boundary_fallback: usize,
     /// Tokens the requests ask for, as lm-eval runs them (each request's whole input).
     pub tokens_requested: usize,
-    /// Tokens this run put through the model (each distinct context once).
+    /// Tokens this run put through the model (each distinct context once, prefixes shared by
+    /// documents batched together once).
     pub tokens_computed: usize,
 }
 
@@ -177,18 +179,34 @@ pub fn run_task(
     let absolute = spec.task_type == TaskType::AbsoluteLogodds;
     let mut counts = Counts::default();
     let mut results = Vec::with_capacity(docs.len());
-    // Documents are scored in batches: one forward pass runs the uncached contexts of several
-    // documents (each with its continuations), up to a token budget.
+    let mut prepared: Vec<Prepared> =
+        docs.iter().map(|doc| prepare(doc, spec, &encoder, &enc_settings, mutual_info)).collect::<Result<_, _>>()?;
+    // Where the task's contexts share prefixes, found over all of them, so that every document
+    // runs as the same segments whatever it is batched with.
+    let mut task_tree = PrefixTree::new();
+    for p in &prepared {
+        for e in &p.encoded {
+            task_tree.insert(&e.context);
+        }
+    }
+    let mut index = 0;
+    for p in &mut prepared {
+        p.cuts = p.encoded.iter().map(|_| (task_tree.cuts(index, MIN_SHARED_TOKENS), index += 1).0).collect();
+    }
+    // Documents are scored in batches: one forward pass runs the contexts of several documents
+    // (each with its continuations), their shared segments once, up to a budget of the tokens
+    // the pass computes.
     let mut pending: Vec<Prepared> = Vec::new();
+    let mut pending_tree = SegmentTree::new();
     let mut pending_tokens = 0;
     let mut pending_requests = 0;
-    for (i, doc) in docs.iter().enumerate() {
-        let prepared = prepare(doc, spec, &encoder, &enc_settings, mutual_info)?;
-        let work = prepared.work();
+    let total = prepared.len();
+    for (i, prepared) in prepared.into_iter().enumerate() {
+        let work = prepared.work(&mut pending_tree);
         pending_tokens += work.0;
         pending_requests += work.1;
         pending.push(prepared);
-        let last = i + 1 == docs.len();
+        let last = i + 1 == total;
         let full = pending_tokens >= settings.batch_tokens || settings.batch_requests.is_some_and(|n| pending_requests >= n);
         if !(full || last) {
             continue;
@@ -199,6 +217,7 @@ pub fn run_task(
             results.push(p.finish(scores, mutual_info, &metrics, absolute));
         }
         (pending_tokens, pending_requests) = (0, 0);
+        pending_tree = SegmentTree::new();
         progress(Progress { task: &spec.name, done: results.len(), total: docs.len(), counts });
     }
     let aggregates = metrics
@@ -219,6 +238,8 @@ struct Prepared<'d> {
     /// Requests `n_main..` are `acc_mutual_info`'s class-only requests.
     n_main: usize,
     encoded: Vec<Encoded>,
+    /// Where each request's context is cut into segments (see `PrefixTree::cuts`).
+    cuts: Vec<Vec<usize>>,
     keys: Vec<RequestKey>,
 }
 
@@ -252,16 +273,18 @@ fn prepare<'d>(
         _ => texts.iter().map(|(c, k)| encode(encoder, enc_settings, c, k)).collect::<Result<_, _>>().map_err(tokenize_err)?,
     };
     let keys = encoded.iter().map(RequestKey::of).collect();
-    Ok(Prepared { doc, texts, n_main, encoded, keys })
+    Ok(Prepared { doc, texts, n_main, encoded, cuts: Vec::new(), keys })
 }
 
 impl Prepared<'_> {
-    /// Tokens and requests of the document's forward pass. Batches are cut from these, never
-    /// from what the cache holds, so a resumed run batches documents exactly as the first run did
-    /// (and computes bit-identical numbers: a batch's composition can move the last bits).
-    fn work(&self) -> (usize, usize) {
-        let contexts: std::collections::HashSet<&[u32]> = self.encoded.iter().map(|e| e.context.as_slice()).collect();
-        let tokens = contexts.iter().map(|c| c.len()).sum::<usize>() + self.encoded.iter().map(|e| e.continuation.len() - 1).sum::<usize>();
+    /// Tokens the document adds to a forward pass whose contexts are in `batch` (its contexts'
+    /// tokens that no earlier document of the batch shares, and its continuations), and its
+    /// requests. Batches are cut from these, never from what the cache holds, so a resumed run
+    /// batches documents exactly as the first run did (and computes bit-identical numbers: a
+    /// batch's composition can move the last bits).
+    fn work(&self, batch: &mut SegmentTree) -> (usize, usize) {
+        let contexts: usize = self.encoded.iter().zip(&self.cuts).map(|(e, cuts)| batch.insert(&e.context, cuts)).sum();
+        let tokens = contexts + self.encoded.iter().map(|e| e.continuation.len() - 1).sum::<usize>();
         (tokens, self.encoded.len())
     }
 
@@ -303,8 +326,8 @@ impl Prepared<'_> {
 }
 
 /// Scores a batch of documents: cached requests are read; if any is missing, the batch runs in
-/// one forward pass (each distinct context of each document once, with its continuations as
-/// branches) and the missing scores are taken from it. The whole batch runs, not just the missing
+/// one forward pass (the documents' contexts as a prefix tree, every shared prefix and distinct
+/// context once, with the continuations as branches) and the missing scores are taken from it. The whole batch runs, not just the missing
 /// requests, so that the numbers are those an uninterrupted run computes bit for bit; batches are
 /// written to the cache whole (one synced write), so after an interruption a batch is either
 /// complete or absent, and only a damaged cache makes a batch run again for part of it.
@@ -345,10 +368,15 @@ fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Res
             .iter()
             .map(|(d, ctx, members)| (*ctx, members.iter().map(|&i| batch[*d].encoded[i].continuation.as_slice()).collect()))
             .collect();
-        let all = model.score_forest(&forest)?;
-        for ((d, ctx, members), tree_scores) in trees.iter().zip(all) {
+        // Requests with one context share its cuts: take the first's.
+        let cuts: Vec<Vec<usize>> = trees.iter().map(|(d, _, members)| batch[*d].cuts[members[0]].clone()).collect();
+        let all = model.score_forest_cut(&forest, &cuts)?;
+        // The pass's tokens, each counted for the first document that needs it (the model
+        // builds the same tree, in the same order).
+        let mut computed = SegmentTree::new();
+        for (((d, ctx, members), tree_scores), cuts) in trees.iter().zip(all).zip(&cuts) {
             let (scores, counts) = &mut per_doc[*d];
-            counts.tokens_computed += ctx.len();
+            counts.tokens_computed += computed.insert(ctx, cuts);
             for (&i, token_scores) in members.iter().zip(tree_scores) {
                 counts.tokens_computed += token_scores.len() - 1;
                 if scores[i].is_some() {

@@ -295,10 +295,12 @@ impl KvCache {
     }
 }
 
-/// What one forward pass runs: new tokens after the `past` tokens of the KV cache, arranged as a
-/// tree of segments. A token sees every cached token and the earlier tokens of its own segment and
-/// of the segments above it, so one pass can run a context and several continuations of it (each
-/// continuation seeing the context, never another continuation).
+/// What one forward pass runs: new tokens after the `past` tokens of the KV cache, arranged in
+/// blocks of segments. A block's tokens see every cached token, the tokens of its `context`
+/// ranges (shared prefixes run in earlier blocks of the same pass), and the earlier tokens of
+/// their own segment and of the segments above it; never another block's tokens otherwise. So
+/// one pass runs a context and several continuations of it (each seeing the context, never
+/// another continuation), many documents side by side, and documents after prefixes they share.
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub past: usize,
@@ -306,45 +308,125 @@ pub struct Layout {
     pub positions: Vec<usize>,
     /// Segment of each new token.
     segment: Vec<usize>,
-    /// Parent segment of each segment (`None`: directly after the cache).
+    /// Parent segment of each segment, within its block (`None`: the block's first segment).
     parent: Vec<Option<usize>>,
+    blocks: Vec<Block>,
+}
+
+/// Tokens that attend only among themselves, to the cache, and to the `context` ranges; so
+/// attention costs the sum of the blocks' squares, not the square of the sum, and a document's
+/// numbers do not depend on what it was batched with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Block {
+    queries: std::ops::Range<usize>,
+    /// Earlier tokens of the pass that every token of the block sees (its shared prefix), in
+    /// order; adjacent ranges merged.
+    context: Vec<std::ops::Range<usize>>,
+}
+
+impl Block {
+    fn context_len(&self) -> usize {
+        self.context.iter().map(|r| r.len()).sum()
+    }
+    /// Keys of the block: cache, context, then its own tokens.
+    fn keys(&self, past: usize) -> usize {
+        past + self.context_len() + self.queries.len()
+    }
+}
+
+/// Where [`Layout::prefix_tree`] put the tokens: the pass's input ids in order, and for each
+/// context its last token's row and the first row of each of its branches.
+pub struct TreeRows {
+    pub ids: Vec<u32>,
+    pub contexts: Vec<(usize, Vec<usize>)>,
 }
 
 impl Layout {
     /// `t` tokens continuing the cached sequence.
     pub fn sequence(past: usize, t: usize) -> Layout {
-        Layout { past, positions: (past..past + t).collect(), segment: vec![0; t], parent: vec![None] }
+        Layout {
+            past,
+            positions: (past..past + t).collect(),
+            segment: vec![0; t],
+            parent: vec![None],
+            blocks: vec![Block { queries: 0..t, context: Vec::new() }],
+        }
     }
 
     /// A context of `context` tokens after the cache, then branches of the given lengths, each
     /// continuing the context on its own.
     pub fn branches(past: usize, context: usize, branches: &[usize]) -> Layout {
-        let mut l = Layout { past, positions: Vec::new(), segment: Vec::new(), parent: Vec::new() };
-        l.push_tree(context, branches);
+        let mut l = Layout { past, positions: Vec::new(), segment: Vec::new(), parent: Vec::new(), blocks: Vec::new() };
+        l.push_block(context, past, branches, Vec::new());
         l
     }
 
     /// Several independent trees in one pass (no cache): each a context from position 0 and its
     /// branches; no token sees another tree's tokens.
     pub fn forest(trees: &[(usize, Vec<usize>)]) -> Layout {
-        let mut l = Layout { past: 0, positions: Vec::new(), segment: Vec::new(), parent: Vec::new() };
+        let mut l = Layout { past: 0, positions: Vec::new(), segment: Vec::new(), parent: Vec::new(), blocks: Vec::new() };
         for (context, branches) in trees {
-            l.push_tree(*context, branches);
+            l.push_block(*context, 0, branches, Vec::new());
         }
         l
     }
 
-    fn push_tree(&mut self, context: usize, branches: &[usize]) {
+    /// The contexts of `tree` (no cache), each with branches (continuations) of the given
+    /// tokens: every node (segment) of the tree runs once, as a block whose context is the nodes
+    /// above it, followed by the branches of the contexts that end at it. Nodes come depth
+    /// first, in insertion order. `branches[i]`: context `i`'s branches.
+    pub fn prefix_tree(tree: &crate::prefix_tree::SegmentTree, branches: &[Vec<&[u32]>]) -> (Layout, TreeRows) {
+        assert_eq!(tree.contexts(), branches.len(), "branches for every context");
+        let mut l = Layout { past: 0, positions: Vec::new(), segment: Vec::new(), parent: Vec::new(), blocks: Vec::new() };
+        let mut rows = TreeRows { ids: Vec::new(), contexts: vec![(0, Vec::new()); branches.len()] };
+        // (node, its position, the rows of the nodes above it).
+        let mut stack: Vec<(usize, usize, Vec<std::ops::Range<usize>>)> =
+            tree.roots().iter().rev().map(|&r| (r, 0, Vec::new())).collect();
+        while let Some((n, position, above)) = stack.pop() {
+            let node = tree.node(n);
+            let start = l.len();
+            rows.ids.extend_from_slice(&node.tokens);
+            let lens: Vec<usize> = node.contexts.iter().flat_map(|&c| branches[c].iter().map(|b| b.len())).collect();
+            l.push_block(node.tokens.len(), position, &lens, above.clone());
+            let last = start + node.tokens.len() - 1;
+            let mut at = last + 1;
+            for &c in &node.contexts {
+                let starts = branches[c]
+                    .iter()
+                    .map(|b| {
+                        rows.ids.extend_from_slice(b);
+                        at += b.len();
+                        at - b.len()
+                    })
+                    .collect();
+                rows.contexts[c] = (last, starts);
+            }
+            let mut below = above;
+            match below.last_mut() {
+                Some(r) if r.end == start => r.end = start + node.tokens.len(),
+                _ => below.push(start..start + node.tokens.len()),
+            }
+            let next = position + node.tokens.len();
+            stack.extend(node.children.iter().rev().map(|&c| (c, next, below.clone())));
+        }
+        (l, rows)
+    }
+
+    /// One block: `context` tokens from `position`, then branches of the given lengths after
+    /// them, the whole seeing the `above` ranges.
+    fn push_block(&mut self, context: usize, position: usize, branches: &[usize], above: Vec<std::ops::Range<usize>>) {
+        let start = self.len();
         let root = self.parent.len();
         self.parent.push(None);
         self.segment.extend(std::iter::repeat_n(root, context));
-        self.positions.extend(self.past..self.past + context);
+        self.positions.extend(position..position + context);
         for &len in branches {
             let seg = self.parent.len();
             self.parent.push(Some(root));
             self.segment.extend(std::iter::repeat_n(seg, len));
-            self.positions.extend(self.past + context..self.past + context + len);
+            self.positions.extend(position + context..position + context + len);
         }
+        self.blocks.push(Block { queries: start..self.len(), context: above });
     }
 
     pub fn len(&self) -> usize {
@@ -367,120 +449,114 @@ impl Layout {
         }
     }
 
-    /// Token ranges that attend only among themselves (and the cache): one per tree of a
-    /// forest, so attention costs the sum of the trees' squares, not the square of the sum, and a
-    /// document's numbers do not depend on what it was batched with.
-    fn blocks(&self) -> Vec<std::ops::Range<usize>> {
-        let t = self.len();
-        if self.past > 0 {
-            return vec![0..t];
-        }
-        let mut out = Vec::new();
-        let mut start = 0;
-        for i in 1..=t {
-            let root = |j: usize| {
-                let mut s = self.segment[j];
-                while let Some(p) = self.parent[s] {
-                    s = p;
-                }
-                s
-            };
-            if i == t || root(i) != root(start) {
-                out.push(start..i);
-                start = i;
-            }
-        }
-        out
-    }
-
     /// The additive attention masks, block by block; with a sliding `window`, a token sees only
-    /// keys less than `window` positions back. On a GPU, the blocks of a forest are laid out in
-    /// a few padded batches instead (see [`AttnMask`]).
+    /// keys less than `window` positions back. On a GPU, the blocks are laid out in a few padded
+    /// batches instead (see [`AttnMask`]).
     pub fn mask(&self, window: Option<usize>, device: &Device) -> Result<AttnMask> {
         self.mask_as(window, device, device.is_cuda())
     }
 
     /// [`mask`](Self::mask), choosing the padded layout or not.
     fn mask_as(&self, window: Option<usize>, device: &Device, padded: bool) -> Result<AttnMask> {
-        let blocks = self.blocks();
-        if padded && self.past == 0 && blocks.len() > 1 {
-            return self.padded_mask(blocks, window, device);
+        if padded && self.past == 0 && self.blocks.len() > 1 {
+            return self.padded_mask(window, device);
         }
         let mut out = Vec::new();
-        for r in blocks {
-            // Keys: the cache, then this block's tokens.
-            let s = self.past + r.len();
-            let mut m = vec![f32::NEG_INFINITY; r.len() * s];
-            self.fill_block(&r, window, &mut m, s);
-            let mask = Tensor::from_vec(m, (1, 1, r.len(), s), device)?;
-            out.push((r, mask));
+        for b in &self.blocks {
+            let s = b.keys(self.past);
+            let mut m = vec![f32::NEG_INFINITY; b.queries.len() * s];
+            self.fill_block(b, window, &mut m, s);
+            let mask = Tensor::from_vec(m, (1, 1, b.queries.len(), s), device)?;
+            out.push((b.clone(), mask));
         }
         Ok(AttnMask { past: self.past, blocks: out, padded: None })
     }
 
-    /// Writes block `r`'s mask rows (queries `r`, keys: the cache then `r`) into `m`, `stride`
-    /// cells a row; cells not opened stay as they are.
-    fn fill_block(&self, r: &std::ops::Range<usize>, window: Option<usize>, m: &mut [f32], stride: usize) {
+    /// Writes block `b`'s mask rows (queries: its tokens; keys: the cache, its context, then its
+    /// tokens) into `m`, `stride` cells a row; cells not opened stay as they are.
+    fn fill_block(&self, b: &Block, window: Option<usize>, m: &mut [f32], stride: usize) {
         let near = |q: usize, k: usize| window.is_none_or(|w| q - k < w);
-        for (i, qi) in r.clone().enumerate() {
+        let context: Vec<usize> = b.context.iter().flat_map(|r| r.clone()).collect();
+        for (i, qi) in b.queries.clone().enumerate() {
             let q = self.positions[qi];
             let row = &mut m[i * stride..(i + 1) * stride];
-            for (k, cell) in row[..self.past].iter_mut().enumerate() {
+            let (cache, rest) = row.split_at_mut(self.past);
+            let (above, own) = rest.split_at_mut(context.len());
+            for (k, cell) in cache.iter_mut().enumerate() {
                 if near(q, k) {
                     *cell = 0.0;
                 }
             }
-            for (j, kj) in r.clone().enumerate() {
+            for (&kj, cell) in context.iter().zip(above) {
+                if near(q, self.positions[kj]) {
+                    *cell = 0.0;
+                }
+            }
+            for (kj, cell) in b.queries.clone().zip(own) {
                 let k = self.positions[kj];
                 if kj <= qi && k <= q && near(q, k) && self.is_ancestor_or_self(self.segment[kj], self.segment[qi]) {
-                    row[self.past + j] = 0.0;
+                    *cell = 0.0;
                 }
             }
         }
     }
 
-    /// Blocks of similar length padded to a common length and stacked, so that one batched
-    /// product runs many documents' attention (a GPU launches a handful of kernels instead of a
-    /// few per document). Padding costs at most a quarter of a group's length; padded keys are
-    /// masked out, padded queries see one key (never a row of -inf) and are dropped after.
-    fn padded_mask(&self, mut blocks: Vec<std::ops::Range<usize>>, window: Option<usize>, device: &Device) -> Result<AttnMask> {
-        // Score cells (n·P²) a group may hold, per head: bounds the f32 scores' memory.
+    /// Blocks of similar size padded to common query and key lengths and stacked, so that one
+    /// batched product runs many documents' attention (a GPU launches a handful of kernels
+    /// instead of a few per document). Padding costs at most a quarter of a group's lengths;
+    /// padded keys are masked out, padded queries see one key (never a row of -inf) and are
+    /// dropped after.
+    fn padded_mask(&self, window: Option<usize>, device: &Device) -> Result<AttnMask> {
+        // Score cells (n·Pq·Pk) a group may hold, per head: bounds the f32 scores' memory.
         const MAX_CELLS: usize = 1 << 23;
-        blocks.sort_by_key(|r| std::cmp::Reverse(r.len()));
+        let mut blocks: Vec<&Block> = self.blocks.iter().collect();
+        blocks.sort_by_key(|b| (std::cmp::Reverse(b.queries.len()), std::cmp::Reverse(b.keys(0))));
         let t = self.len();
         let mut groups = Vec::new();
         let mut unpad = vec![0u32; t];
         let mut rows_before = 0usize;
         let mut i = 0;
         while i < blocks.len() {
-            let p = blocks[i].len().next_multiple_of(8);
+            let pq = blocks[i].queries.len().next_multiple_of(8);
+            let (mut shortest, mut longest) = (blocks[i].keys(0), blocks[i].keys(0));
             let mut j = i + 1;
-            while j < blocks.len() && blocks[j].len() * 4 >= p * 3 && (j - i + 1) * p * p <= MAX_CELLS {
+            while j < blocks.len() {
+                let (q, k) = (blocks[j].queries.len(), blocks[j].keys(0));
+                let (lo, hi) = (shortest.min(k), longest.max(k).next_multiple_of(8));
+                if q * 4 < pq * 3 || lo * 4 < hi * 3 || (j - i + 1) * pq * hi > MAX_CELLS {
+                    break;
+                }
+                (shortest, longest) = (lo, longest.max(k));
                 j += 1;
             }
+            let pk = longest.next_multiple_of(8);
             let group = &blocks[i..j];
             let n = group.len();
-            let mut m = vec![f32::NEG_INFINITY; n * p * p];
-            let mut gather = Vec::with_capacity(n * p);
-            for (b, r) in group.iter().enumerate() {
-                let cells = &mut m[b * p * p..(b + 1) * p * p];
-                self.fill_block(r, window, cells, p);
-                for row in r.len()..p {
-                    cells[row * p] = 0.0;
+            let mut m = vec![f32::NEG_INFINITY; n * pq * pk];
+            let mut gather_q = Vec::with_capacity(n * pq);
+            let mut gather_kv = Vec::with_capacity(n * pk);
+            for (g, b) in group.iter().enumerate() {
+                let cells = &mut m[g * pq * pk..(g + 1) * pq * pk];
+                self.fill_block(b, window, cells, pk);
+                for row in b.queries.len()..pq {
+                    cells[row * pk] = 0.0;
                 }
-                for k in 0..p {
-                    gather.push((r.start + k.min(r.len() - 1)) as u32);
-                }
-                for (k, tok) in r.clone().enumerate() {
-                    unpad[tok] = (rows_before + b * p + k) as u32;
+                let q_rows = b.queries.clone();
+                gather_q.extend((0..pq).map(|k| (q_rows.start + k.min(q_rows.len() - 1)) as u32));
+                let keys: Vec<u32> = b.context.iter().flat_map(|r| r.clone()).chain(q_rows.clone()).map(|k| k as u32).collect();
+                gather_kv.extend((0..pk).map(|k| keys[k.min(keys.len() - 1)]));
+                for (k, tok) in q_rows.enumerate() {
+                    unpad[tok] = (rows_before + g * pq + k) as u32;
                 }
             }
-            rows_before += n * p;
+            rows_before += n * pq;
             groups.push(PaddedGroup {
                 n,
-                len: p,
-                gather: Tensor::new(gather.as_slice(), device)?,
-                mask: Tensor::from_vec(m, (n, 1, p, p), device)?,
+                queries: pq,
+                keys: pk,
+                gather_q: Tensor::new(gather_q.as_slice(), device)?,
+                gather_kv: Tensor::new(gather_kv.as_slice(), device)?,
+                mask: Tensor::from_vec(m, (n, 1, pq, pk), device)?,
                 full: std::sync::OnceLock::new(),
             });
             i = j;
@@ -493,39 +569,43 @@ impl Layout {
     }
 }
 
-/// Attention masks of a [`Layout`]: one per independent block of tokens, or (GPU) the blocks
-/// stacked in padded groups.
+/// Attention masks of a [`Layout`]: one per block of tokens, or (GPU) the blocks stacked in
+/// padded groups.
 #[derive(Clone)]
 pub struct AttnMask {
     past: usize,
-    blocks: Vec<(std::ops::Range<usize>, Tensor)>,
+    blocks: Vec<(Block, Tensor)>,
     padded: Option<PaddedBlocks>,
 }
 
-/// Blocks of similar length stacked as `[n, heads, len, d]` batches.
+/// Blocks of similar sizes stacked as `[n, heads, len, d]` batches.
 #[derive(Clone)]
 struct PaddedBlocks {
     groups: Vec<PaddedGroup>,
-    /// For each token, its row among the groups' padded rows, in group order.
+    /// For each token, its row among the groups' padded query rows, in group order.
     unpad: Tensor,
 }
 
 #[derive(Clone)]
 struct PaddedGroup {
     n: usize,
-    len: usize,
-    /// `n·len` token indices: each padded row's source token (padding repeats a real one).
-    gather: Tensor,
-    /// `[n, 1, len, len]`.
+    queries: usize,
+    keys: usize,
+    /// `n·queries` token indices: each padded query row's source token (padding repeats a real one).
+    gather_q: Tensor,
+    /// `n·keys` token indices: each block's context then its own tokens, padded likewise.
+    gather_kv: Tensor,
+    /// `[n, 1, queries, keys]`.
     mask: Tensor,
-    /// The mask at the scores' full shape `[n, heads, len, len]` and dtype, made by the first
-    /// layer and reused by the others: adding it is then an elementwise add of two contiguous
-    /// tensors (a broadcast add over heads costs several integer divisions per element on the GPU).
+    /// The mask at the scores' full shape `[n, heads, queries, keys]` and dtype, made by the
+    /// first layer and reused by the others: adding it is then an elementwise add of two
+    /// contiguous tensors (a broadcast add over heads costs several integer divisions per
+    /// element on the GPU).
     full: std::sync::OnceLock<Tensor>,
 }
 
-/// Attention over a layout's blocks: each block's queries against the cache and its own keys.
-/// `q: [1, h, t, d]`, `k, v: [1, kv_h, past + t, d]`; returns `[t, h·d]`.
+/// Attention over a layout's blocks: each block's queries against the cache, its context and
+/// its own keys. `q: [1, h, t, d]`, `k, v: [1, kv_h, past + t, d]`; returns `[t, h·d]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64) -> Result<Tensor> {
     profile::time("attention", q.device(), || attention_inner(q, k, v, mask, scale))
 }
@@ -535,17 +615,19 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
         let mut outs = Vec::with_capacity(padded.groups.len());
         for g in &padded.groups {
             // [1, h, t, d] → [n, h, len, d], the group's blocks side by side.
-            let stack = |x: &Tensor| -> Result<Tensor> {
+            let stack = |x: &Tensor, rows: &Tensor, len: usize| -> Result<Tensor> {
                 let heads = x.dim(1)?;
                 let d = x.dim(3)?;
-                Ok(x.squeeze(0)?.index_select(&g.gather, 1)?.reshape((heads, g.n, g.len, d))?.transpose(0, 1)?)
+                Ok(x.squeeze(0)?.index_select(rows, 1)?.reshape((heads, g.n, len, d))?.transpose(0, 1)?)
             };
-            let (qs, ks, vs) = profile::time("attention: stack", q.device(), || Ok((stack(q)?, stack(k)?, stack(v)?)))?;
+            let (qs, ks, vs) = profile::time("attention: stack", q.device(), || {
+                Ok((stack(q, &g.gather_q, g.queries)?, stack(k, &g.gather_kv, g.keys)?, stack(v, &g.gather_kv, g.keys)?))
+            })?;
             let heads = qs.dim(1)?;
             let full = match g.full.get() {
                 Some(m) if m.dim(1)? == heads && m.dtype() == q.dtype() => m.clone(),
                 _ => {
-                    let m = g.mask.to_dtype(q.dtype())?.broadcast_as((g.n, heads, g.len, g.len))?.contiguous()?;
+                    let m = g.mask.to_dtype(q.dtype())?.broadcast_as((g.n, heads, g.queries, g.keys))?.contiguous()?;
                     let _ = g.full.set(m.clone());
                     m
                 }
@@ -557,16 +639,28 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
             Ok(all.index_select(&padded.unpad, 0)?)
         });
     }
-    if let [(_, m)] = mask.blocks.as_slice() {
+    if let [(b, m)] = mask.blocks.as_slice()
+        && b.context.is_empty()
+    {
         return attention_causal(q, k, v, m, mask.past, scale);
     }
     let mut outs = Vec::with_capacity(mask.blocks.len());
-    for (r, m) in &mask.blocks {
+    for (b, m) in &mask.blocks {
+        let own = b.queries.start + mask.past..b.queries.end + mask.past;
+        let mut ranges: Vec<std::ops::Range<usize>> = Vec::with_capacity(b.context.len() + 2);
+        for r in std::iter::once(0..mask.past).chain(b.context.iter().map(|r| r.start + mask.past..r.end + mask.past)).chain([own]) {
+            match ranges.last_mut() {
+                _ if r.is_empty() => {}
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => ranges.push(r),
+            }
+        }
         let keys = |x: &Tensor| -> Result<Tensor> {
-            let own = x.narrow(2, mask.past + r.start, r.len())?;
-            Ok(if mask.past > 0 { Tensor::cat(&[x.narrow(2, 0, mask.past)?, own], 2)? } else { own })
+            let parts = ranges.iter().map(|r| x.narrow(2, r.start, r.len())).collect::<candle_core::Result<Vec<_>>>()?;
+            Ok(if parts.len() == 1 { parts[0].clone() } else { Tensor::cat(&parts, 2)? })
         };
-        outs.push(attention_causal(&q.narrow(2, r.start, r.len())?, &keys(k)?, &keys(v)?, m, mask.past, scale)?);
+        let q = q.narrow(2, b.queries.start, b.queries.len())?;
+        outs.push(attention_causal(&q, &keys(k)?, &keys(v)?, m, mask.past + b.context_len(), scale)?);
     }
     Ok(Tensor::cat(&outs, 0)?)
 }
@@ -574,7 +668,7 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
 /// [`attention_block`] on the CPU in chunks of query rows, each against the keys up to its own
 /// last row: a row never attends to a later token (`fill_block` opens keys `kj <= qi` only), so
 /// the keys left out are -inf in the mask and contribute exactly nothing. A long block's
-/// products and softmax then cost about half. `past`: cached keys before the block's own.
+/// products and softmax then cost about half. `past`: keys before the block's own (cache and context).
 fn attention_causal(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usize, scale: f64) -> Result<Tensor> {
     const CHUNK: usize = 128;
     let t = q.dim(2)?;
@@ -644,31 +738,110 @@ pub fn ensure_f32(t: Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prefix_tree::{PrefixTree, SegmentTree};
+
+    fn max_diff(a: Tensor, b: Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    fn qkv(heads: usize, kv_heads: usize, d: usize, t: usize, s: usize) -> (Tensor, Tensor, Tensor) {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (1, heads, t, d), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, kv_heads, s, d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, kv_heads, s, d), &dev).unwrap();
+        (q, k, v)
+    }
+
+    /// Contexts sharing prefixes at several depths (one a prefix of another, one twice), a
+    /// lone context, and branches of uneven lengths.
+    fn shared_contexts() -> (SegmentTree, Vec<Vec<u32>>, Vec<Vec<Vec<u32>>>) {
+        let header: Vec<u32> = (1..=40).collect();
+        let demo: Vec<u32> = (100..130).collect();
+        let contexts: Vec<Vec<u32>> = vec![
+            [header.clone(), demo.clone(), vec![7, 8, 9]].concat(),
+            [header.clone(), demo.clone(), (200..260).collect()].concat(),
+            [header.clone(), vec![5; 12]].concat(),
+            (300..337).collect(),
+            header.clone(),
+            [header.clone(), demo.clone(), vec![7, 8, 9]].concat(),
+        ];
+        let branches: Vec<Vec<Vec<u32>>> = contexts
+            .iter()
+            .enumerate()
+            .map(|(i, _)| (0..(i % 3) + 1).map(|b| (0..(b * 2 + i % 2) as u32).map(|x| 900 + x).collect()).collect())
+            .collect();
+        let refs: Vec<&[u32]> = contexts.iter().map(Vec::as_slice).collect();
+        let mut tree = SegmentTree::new();
+        for (c, cuts) in contexts.iter().zip(PrefixTree::shared_cuts(&refs, 8)) {
+            tree.insert(c, &cuts);
+        }
+        (tree, contexts, branches)
+    }
 
     /// The GPU's padded, stacked attention gives what the per-block attention gives (run here on
-    /// the CPU, where the same code runs): a forest of trees of uneven sizes, grouped-query
-    /// heads, with and without a sliding window.
+    /// the CPU, where the same code runs): a forest of trees of uneven sizes and a prefix tree
+    /// (blocks with shared context), grouped-query heads, with and without a sliding window.
     #[test]
     fn padded_blocks_equal_block_by_block_attention() {
         let dev = Device::Cpu;
         let trees: Vec<(usize, Vec<usize>)> =
             vec![(37, vec![3, 1]), (5, vec![2, 2, 2]), (64, vec![1]), (30, vec![4, 6]), (9, vec![]), (61, vec![2, 1])];
-        let layout = Layout::forest(&trees);
-        let t = layout.len();
-        let (heads, kv_heads, d) = (4, 2, 8);
-        let q = Tensor::randn(0f32, 1.0, (1, heads, t, d), &dev).unwrap();
-        let k = Tensor::randn(0f32, 1.0, (1, kv_heads, t, d), &dev).unwrap();
-        let v = Tensor::randn(0f32, 1.0, (1, kv_heads, t, d), &dev).unwrap();
-        for window in [None, Some(7)] {
-            let plain = layout.mask_as(window, &dev, false).unwrap();
-            let padded = layout.mask_as(window, &dev, true).unwrap();
-            let groups = padded.padded.as_ref().unwrap().groups.len();
-            assert!(groups >= 2 && groups < trees.len(), "{groups} groups for {} trees", trees.len());
-            let a = attention(&q, &k, &v, &plain, 0.35).unwrap();
-            let b = attention(&q, &k, &v, &padded, 0.35).unwrap();
-            assert_eq!(a.dims(), b.dims());
-            let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff < 1e-5, "window {window:?}: max |Δ| {diff}");
+        let (tree, _, branches) = shared_contexts();
+        let refs: Vec<Vec<&[u32]>> = branches.iter().map(|bs| bs.iter().map(Vec::as_slice).collect()).collect();
+        for (layout, min_groups) in [(Layout::forest(&trees), 2), (Layout::prefix_tree(&tree, &refs).0, 1)] {
+            let t = layout.len();
+            let (q, k, v) = qkv(4, 2, 8, t, t);
+            for window in [None, Some(7)] {
+                let plain = layout.mask_as(window, &dev, false).unwrap();
+                let padded = layout.mask_as(window, &dev, true).unwrap();
+                let groups = padded.padded.as_ref().unwrap().groups.len();
+                assert!(groups >= min_groups && groups < layout.blocks.len(), "{groups} groups for {} blocks", layout.blocks.len());
+                let a = attention(&q, &k, &v, &plain, 0.35).unwrap();
+                let b = attention(&q, &k, &v, &padded, 0.35).unwrap();
+                let diff = max_diff(a, b);
+                assert!(diff < 1e-5, "window {window:?}: max |Δ| {diff}");
+            }
+        }
+    }
+
+    /// A prefix tree's pass: each context's tokens and branches attend to exactly what running
+    /// the context and its branches alone attends to. Checked on the masks: for every row of the
+    /// tree pass, the keys it sees, as (position, token) pairs, are those of the same row alone.
+    #[test]
+    fn prefix_tree_rows_see_what_separate_runs_see() {
+        let (tree, contexts, branches) = shared_contexts();
+        let refs: Vec<Vec<&[u32]>> = branches.iter().map(|bs| bs.iter().map(Vec::as_slice).collect()).collect();
+        let (layout, rows) = Layout::prefix_tree(&tree, &refs);
+        assert_eq!(rows.ids.len(), layout.len());
+        let unique: usize = tree.tokens() + branches.iter().flatten().map(Vec::len).sum::<usize>();
+        assert_eq!(layout.len(), unique, "every tree node and every branch once");
+        // Keys seen by a row, as (position, token) pairs, from a layout's masks.
+        let seen = |layout: &Layout, ids: &[u32], row: usize| -> Vec<(usize, u32)> {
+            let b = layout.blocks.iter().find(|b| b.queries.contains(&row)).unwrap();
+            let s = b.keys(0);
+            let mut m = vec![f32::NEG_INFINITY; b.queries.len() * s];
+            layout.fill_block(b, None, &mut m, s);
+            let keys: Vec<usize> = b.context.iter().flat_map(|r| r.clone()).chain(b.queries.clone()).collect();
+            let i = row - b.queries.start;
+            keys.iter().enumerate().filter(|(j, _)| m[i * s + j] == 0.0).map(|(_, &k)| (layout.positions[k], ids[k])).collect()
+        };
+        for (c, context) in contexts.iter().enumerate() {
+            let lens: Vec<usize> = branches[c].iter().map(Vec::len).collect();
+            let alone = Layout::branches(0, context.len(), &lens);
+            let alone_ids: Vec<u32> = context.iter().chain(branches[c].iter().flatten()).copied().collect();
+            let (last, starts) = &rows.contexts[c];
+            assert_eq!(rows.ids[*last], *context.last().unwrap());
+            assert_eq!(layout.positions[*last], context.len() - 1);
+            assert_eq!(seen(&layout, &rows.ids, *last), seen(&alone, &alone_ids, context.len() - 1), "context {c}");
+            let mut at = context.len();
+            for (b, &start) in branches[c].iter().zip(starts) {
+                for j in 0..b.len() {
+                    assert_eq!(rows.ids[start + j], b[j]);
+                    assert_eq!(seen(&layout, &rows.ids, start + j), seen(&alone, &alone_ids, at + j), "context {c}, branch row {j}");
+                }
+                at += b.len();
+            }
         }
     }
 
@@ -679,29 +852,26 @@ mod tests {
     #[test]
     fn causal_chunks_equal_whole_block_attention() {
         let dev = Device::Cpu;
-        let (heads, kv_heads, d) = (4, 2, 8);
         let long = Layout::forest(&[(700, vec![3, 1, 5]), (40, vec![2])]);
         let cached = Layout::sequence(450, 300);
         for layout in [long, cached] {
             let t = layout.len();
             let s = layout.past + t;
-            let q = Tensor::randn(0f32, 1.0, (1, heads, t, d), &dev).unwrap();
-            let k = Tensor::randn(0f32, 1.0, (1, kv_heads, s, d), &dev).unwrap();
-            let v = Tensor::randn(0f32, 1.0, (1, kv_heads, s, d), &dev).unwrap();
+            let (q, k, v) = qkv(4, 2, 8, t, s);
             for window in [None, Some(100)] {
                 let mask = layout.mask_as(window, &dev, false).unwrap();
                 let chunked = attention(&q, &k, &v, &mask, 0.35).unwrap();
                 // The same blocks, each as one product over all of its keys.
                 let mut whole = Vec::new();
-                for (r, m) in &mask.blocks {
+                for (b, m) in &mask.blocks {
+                    let r = &b.queries;
                     let keys = |x: &Tensor| {
                         let own = x.narrow(2, mask.past + r.start, r.len()).unwrap();
                         if mask.past > 0 { Tensor::cat(&[x.narrow(2, 0, mask.past).unwrap(), own], 2).unwrap() } else { own }
                     };
                     whole.push(attention_block(&q.narrow(2, r.start, r.len()).unwrap(), &keys(&k), &keys(&v), m, 0.35).unwrap());
                 }
-                let whole = Tensor::cat(&whole, 0).unwrap();
-                let diff = (chunked - whole).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                let diff = max_diff(chunked, Tensor::cat(&whole, 0).unwrap());
                 assert!(diff < 1e-5, "past {}, window {window:?}: max |Δ| {diff}", layout.past);
             }
         }

@@ -7,6 +7,7 @@ pub mod hf;
 pub mod layers;
 pub mod model;
 pub mod models;
+pub mod prefix_tree;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

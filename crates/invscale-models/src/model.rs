@@ -8,6 +8,7 @@ use candle_core::{D, DType, Device, Tensor};
 
 use crate::gguf::GgufFile;
 use crate::layers::{KvCache, Layout};
+use crate::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
 use crate::models::{gemma3::Gemma3, llama::Llama};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{GgufWeights, Precision};
@@ -257,22 +258,32 @@ impl Model {
         Ok(self.score_forest(&[(context, continuations.to_vec())])?.remove(0))
     }
 
-    /// [`score_branches`](Self::score_branches) for several independent contexts at once (one
-    /// forward pass, one LM head call): small documents batched together share the cost of
-    /// reading the weights.
+    /// [`score_branches`](Self::score_branches) for several contexts at once (one forward pass,
+    /// one LM head call): small documents batched together share the cost of reading the
+    /// weights, and contexts that begin alike share the work of their common tokens (at least
+    /// [`MIN_SHARED_TOKENS`] of them; see [`score_forest_cut`](Self::score_forest_cut)).
     pub fn score_forest(&self, trees: &[(&[u32], Vec<&[u32]>)]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
-        let mut ids: Vec<u32> = Vec::new();
-        let mut shape = Vec::with_capacity(trees.len());
-        for (context, continuations) in trees {
+        let contexts: Vec<&[u32]> = trees.iter().map(|(c, _)| *c).collect();
+        self.score_forest_cut(trees, &PrefixTree::shared_cuts(&contexts, MIN_SHARED_TOKENS))
+    }
+
+    /// [`score_forest`](Self::score_forest) with each context cut into segments at the given
+    /// positions (from [`PrefixTree::cuts`]): the pass runs the contexts' [`SegmentTree`], every
+    /// segment once, each after the segments above it. A context's numbers depend on its
+    /// segments, not on what else is in the pass, so cuts taken from a whole task make them
+    /// independent of the batching.
+    pub fn score_forest_cut(&self, trees: &[(&[u32], Vec<&[u32]>)], cuts: &[Vec<usize>]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
+        assert_eq!(trees.len(), cuts.len(), "cuts for every context");
+        let mut tree = SegmentTree::new();
+        for ((context, _), cuts) in trees.iter().zip(cuts) {
             assert!(!context.is_empty(), "scoring needs at least one token of context");
-            ids.extend_from_slice(context);
-            let inputs: Vec<usize> = continuations.iter().map(|c| c.len().saturating_sub(1)).collect();
-            for (c, &n) in continuations.iter().zip(&inputs) {
-                ids.extend_from_slice(&c[..n]);
-            }
-            shape.push((context.len(), inputs));
+            tree.insert(context, cuts);
         }
-        let layout = Layout::forest(&shape);
+        // Every continuation but its last token is input; the last is only ever a target.
+        let inputs: Vec<Vec<&[u32]>> =
+            trees.iter().map(|(_, cs)| cs.iter().map(|c| &c[..c.len().saturating_sub(1)]).collect()).collect();
+        let (layout, placed) = Layout::prefix_tree(&tree, &inputs);
+        let ids = placed.ids;
         let mut cache = KvCache::new(self.net.layers());
         let profile = profiling().then(|| {
             // What building the masks costs (the forward builds its own again).
@@ -289,20 +300,14 @@ impl Model {
         // predicted by its context's last row.
         let mut rows: Vec<u32> = Vec::new();
         let mut targets = Vec::new();
-        let mut start = 0usize;
-        for ((context, continuations), (ctx_len, inputs)) in trees.iter().zip(&shape) {
-            let last = (start + ctx_len - 1) as u32;
-            let mut at = start + ctx_len;
-            for (c, &n) in continuations.iter().zip(inputs) {
+        for ((_, continuations), (last, starts)) in trees.iter().zip(&placed.contexts) {
+            for (c, &start) in continuations.iter().zip(starts) {
                 if !c.is_empty() {
-                    rows.push(last);
-                    rows.extend(at as u32..(at + n) as u32);
+                    rows.push(*last as u32);
+                    rows.extend(start as u32..(start + c.len() - 1) as u32);
                     targets.extend_from_slice(c);
                 }
-                at += n;
             }
-            debug_assert_eq!(context.len(), *ctx_len);
-            start = at;
         }
         if targets.is_empty() {
             return Ok(trees.iter().map(|(_, cs)| cs.iter().map(|_| Vec::new()).collect()).collect());
@@ -311,7 +316,7 @@ impl Model {
         let mut scores = self.gather(&picked, &targets)?.into_iter();
         if let (Some((mask, started)), Some(forward_done)) = (profile, forward_done) {
             eprintln!(
-                "profile: pass of {} tokens in {} trees: masks {:.1} ms, forward {:.1} ms, LM head on {} rows {:.1} ms",
+                "profile: pass of {} tokens for {} contexts: masks {:.1} ms, forward {:.1} ms, LM head on {} rows {:.1} ms",
                 ids.len(),
                 trees.len(),
                 mask.as_secs_f64() * 1e3,
