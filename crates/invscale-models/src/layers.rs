@@ -268,11 +268,18 @@ impl Rotary {
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
     len: usize,
+    /// Keeps nothing: for a pass that is never continued (its keys and values, all layers at
+    /// once, would be the largest thing in memory of a long prompt's pass).
+    scratch: bool,
 }
 
 impl KvCache {
     pub fn new(layers: usize) -> Self {
-        KvCache { layers: vec![None; layers], len: 0 }
+        KvCache { layers: vec![None; layers], len: 0, scratch: false }
+    }
+    /// A cache for a pass that will not be continued: it counts tokens but keeps no keys or values.
+    pub fn scratch(layers: usize) -> Self {
+        KvCache { scratch: true, ..KvCache::new(layers) }
     }
     /// Tokens already in the cache (the position of the next one).
     pub fn len(&self) -> usize {
@@ -290,7 +297,9 @@ impl KvCache {
             Some((pk, pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
             None => (k, v),
         };
-        self.layers[i] = Some((k.clone(), v.clone()));
+        if !self.scratch {
+            self.layers[i] = Some((k.clone(), v.clone()));
+        }
         Ok((k, v))
     }
 }

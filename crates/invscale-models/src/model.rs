@@ -207,7 +207,7 @@ impl Model {
     /// Log-probs of `tokens[from..]`, each given all tokens before it (`from >= 1`).
     pub fn score(&self, tokens: &[u32], from: usize) -> Result<Vec<TokenScore>> {
         assert!(from >= 1 && from <= tokens.len(), "score needs at least one token of context");
-        let mut cache = KvCache::new(self.net.layers());
+        let mut cache = KvCache::scratch(self.net.layers());
         // The last token is only ever a target.
         let input = &tokens[..tokens.len() - 1];
         let hidden = self.net.forward(input, &Layout::sequence(0, input.len()), &mut cache)?;
@@ -284,7 +284,7 @@ impl Model {
             trees.iter().map(|(_, cs)| cs.iter().map(|c| &c[..c.len().saturating_sub(1)]).collect()).collect();
         let (layout, placed) = Layout::prefix_tree(&tree, &inputs);
         let ids = placed.ids;
-        let mut cache = KvCache::new(self.net.layers());
+        let mut cache = KvCache::scratch(self.net.layers());
         let profile = profiling().then(|| {
             // What building the masks costs (the forward builds its own again).
             let started = std::time::Instant::now();
@@ -355,13 +355,15 @@ impl Model {
     }
 
     /// LM head on `rows` only, log-softmax in f32, the targets' log-probs and greediness; in
-    /// chunks of rows, so that `[rows, vocab]` logits of a big batch never sit in memory at once.
+    /// chunks of rows, so that `[rows, vocab]` logits of a big batch never sit in memory at once
+    /// (on the CPU a small chunk: the log-softmax keeps ~4 copies of the logits alive, and 32
+    /// rows of a 49k vocabulary are 6 MB each; memory is what the quantized path is for).
     fn gather(&self, rows: &Tensor, targets: &[u32]) -> Result<Vec<TokenScore>> {
-        const CHUNK: usize = 2048;
+        let chunk = if self.device.is_cpu() { 32 } else { 2048 };
         let n = targets.len();
         let mut out = Vec::with_capacity(n);
-        for start in (0..n).step_by(CHUNK) {
-            let len = CHUNK.min(n - start);
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
             out.extend(self.gather_chunk(&rows.narrow(0, start, len)?, &targets[start..start + len])?);
         }
         Ok(out)
