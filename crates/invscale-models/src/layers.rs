@@ -468,7 +468,7 @@ impl Layout {
     /// [`mask`](Self::mask), choosing the padded layout or not.
     fn mask_as(&self, window: Option<usize>, device: &Device, padded: bool) -> Result<AttnMask> {
         if padded && self.past == 0 && self.blocks.len() > 1 {
-            return self.padded_mask(window, device);
+            return self.padded_mask(window, device, SMALL_CELLS);
         }
         let mut out = Vec::new();
         for b in &self.blocks {
@@ -478,7 +478,7 @@ impl Layout {
             let mask = Tensor::from_vec(m, (1, 1, b.queries.len(), s), device)?;
             out.push((b.clone(), mask));
         }
-        Ok(AttnMask { past: self.past, blocks: out, padded: None })
+        Ok(AttnMask { past: self.past, blocks: out, padded: None, f16_kv: false })
     }
 
     /// Writes block `b`'s mask rows (queries: its tokens; keys: the cache, its context, then its
@@ -512,10 +512,11 @@ impl Layout {
 
     /// Blocks of similar size padded to common query and key lengths and stacked, so that one
     /// batched product runs many documents' attention (a GPU launches a handful of kernels
-    /// instead of a few per document). Padding costs at most a quarter of a group's lengths;
-    /// padded keys are masked out, padded queries see one key (never a row of -inf) and are
-    /// dropped after.
-    fn padded_mask(&self, window: Option<usize>, device: &Device) -> Result<AttnMask> {
+    /// instead of a few per document). A group pads to at most 4/3 of its blocks' score cells,
+    /// or to any shape while it is small (then launches, not cells, cost the time); padded keys
+    /// are masked out, padded queries see one key (never a row of -inf) and are dropped after.
+    /// `small_cells`: below this many cells a group takes any block ([`SMALL_CELLS`]).
+    fn padded_mask(&self, window: Option<usize>, device: &Device, small_cells: usize) -> Result<AttnMask> {
         // Score cells (n·Pq·Pk) a group may hold, per head: bounds the f32 scores' memory.
         const MAX_CELLS: usize = 1 << 23;
         let mut blocks: Vec<&Block> = self.blocks.iter().collect();
@@ -527,15 +528,17 @@ impl Layout {
         let mut i = 0;
         while i < blocks.len() {
             let pq = blocks[i].queries.len().next_multiple_of(8);
-            let (mut shortest, mut longest) = (blocks[i].keys(0), blocks[i].keys(0));
+            let mut longest = blocks[i].keys(0);
+            let mut cells = blocks[i].queries.len() * longest;
             let mut j = i + 1;
             while j < blocks.len() {
                 let (q, k) = (blocks[j].queries.len(), blocks[j].keys(0));
-                let (lo, hi) = (shortest.min(k), longest.max(k).next_multiple_of(8));
-                if q * 4 < pq * 3 || lo * 4 < hi * 3 || (j - i + 1) * pq * hi > MAX_CELLS {
+                let padded = (j - i + 1) * pq * longest.max(k).next_multiple_of(8);
+                if padded > MAX_CELLS || (padded > small_cells && padded * 3 > (cells + q * k) * 4) {
                     break;
                 }
-                (shortest, longest) = (lo, longest.max(k));
+                longest = longest.max(k);
+                cells += q * k;
                 j += 1;
             }
             let pk = longest.next_multiple_of(8);
@@ -574,9 +577,14 @@ impl Layout {
             past: 0,
             blocks: Vec::new(),
             padded: Some(PaddedBlocks { groups, unpad: Tensor::new(unpad.as_slice(), device)? }),
+            f16_kv: false,
         })
     }
 }
+
+/// Score cells (per head) below which a padded group takes any block: a small product costs
+/// its launch, not its cells.
+const SMALL_CELLS: usize = 1 << 20;
 
 /// Attention masks of a [`Layout`]: one per block of tokens, or (GPU) the blocks stacked in
 /// padded groups.
@@ -585,6 +593,17 @@ pub struct AttnMask {
     past: usize,
     blocks: Vec<(Block, Tensor)>,
     padded: Option<PaddedBlocks>,
+    /// Attention in llama.cpp's arithmetic (f16 keys, values and probabilities; see
+    /// `cpu_attention::attention`), where the fused CPU kernel runs.
+    f16_kv: bool,
+}
+
+impl AttnMask {
+    /// The same masks, attention in llama.cpp's f16-KV arithmetic or not.
+    pub fn with_f16_kv(mut self, on: bool) -> AttnMask {
+        self.f16_kv = on;
+        self
+    }
 }
 
 /// Blocks of similar sizes stacked as `[n, heads, len, d]` batches.
@@ -651,7 +670,7 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
     if let [(b, m)] = mask.blocks.as_slice()
         && b.context.is_empty()
     {
-        return attention_causal(q, k, v, m, mask.past, scale);
+        return attention_causal(q, k, v, m, mask.past, scale, mask.f16_kv);
     }
     let mut outs = Vec::with_capacity(mask.blocks.len());
     for (b, m) in &mask.blocks {
@@ -669,16 +688,24 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
             Ok(if parts.len() == 1 { parts[0].clone() } else { Tensor::cat(&parts, 2)? })
         };
         let q = q.narrow(2, b.queries.start, b.queries.len())?;
-        outs.push(attention_causal(&q, &keys(k)?, &keys(v)?, m, mask.past + b.context_len(), scale)?);
+        outs.push(attention_causal(&q, &keys(k)?, &keys(v)?, m, mask.past + b.context_len(), scale, mask.f16_kv)?);
     }
     Ok(Tensor::cat(&outs, 0)?)
 }
 
-/// [`attention_block`] on the CPU in chunks of query rows, each against the keys up to its own
+/// [`attention_block`] for one block: on the CPU in f32 by the fused kernel, else (other dtypes,
+/// CPUs without AVX-512, heads not a multiple of 64 values) on the CPU in chunks of query rows, each against the keys up to its own
 /// last row: a row never attends to a later token (`fill_block` opens keys `kj <= qi` only), so
 /// the keys left out are -inf in the mask and contribute exactly nothing. A long block's
 /// products and softmax then cost about half. `past`: keys before the block's own (cache and context).
-fn attention_causal(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usize, scale: f64) -> Result<Tensor> {
+fn attention_causal(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usize, scale: f64, f16_kv: bool) -> Result<Tensor> {
+    if q.device().is_cpu() && q.dtype() == DType::F32 && crate::cpu_attention::available(q.dim(3)?) {
+        return attention_fused_cpu(q, k, v, mask, scale, f16_kv);
+    }
+    attention_chunked(q, k, v, mask, past, scale)
+}
+
+fn attention_chunked(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usize, scale: f64) -> Result<Tensor> {
     const CHUNK: usize = 128;
     let t = q.dim(2)?;
     if t <= 2 * CHUNK || !q.device().is_cpu() {
@@ -692,6 +719,17 @@ fn attention_causal(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usi
         outs.push(attention_block(&q.narrow(2, start, n)?, &k.narrow(2, 0, keys)?, &v.narrow(2, 0, keys)?, &m, scale)?);
     }
     Ok(Tensor::cat(&outs, 0)?)
+}
+
+/// [`attention_block`] for one block on the CPU in f32, by the fused kernel (which skips, tile
+/// by tile, the keys no row of the tile sees).
+fn attention_fused_cpu(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64, f16_kv: bool) -> Result<Tensor> {
+    let (_, heads, rows, head_dim) = q.dims4()?;
+    let (_, kv_heads, keys, _) = k.dims4()?;
+    let flat = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
+    let dims = crate::cpu_attention::Dims { heads, kv_heads, rows, keys, head_dim };
+    let out = crate::cpu_attention::attention(&flat(q)?, &flat(k)?, &flat(v)?, &flat(mask)?, dims, scale as f32, f16_kv);
+    Ok(Tensor::from_vec(out, (rows, heads * head_dim), q.device())?)
 }
 
 /// `softmax(q kᵀ · scale + mask) v` with grouped-query heads; `q: [b, h, t, d]`,
@@ -798,18 +836,22 @@ mod tests {
             vec![(37, vec![3, 1]), (5, vec![2, 2, 2]), (64, vec![1]), (30, vec![4, 6]), (9, vec![]), (61, vec![2, 1])];
         let (tree, _, branches) = shared_contexts();
         let refs: Vec<Vec<&[u32]>> = branches.iter().map(|bs| bs.iter().map(Vec::as_slice).collect()).collect();
-        for (layout, min_groups) in [(Layout::forest(&trees), 2), (Layout::prefix_tree(&tree, &refs).0, 1)] {
+        for (layout, strict_groups) in [(Layout::forest(&trees), 2..=5), (Layout::prefix_tree(&tree, &refs).0, 2..=usize::MAX)] {
             let t = layout.len();
             let (q, k, v) = qkv(4, 2, 8, t, t);
             for window in [None, Some(7)] {
                 let plain = layout.mask_as(window, &dev, false).unwrap();
-                let padded = layout.mask_as(window, &dev, true).unwrap();
-                let groups = padded.padded.as_ref().unwrap().groups.len();
-                assert!(groups >= min_groups && groups < layout.blocks.len(), "{groups} groups for {} blocks", layout.blocks.len());
                 let a = attention(&q, &k, &v, &plain, 0.35).unwrap();
-                let b = attention(&q, &k, &v, &padded, 0.35).unwrap();
-                let diff = max_diff(a, b);
-                assert!(diff < 1e-5, "window {window:?}: max |Δ| {diff}");
+                // Grouped strictly (every group within 4/3 of its cells), and as on a GPU (these
+                // small blocks all in one group).
+                for (small_cells, expected) in [(0, strict_groups.clone()), (SMALL_CELLS, 1..=1)] {
+                    let padded = layout.padded_mask(window, &dev, small_cells).unwrap();
+                    let groups = padded.padded.as_ref().unwrap().groups.len();
+                    assert!(expected.contains(&groups), "{groups} groups for {} blocks", layout.blocks.len());
+                    let b = attention(&q, &k, &v, &padded, 0.35).unwrap();
+                    let diff = max_diff(a.clone(), b);
+                    assert!(diff < 1e-5, "window {window:?}, {groups} groups: max |Δ| {diff}");
+                }
             }
         }
     }
@@ -854,34 +896,60 @@ mod tests {
         }
     }
 
-    /// Long blocks run in causal chunks of query rows (keys up to each chunk's last row); they
-    /// must give what one product over the whole block gives: a long tree (context and three
-    /// continuations) beside a short one, then a continuation pass on a cache, with and without
-    /// a sliding window.
+    /// The same blocks, each as one unfused product over all of its keys.
+    fn whole_blocks(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Tensor {
+        let mut whole = Vec::new();
+        for (b, m) in &mask.blocks {
+            let r = &b.queries;
+            assert!(b.context.is_empty());
+            let keys = |x: &Tensor| {
+                let own = x.narrow(2, mask.past + r.start, r.len()).unwrap();
+                if mask.past > 0 { Tensor::cat(&[x.narrow(2, 0, mask.past).unwrap(), own], 2).unwrap() } else { own }
+            };
+            whole.push(attention_block(&q.narrow(2, r.start, r.len()).unwrap(), &keys(k), &keys(v), m, 0.35).unwrap());
+        }
+        Tensor::cat(&whole, 0).unwrap()
+    }
+
+    /// Long blocks run in causal chunks of query rows (keys up to each chunk's last row), and on
+    /// x86-64/AArch64 by the fused kernel; both must give what one product over the whole block
+    /// gives: a long tree (context and three continuations) beside a short one, then a
+    /// continuation pass on a cache, with and without a sliding window, with grouped-query heads
+    /// and head sizes of 8 and 64 (several score micro-tiles, rows not a multiple of the tile).
     #[test]
-    fn causal_chunks_equal_whole_block_attention() {
+    fn causal_chunks_and_fused_kernel_equal_whole_block_attention() {
         let dev = Device::Cpu;
         let long = Layout::forest(&[(700, vec![3, 1, 5]), (40, vec![2])]);
         let cached = Layout::sequence(450, 300);
-        for layout in [long, cached] {
+        for (layout, d) in [(long.clone(), 8), (cached.clone(), 8), (long, 64), (cached, 256)] {
             let t = layout.len();
             let s = layout.past + t;
-            let (q, k, v) = qkv(4, 2, 8, t, s);
+            let (q, k, v) = qkv(6, 2, d, t, s);
             for window in [None, Some(100)] {
                 let mask = layout.mask_as(window, &dev, false).unwrap();
-                let chunked = attention(&q, &k, &v, &mask, 0.35).unwrap();
-                // The same blocks, each as one product over all of its keys.
-                let mut whole = Vec::new();
-                for (b, m) in &mask.blocks {
-                    let r = &b.queries;
-                    let keys = |x: &Tensor| {
-                        let own = x.narrow(2, mask.past + r.start, r.len()).unwrap();
-                        if mask.past > 0 { Tensor::cat(&[x.narrow(2, 0, mask.past).unwrap(), own], 2).unwrap() } else { own }
-                    };
-                    whole.push(attention_block(&q.narrow(2, r.start, r.len()).unwrap(), &keys(&k), &keys(&v), m, 0.35).unwrap());
+                let whole = whole_blocks(&q, &k, &v, &mask);
+                let mut outs = vec![("chunked", Vec::new())];
+                if crate::cpu_attention::available(d) {
+                    outs.push(("fused", Vec::new()));
                 }
-                let diff = max_diff(chunked, Tensor::cat(&whole, 0).unwrap());
-                assert!(diff < 1e-5, "past {}, window {window:?}: max |Δ| {diff}", layout.past);
+                for (name, out) in &mut outs {
+                    for (b, m) in &mask.blocks {
+                        let r = &b.queries;
+                        let keys = |x: &Tensor| {
+                            let own = x.narrow(2, mask.past + r.start, r.len()).unwrap();
+                            if mask.past > 0 { Tensor::cat(&[x.narrow(2, 0, mask.past).unwrap(), own], 2).unwrap() } else { own }
+                        };
+                        let qb = q.narrow(2, r.start, r.len()).unwrap();
+                        out.push(match *name {
+                            "fused" => attention_fused_cpu(&qb, &keys(&k), &keys(&v), m, 0.35, false).unwrap(),
+                            _ => attention_chunked(&qb, &keys(&k), &keys(&v), m, mask.past, 0.35).unwrap(),
+                        });
+                    }
+                }
+                for (name, out) in outs {
+                    let diff = max_diff(Tensor::cat(&out, 0).unwrap(), whole.clone());
+                    assert!(diff < 1e-5, "{name}: past {}, window {window:?}, d {d}: max |Δ| {diff}", layout.past);
+                }
             }
         }
     }

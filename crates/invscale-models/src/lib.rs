@@ -2,6 +2,7 @@
 //! from Hugging Face checkpoints (safetensors) or GGUF files.
 
 pub mod block_quant;
+pub mod cpu_attention;
 pub mod gguf;
 pub mod hf;
 pub mod layers;

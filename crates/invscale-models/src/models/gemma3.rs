@@ -47,6 +47,8 @@ pub struct Gemma3 {
     heads: usize,
     kv_heads: usize,
     scale: f64,
+    /// The quantized GGUF path: attention in llama.cpp's f16-KV arithmetic.
+    f16_kv: bool,
 }
 
 impl Gemma3 {
@@ -78,6 +80,7 @@ impl Gemma3 {
         // Gemma 3 scales queries by query_pre_attn_scalar^-1/2, which is head_dim for the text
         // models llama.cpp converts (it uses 1/√head_dim as well).
         Ok(Gemma3 {
+            f16_kv: w.precision == crate::weights::Precision::Quantized,
             norm: w.rms_norm("output_norm.weight", eps)?,
             head: w.lm_head(&embed)?,
             embed,
@@ -137,6 +140,7 @@ impl Gemma3 {
         }
         let scalar = c.get("query_pre_attn_scalar").as_f64().unwrap_or(head_dim as f64);
         Ok(Gemma3 {
+            f16_kv: false,
             norm: w.rms_norm("model.norm.weight", eps, true)?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", true))?,
             embed: Embedding::Dense(embed),
@@ -162,9 +166,9 @@ impl CausalLm for Gemma3 {
         debug_assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
         let t = ids.len();
         let mut x = (self.embed.lookup(ids, device)? * self.embed_scale)?;
-        let global_mask = layout.mask(None, device)?;
+        let global_mask = layout.mask(None, device)?.with_f16_kv(self.f16_kv);
         let local_mask = match self.blocks.iter().find_map(|b| b.window) {
-            Some(w) => layout.mask(Some(w), device)?,
+            Some(w) => layout.mask(Some(w), device)?.with_f16_kv(self.f16_kv),
             None => global_mask.clone(),
         };
         for (i, b) in self.blocks.iter().enumerate() {

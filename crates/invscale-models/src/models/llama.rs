@@ -31,6 +31,8 @@ pub struct Llama {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// The quantized GGUF path: attention in llama.cpp's f16-KV arithmetic.
+    f16_kv: bool,
 }
 
 impl Llama {
@@ -57,6 +59,7 @@ impl Llama {
             });
         }
         Ok(Llama {
+            f16_kv: w.precision == crate::weights::Precision::Quantized,
             norm: w.rms_norm("output_norm.weight", eps)?,
             head: w.lm_head(&embed)?,
             embed,
@@ -92,6 +95,7 @@ impl Llama {
             });
         }
         Ok(Llama {
+            f16_kv: false,
             norm: w.rms_norm("model.norm.weight", eps, false)?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
             embed: Embedding::Dense(embed),
@@ -114,7 +118,7 @@ impl CausalLm for Llama {
         debug_assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
         let t = ids.len();
         let mut x = self.embed.lookup(ids, device)?;
-        let mask = layout.mask(None, device)?;
+        let mask = layout.mask(None, device)?.with_f16_kv(self.f16_kv);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.attn_norm.forward(&x)?;
