@@ -117,6 +117,7 @@ impl BlockMatrix {
 
     /// Rows `first..first + count` as one unsigned byte per value (`q`, row after row), with
     /// each block's scale (`d`) and minimum (`m`, zero for the offset formats).
+    #[inline(always)]
     fn unpack(&self, first: usize, count: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
         let (nb, bs) = (self.blocks(), self.format.block_bytes());
         let data = (*self.data).as_ref();
@@ -298,6 +299,8 @@ mod x86 {
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512vl")
                 && is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("f16c")
         })
     }
 
@@ -321,7 +324,8 @@ mod x86 {
             for tile in range {
                 let first = tile * TILE_ROWS;
                 let count = TILE_ROWS.min(n - first);
-                w.unpack(first, count, &mut q, &mut d, &mut mins);
+                // SAFETY: the features were detected.
+                unsafe { unpack_vectorised(w, first, count, &mut q, &mut d, &mut mins) };
                 let dst = &dst;
                 // SAFETY: the features were detected; every (row, column) of `y` is written by
                 // exactly one tile, so tiles running at once never touch the same element.
@@ -334,6 +338,13 @@ mod x86 {
                 };
             }
         });
+    }
+
+    /// [`BlockMatrix::unpack`] compiled for the vector units the kernel runs on (its byte loops
+    /// vectorise; for one-row products, the LM head of a 262k vocabulary, unpacking is the cost).
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,f16c")]
+    unsafe fn unpack_vectorised(w: &BlockMatrix, first: usize, count: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
+        w.unpack(first, count, q, d, m)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -363,9 +374,14 @@ mod x86 {
                     d: acts.d.as_ptr().add(c * nb),
                     off: acts.neg_offset_sum.as_ptr().add(c * nb),
                 };
-                if (rs, cs) == (4, 4) {
-                    tile::<4, 4, OFFSET>(nb, k, wp, ap, &mut out);
-                } else {
+                // Fewer than 4 activation rows (the LM head on a prompt's last row): 4 weight
+                // rows at a time still, 4 independent accumulators instead of one chain.
+                match (rs, cs) {
+                    (4, 4) => tile::<4, 4, OFFSET>(nb, k, wp, ap, &mut out),
+                    (4, 3) => tile::<4, 3, OFFSET>(nb, k, wp, ap, &mut out),
+                    (4, 2) => tile::<4, 2, OFFSET>(nb, k, wp, ap, &mut out),
+                    (4, 1) => tile::<4, 1, OFFSET>(nb, k, wp, ap, &mut out),
+                    _ => {
                     for (i, row) in out.iter_mut().enumerate().take(rs) {
                         for (j, cell) in row.iter_mut().enumerate().take(cs) {
                             let mut one = [[0f32; 4]; 4];
@@ -374,6 +390,7 @@ mod x86 {
                             tile::<1, 1, OFFSET>(nb, k, wp, ap, &mut one);
                             *cell = one[0][0];
                         }
+                    }
                     }
                 }
                 for i in 0..rs {
@@ -547,7 +564,8 @@ mod tests {
     #[test]
     fn vector_kernel_matches_the_portable_arithmetic() {
         // Same integer products and scales; only the float summation order may differ. Sizes
-        // cover whole 4×4 tiles, partial ones and more than one 32-row tile.
+        // cover whole 4×4 tiles, 4×1, 4×2 and 4×3 ones (1 to 3 activation rows left), partial
+        // ones and more than one 32-row tile.
         if !BlockMatrix::kernel_available() {
             // Then the models never use this kernel here (weights.rs keeps candle's), so there is
             // nothing in use to test; say so rather than pass quietly.
@@ -555,7 +573,7 @@ mod tests {
             return;
         }
         for format in FORMATS {
-            for (n, k, m) in [(4, 32, 4), (70, 576, 9), (37, 160, 1)] {
+            for (n, k, m) in [(4, 32, 4), (70, 576, 9), (37, 160, 1), (37, 160, 2), (70, 576, 7)] {
                 let w = random_matrix(format, n, k, 3);
                 let x = random_acts(m, k);
                 let acts = QuantizedRows::new(&x, m, k, format);

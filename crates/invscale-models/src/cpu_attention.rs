@@ -191,7 +191,7 @@ unsafe fn run_tile(job: &Tile, scores: &mut [f32], acc: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{KEYS, ROWS, Tile};
@@ -324,7 +324,7 @@ mod avx512 {
     /// [`super::exp`] on 16 values.
     #[inline]
     #[target_feature(enable = "avx2,fma,avx512f")]
-    pub(super) fn exp16(x: __m512) -> __m512 {
+    pub(crate) fn exp16(x: __m512) -> __m512 {
         let xc = _mm512_max_ps(x, _mm512_set1_ps(-87.3));
         // n = round(x·log2 e), r = x - n·ln 2 (in two parts), e^x = p(r) · 2^n.
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E)));

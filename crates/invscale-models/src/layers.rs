@@ -773,6 +773,19 @@ pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     Ok(x.reshape((1, t, heads, width / heads))?.transpose(1, 2)?.contiguous()?)
 }
 
+/// GELU, tanh approximation: vectorised on CPUs with AVX-512 in f32 (see `cpu_gelu`), candle's
+/// elsewhere.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    profile::time("activation", x.device(), || {
+        if x.device().is_cpu() && x.dtype() == DType::F32 && crate::cpu_gelu::available() {
+            let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+            crate::cpu_gelu::gelu_tanh_in_place(&mut v);
+            return Ok(Tensor::from_vec(v, x.shape(), x.device())?);
+        }
+        Ok(x.gelu()?)
+    })
+}
+
 pub fn silu(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::silu(x)?)
 }

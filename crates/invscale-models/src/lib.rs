@@ -3,6 +3,7 @@
 
 pub mod block_quant;
 pub mod cpu_attention;
+pub mod cpu_gelu;
 pub mod gguf;
 pub mod hf;
 pub mod layers;

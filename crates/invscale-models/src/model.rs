@@ -312,8 +312,20 @@ impl Model {
         if targets.is_empty() {
             return Ok(trees.iter().map(|(_, cs)| cs.iter().map(|_| Vec::new()).collect()).collect());
         }
-        let picked = hidden.index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)?;
-        let mut scores = self.gather(&picked, &targets)?.into_iter();
+        // Each row once through the LM head, however many targets it predicts.
+        let mut unique: Vec<u32> = Vec::new();
+        let mut slot: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        let which: Vec<usize> = rows
+            .iter()
+            .map(|&r| {
+                *slot.entry(r).or_insert_with(|| {
+                    unique.push(r);
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let picked = hidden.index_select(&Tensor::new(unique.as_slice(), &self.device)?, 0)?;
+        let mut scores = self.gather_at(&picked, &which, &targets)?.into_iter();
         if let (Some((mask, started)), Some(forward_done)) = (profile, forward_done) {
             eprintln!(
                 "profile: pass of {} tokens for {} contexts: masks {:.1} ms, forward {:.1} ms, LM head on {} rows {:.1} ms",
@@ -321,7 +333,7 @@ impl Model {
                 trees.len(),
                 mask.as_secs_f64() * 1e3,
                 (forward_done - started).as_secs_f64() * 1e3,
-                targets.len(),
+                unique.len(),
                 forward_done.elapsed().as_secs_f64() * 1e3
             );
             if crate::layers::profile::level() >= 2 {
@@ -356,30 +368,39 @@ impl Model {
 
     /// LM head on `rows` only, log-softmax in f32, the targets' log-probs and greediness; in
     /// chunks of rows, so that `[rows, vocab]` logits of a big batch never sit in memory at once
-    /// (on the CPU a small chunk: the log-softmax keeps ~4 copies of the logits alive, and 32
-    /// rows of a 49k vocabulary are 6 MB each; memory is what the quantized path is for).
+    /// (on the CPU a small chunk: the log-softmax keeps ~4 copies of the logits alive, so at
+    /// most 2M logits (8 MB) a chunk — 32 rows of SmolLM2's 49k vocabulary, 8 of Gemma 3's
+    /// 262k; memory is what the quantized path is for).
     fn gather(&self, rows: &Tensor, targets: &[u32]) -> Result<Vec<TokenScore>> {
-        let chunk = if self.device.is_cpu() { 32 } else { 2048 };
-        let n = targets.len();
-        let mut out = Vec::with_capacity(n);
-        for start in (0..n).step_by(chunk) {
-            let len = chunk.min(n - start);
-            out.extend(self.gather_chunk(&rows.narrow(0, start, len)?, &targets[start..start + len])?);
-        }
-        Ok(out)
+        self.gather_at(rows, &(0..targets.len()).collect::<Vec<_>>(), targets)
     }
 
-    fn gather_chunk(&self, rows: &Tensor, targets: &[u32]) -> Result<Vec<TokenScore>> {
-        let logits = self.net.logits(rows)?.to_dtype(DType::F32)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-        let idx = Tensor::new(targets, &self.device)?.unsqueeze(1)?;
-        let picked: Vec<f32> = logp.gather(&idx, 1)?.squeeze(1)?.to_vec1()?;
-        Ok(targets
-            .iter()
-            .zip(picked)
-            .zip(argmax)
-            .map(|((&token, logprob), best)| TokenScore { token, logprob, greedy: best == token })
-            .collect())
+    /// [`gather`](Self::gather) with `targets[i]` scored at row `which[i]` of `rows`: a row that
+    /// predicts several targets (a context's last row predicts the first token of every
+    /// continuation) goes through the LM head once.
+    fn gather_at(&self, rows: &Tensor, which: &[usize], targets: &[u32]) -> Result<Vec<TokenScore>> {
+        let vocab = self.tokenizer.vocab_size().max(1);
+        let chunk = if self.device.is_cpu() { ((1 << 21) / vocab).clamp(1, 32) } else { 2048 };
+        let n = rows.dim(0)?;
+        let mut by_row: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, &r) in which.iter().enumerate() {
+            by_row[r].push(i);
+        }
+        let mut out = vec![TokenScore { token: 0, logprob: 0.0, greedy: false }; targets.len()];
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
+            let logits = self.net.logits(&rows.narrow(0, start, len)?)?.to_dtype(DType::F32)?;
+            let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+            let width = logp.dim(1)?;
+            let members: Vec<(usize, usize)> =
+                (start..start + len).flat_map(|r| by_row[r].iter().map(move |&i| (r - start, i))).collect();
+            let cells: Vec<u32> = members.iter().map(|&(r, i)| (r * width + targets[i] as usize) as u32).collect();
+            let picked: Vec<f32> = logp.flatten_all()?.index_select(&Tensor::new(cells.as_slice(), &self.device)?, 0)?.to_vec1()?;
+            for (&(r, i), logprob) in members.iter().zip(picked) {
+                out[i] = TokenScore { token: targets[i], logprob, greedy: argmax[r] == targets[i] };
+            }
+        }
+        Ok(out)
     }
 }

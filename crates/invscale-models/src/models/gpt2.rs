@@ -79,7 +79,7 @@ impl CausalLm for Gpt2 {
             let v = split_heads(&qkv.narrow(1, 2 * self.hidden, self.hidden)?, self.heads)?;
             let (k, v) = cache.append(i, k, v)?;
             x = (x + b.c_proj.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;
-            let h = b.c_fc.forward(&b.ln_2.forward(&x)?)?.gelu()?;
+            let h = crate::layers::gelu_tanh(&b.c_fc.forward(&b.ln_2.forward(&x)?)?)?;
             x = (&x + b.mlp_proj.forward(&h)?)?;
         }
         cache.advance(ids.len());
