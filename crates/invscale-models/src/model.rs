@@ -389,7 +389,15 @@ impl Model {
         let mut out = vec![TokenScore { token: 0, logprob: 0.0, greedy: false }; targets.len()];
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
-            let logits = self.net.logits(&rows.narrow(0, start, len)?)?.to_dtype(DType::F32)?;
+            let mut part = rows.narrow(0, start, len)?;
+            if self.device.is_cpu() && len < chunk {
+                // Always `chunk` rows on the CPU (the first repeated): matrix-product kernels
+                // take other paths for other row counts (one row is a matrix-vector product),
+                // and a row's logits must not depend on how many rows a batch scores.
+                let pad = Tensor::new(vec![0u32; chunk - len], &self.device)?;
+                part = Tensor::cat(&[part.clone(), part.index_select(&pad, 0)?], 0)?;
+            }
+            let logits = self.net.logits(&part)?.to_dtype(DType::F32)?;
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
             let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
             let width = logp.dim(1)?;
