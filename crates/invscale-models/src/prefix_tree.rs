@@ -13,12 +13,66 @@ pub const MIN_SHARED_TOKENS: usize = 8;
 
 #[derive(Clone, Debug, Default)]
 pub struct PrefixTree {
+    tree: Tree,
+    /// The node each context ends at, by insertion index.
+    ends: Vec<usize>,
+}
+
+/// The nodes both trees are made of.
+#[derive(Clone, Debug, Default)]
+pub struct Tree {
     nodes: Vec<Node>,
     /// Nodes without a parent, in order of insertion.
     roots: Vec<usize>,
-    /// The node each context ends at, by insertion index.
-    ends: Vec<usize>,
     tokens: usize,
+}
+
+impl Tree {
+    /// Tokens the tree holds: what running all of its contexts costs.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    pub fn roots(&self) -> &[usize] {
+        &self.roots
+    }
+
+    fn children(&self, parent: Option<usize>) -> &[usize] {
+        match parent {
+            None => &self.roots,
+            Some(p) => &self.nodes[p].children,
+        }
+    }
+
+    /// A new node of `tokens` below `parent`, last among its siblings.
+    fn add(&mut self, tokens: &[u32], parent: Option<usize>) -> usize {
+        let node = self.nodes.len();
+        self.nodes.push(Node { tokens: tokens.to_vec(), parent, children: Vec::new(), contexts: Vec::new() });
+        match parent {
+            None => self.roots.push(node),
+            Some(p) => self.nodes[p].children.push(node),
+        }
+        self.tokens += tokens.len();
+        node
+    }
+}
+
+impl std::ops::Deref for PrefixTree {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        &self.tree
+    }
+}
+
+impl std::ops::Deref for SegmentTree {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        &self.tree
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -41,19 +95,6 @@ impl PrefixTree {
         self.ends.len()
     }
 
-    /// Tokens the tree holds: what running all of its contexts costs.
-    pub fn tokens(&self) -> usize {
-        self.tokens
-    }
-
-    pub fn node(&self, i: usize) -> &Node {
-        &self.nodes[i]
-    }
-
-    pub fn roots(&self) -> &[usize] {
-        &self.roots
-    }
-
     /// Adds a context (at least one token); returns how many of its tokens the tree did not
     /// hold yet. Context `i` (in insertion order) ends at [`end`](Self::end)`(i)`.
     pub fn insert(&mut self, context: &[u32]) -> usize {
@@ -66,23 +107,14 @@ impl PrefixTree {
             let Some(&first) = rest.first() else {
                 // The context ends where an earlier one passed or ended.
                 let node = parent.expect("a non-empty context ends below a root");
-                self.nodes[node].contexts.push(index);
+                self.tree.nodes[node].contexts.push(index);
                 self.ends.push(node);
                 return 0;
             };
-            let siblings = match parent {
-                None => &self.roots,
-                Some(p) => &self.nodes[p].children,
-            };
-            let Some(&child) = siblings.iter().find(|&&c| self.nodes[c].tokens[0] == first) else {
-                let node = self.nodes.len();
-                self.nodes.push(Node { tokens: rest.to_vec(), parent, children: Vec::new(), contexts: vec![index] });
-                match parent {
-                    None => self.roots.push(node),
-                    Some(p) => self.nodes[p].children.push(node),
-                }
+            let Some(&child) = self.children(parent).iter().find(|&&c| self.nodes[c].tokens[0] == first) else {
+                let node = self.tree.add(rest, parent);
+                self.tree.nodes[node].contexts.push(index);
                 self.ends.push(node);
-                self.tokens += rest.len();
                 return rest.len();
             };
             let held = &self.nodes[child].tokens;
@@ -103,8 +135,9 @@ impl PrefixTree {
     /// Cuts node `i` after `keep` tokens: `i` keeps the head (and its place among its
     /// siblings); a new node below it takes the tail, its children and its contexts.
     fn split(&mut self, i: usize, keep: usize) {
-        let tail_index = self.nodes.len();
-        let node = &mut self.nodes[i];
+        let tree = &mut self.tree;
+        let tail_index = tree.nodes.len();
+        let node = &mut tree.nodes[i];
         let tail = Node {
             tokens: node.tokens.split_off(keep),
             parent: Some(i),
@@ -112,12 +145,12 @@ impl PrefixTree {
             contexts: std::mem::take(&mut node.contexts),
         };
         for &c in &tail.children {
-            self.nodes[c].parent = Some(tail_index);
+            tree.nodes[c].parent = Some(tail_index);
         }
         for &c in &tail.contexts {
             self.ends[c] = tail_index;
         }
-        self.nodes.push(tail);
+        tree.nodes.push(tail);
     }
 
     /// The tokens of the path from a root to node `i`.
@@ -167,10 +200,8 @@ impl PrefixTree {
 /// same share those nodes. Nodes come in order of first appearance.
 #[derive(Clone, Debug, Default)]
 pub struct SegmentTree {
-    nodes: Vec<Node>,
-    roots: Vec<usize>,
+    tree: Tree,
     contexts: usize,
-    tokens: usize,
 }
 
 impl SegmentTree {
@@ -190,46 +221,22 @@ impl SegmentTree {
         for w in bounds.windows(2) {
             assert!(w[0] < w[1], "cuts {cuts:?} of a {}-token context", context.len());
             let segment = &context[w[0]..w[1]];
-            let siblings = match parent {
-                None => &self.roots,
-                Some(p) => &self.nodes[p].children,
-            };
-            let node = match siblings.iter().find(|&&c| self.nodes[c].tokens == segment) {
+            let node = match self.children(parent).iter().find(|&&c| self.nodes[c].tokens == segment) {
                 Some(&c) => c,
                 None => {
-                    let node = self.nodes.len();
-                    self.nodes.push(Node { tokens: segment.to_vec(), parent, children: Vec::new(), contexts: Vec::new() });
-                    match parent {
-                        None => self.roots.push(node),
-                        Some(p) => self.nodes[p].children.push(node),
-                    }
                     new += segment.len();
-                    node
+                    self.tree.add(segment, parent)
                 }
             };
             parent = Some(node);
         }
-        self.nodes[parent.expect("at least one segment")].contexts.push(index);
-        self.tokens += new;
+        self.tree.nodes[parent.expect("at least one segment")].contexts.push(index);
         new
     }
 
     /// Contexts inserted so far.
     pub fn contexts(&self) -> usize {
         self.contexts
-    }
-
-    /// Tokens the tree holds: what running all of its contexts costs.
-    pub fn tokens(&self) -> usize {
-        self.tokens
-    }
-
-    pub fn node(&self, i: usize) -> &Node {
-        &self.nodes[i]
-    }
-
-    pub fn roots(&self) -> &[usize] {
-        &self.roots
     }
 }
 
