@@ -35,6 +35,9 @@ pub struct Tokenizer {
     pub add_bos: bool,
     /// A short description for results files ("gguf gpt2/qwen2", "tokenizer.json").
     pub kind: String,
+    /// Counted once: `tokenizers` builds the whole vocabulary map to count it (~140 ms for
+    /// Gemma 3's 262k entries).
+    vocab_size: std::sync::OnceLock<usize>,
 }
 
 fn tok_err(e: impl std::fmt::Display) -> ModelError {
@@ -53,13 +56,13 @@ impl Tokenizer {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        *self.vocab_size.get_or_init(|| self.inner.get_vocab_size(true))
     }
 
     /// A tokenizer.json with the BOS/EOS and default of its checkpoint's config.
     pub fn from_tokenizer_json(path: &Path, bos_id: Option<u32>, eos_id: Option<u32>, add_bos: bool) -> Result<Tokenizer> {
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::corrupt(path, e.to_string()))?;
-        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind: "tokenizer.json".into() })
+        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind: "tokenizer.json".into(), vocab_size: Default::default() })
     }
 
     /// A Hugging Face checkpoint's `tokenizer.json`, with BOS/EOS from `tokenizer_config.json`
@@ -93,7 +96,7 @@ impl Tokenizer {
                 bos_id.is_some() && probe.get_ids().first().copied() == bos_id
             }
         };
-        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind: "tokenizer.json".into() })
+        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind: "tokenizer.json".into(), vocab_size: Default::default() })
     }
 
     pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
@@ -130,7 +133,7 @@ impl Tokenizer {
         // transformers: a SentencePiece vocabulary adds BOS unless the file says otherwise.
         let add_bos = g.opt_bool("tokenizer.ggml.add_bos_token").unwrap_or(model == "llama");
         let kind = format!("gguf {model}{}", pre.map(|p| format!("/{p}")).unwrap_or_default());
-        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind })
+        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind, vocab_size: Default::default() })
     }
 }
 
