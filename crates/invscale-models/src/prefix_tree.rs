@@ -11,6 +11,8 @@
 /// Shared prefixes shorter than this are not worth a block of their own.
 pub const MIN_SHARED_TOKENS: usize = 8;
 
+/// A radix trie over token sequences: every node holds the tokens its contexts share past its
+/// parent, and a node ends wherever contexts part or a context ends.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixTree {
     tree: Tree,
