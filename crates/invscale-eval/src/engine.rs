@@ -189,9 +189,10 @@ pub fn run_task(
             task_tree.insert(&e.context);
         }
     }
-    let mut index = 0;
+    // Contexts were inserted in request order, so the i-th request overall is context i.
+    let mut contexts = 0..;
     for p in &mut prepared {
-        p.cuts = p.encoded.iter().map(|_| (task_tree.cuts(index, MIN_SHARED_TOKENS), index += 1).0).collect();
+        p.cuts = p.encoded.iter().zip(contexts.by_ref()).map(|(_, i)| task_tree.cuts(i, MIN_SHARED_TOKENS)).collect();
     }
     // Documents are scored in batches: one forward pass runs the contexts of several documents
     // (each with its continuations), their shared segments once, up to a budget of the tokens

@@ -909,9 +909,10 @@ mod tests {
         }
     }
 
-    /// The same blocks, each as one unfused product over all of its keys.
-    fn whole_blocks(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Tensor {
-        let mut whole = Vec::new();
+    /// `attend(q, k, v, mask)` on each block of `mask` (no context ranges): its queries against
+    /// the cache and its own keys; the outputs stacked.
+    fn per_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, attend: impl Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Tensor) -> Tensor {
+        let mut outs = Vec::new();
         for (b, m) in &mask.blocks {
             let r = &b.queries;
             assert!(b.context.is_empty());
@@ -919,9 +920,14 @@ mod tests {
                 let own = x.narrow(2, mask.past + r.start, r.len()).unwrap();
                 if mask.past > 0 { Tensor::cat(&[x.narrow(2, 0, mask.past).unwrap(), own], 2).unwrap() } else { own }
             };
-            whole.push(attention_block(&q.narrow(2, r.start, r.len()).unwrap(), &keys(k), &keys(v), m, 0.35).unwrap());
+            outs.push(attend(&q.narrow(2, r.start, r.len()).unwrap(), &keys(k), &keys(v), m));
         }
-        Tensor::cat(&whole, 0).unwrap()
+        Tensor::cat(&outs, 0).unwrap()
+    }
+
+    /// The same blocks, each as one unfused product over all of its keys.
+    fn whole_blocks(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Tensor {
+        per_block(q, k, v, mask, |q, k, v, m| attention_block(q, k, v, m, 0.35).unwrap())
     }
 
     /// Long blocks run in causal chunks of query rows (keys up to each chunk's last row), and on
@@ -941,26 +947,12 @@ mod tests {
             for window in [None, Some(100)] {
                 let mask = layout.mask_as(window, &dev, false).unwrap();
                 let whole = whole_blocks(&q, &k, &v, &mask);
-                let mut outs = vec![("chunked", Vec::new())];
+                let mut outs = vec![("chunked", per_block(&q, &k, &v, &mask, |q, k, v, m| attention_chunked(q, k, v, m, mask.past, 0.35).unwrap()))];
                 if crate::cpu_attention::available(d) {
-                    outs.push(("fused", Vec::new()));
-                }
-                for (name, out) in &mut outs {
-                    for (b, m) in &mask.blocks {
-                        let r = &b.queries;
-                        let keys = |x: &Tensor| {
-                            let own = x.narrow(2, mask.past + r.start, r.len()).unwrap();
-                            if mask.past > 0 { Tensor::cat(&[x.narrow(2, 0, mask.past).unwrap(), own], 2).unwrap() } else { own }
-                        };
-                        let qb = q.narrow(2, r.start, r.len()).unwrap();
-                        out.push(match *name {
-                            "fused" => attention_fused_cpu(&qb, &keys(&k), &keys(&v), m, 0.35, false).unwrap(),
-                            _ => attention_chunked(&qb, &keys(&k), &keys(&v), m, mask.past, 0.35).unwrap(),
-                        });
-                    }
+                    outs.push(("fused", per_block(&q, &k, &v, &mask, |q, k, v, m| attention_fused_cpu(q, k, v, m, 0.35, false).unwrap())));
                 }
                 for (name, out) in outs {
-                    let diff = max_diff(Tensor::cat(&out, 0).unwrap(), whole.clone());
+                    let diff = max_diff(out, whole.clone());
                     assert!(diff < 1e-5, "{name}: past {}, window {window:?}, d {d}: max |Δ| {diff}", layout.past);
                 }
             }
