@@ -5,7 +5,10 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
+use std::sync::{Arc, OnceLock};
+
 use crate::Result;
+use crate::cuda_attention::{FusedBlocks, HostBlock};
 use crate::block_quant::{BlockFormat, BlockMatrix, QuantizedRows};
 
 /// `INVSCALE_PROFILE=2`: time spent per kind of layer work, the device synchronised around each
@@ -72,6 +75,13 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Weight::Dense(w), Some(b)) = (&self.weight, &self.bias)
+            && crate::cuda_ops::half_on_cuda(x)
+            && x.rank() == 2
+            && w.dtype() == x.dtype()
+        {
+            return profile::time("matmul", x.device(), || crate::cuda_ops::linear_bias(x, w, b));
+        }
         let y = profile::time("matmul", x.device(), || {
             Ok(match &self.weight {
                 Weight::Dense(w) => x.matmul(&w.t()?)?,
@@ -173,6 +183,9 @@ impl RmsNorm {
         if x.dtype() == DType::F32 {
             return Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?);
         }
+        if crate::cuda_ops::half_on_cuda(x) {
+            return crate::cuda_ops::rms_norm(x, &self.weight, self.eps, self.scale_after_cast);
+        }
         // In f32 whatever the dtype, as transformers' RMSNorms do, then cast back.
         let x32 = x.to_dtype(DType::F32)?;
         if self.scale_after_cast {
@@ -211,6 +224,9 @@ pub struct Rotary {
     inv_freq: Vec<f32>,
     /// Positions are divided by this (linear RoPE scaling; 1 for none).
     scale: f32,
+    /// The last tables made (every layer of a pass, q and k, rotates by the same positions):
+    /// positions, dtype, cos, sin.
+    last: std::sync::Mutex<Option<(Vec<usize>, DType, Tensor, Tensor)>>,
 }
 
 impl Rotary {
@@ -220,7 +236,7 @@ impl Rotary {
             .step_by(2)
             .map(|i| 1.0f32 / (base as f32).powf(i as f32 / rotary_dim as f32))
             .collect();
-        Rotary { style, inv_freq, scale: linear_scale as f32 }
+        Rotary { style, inv_freq, scale: linear_scale as f32, last: std::sync::Mutex::new(None) }
     }
 
     /// cos and sin, `[t, rotary_dim / 2]`, for the given positions.
@@ -243,8 +259,18 @@ impl Rotary {
     fn apply_inner(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
         let (_, _, t, head_dim) = x.dims4()?;
         debug_assert_eq!(t, positions.len());
-        let (cos, sin) = self.tables(positions, x.device())?;
-        let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
+        let (cos, sin) = {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            match &*last {
+                Some((p, dtype, cos, sin)) if p == positions && *dtype == x.dtype() && cos.device().same_device(x.device()) => (cos.clone(), sin.clone()),
+                _ => {
+                    let (cos, sin) = self.tables(positions, x.device())?;
+                    let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
+                    *last = Some((positions.to_vec(), x.dtype(), cos.clone(), sin.clone()));
+                    (cos, sin)
+                }
+            }
+        };
         let rot = self.inv_freq.len() * 2;
         let rope = |x: &Tensor| -> Result<Tensor> {
             let x = x.contiguous()?;
@@ -340,6 +366,10 @@ impl Block {
     /// Keys of the block: cache, context, then its own tokens.
     fn keys(&self, past: usize) -> usize {
         past + self.context_len() + self.queries.len()
+    }
+    /// The pass's tokens the block attends to (after any cache): its context, then its own.
+    fn key_tokens(&self) -> impl Iterator<Item = u32> + '_ {
+        self.context.iter().flat_map(|r| r.clone()).chain(self.queries.clone()).map(|k| k as u32)
     }
 }
 
@@ -462,7 +492,22 @@ impl Layout {
     /// keys less than `window` positions back. On a GPU, the blocks are laid out in a few padded
     /// batches instead (see [`AttnMask`]).
     pub fn mask(&self, window: Option<usize>, device: &Device) -> Result<AttnMask> {
+        if device.is_cuda() && self.past == 0 {
+            let gpu = GpuMasks { layout: self.clone(), window, fused: OnceLock::new(), unfused: OnceLock::new() };
+            return Ok(AttnMask { past: 0, blocks: Vec::new(), padded: None, f16_kv: false, gpu: Some(Arc::new(gpu)) });
+        }
         self.mask_as(window, device, device.is_cuda())
+    }
+
+    /// The blocks as the fused CUDA kernel takes them (see `cuda_attention`; `None`: it cannot).
+    fn fused_blocks(&self, window: Option<usize>, device: &Device) -> Result<Option<FusedBlocks>> {
+        let blocks = self.blocks.iter().map(|b| {
+            let keys = b.keys(0);
+            let mut mask = vec![f32::NEG_INFINITY; b.queries.len() * keys];
+            self.fill_block(b, window, &mut mask, keys);
+            HostBlock { queries: b.queries.clone(), keys: b.key_tokens().collect(), mask }
+        });
+        FusedBlocks::new(blocks, self.len(), device)
     }
 
     /// [`mask`](Self::mask), choosing the padded layout or not.
@@ -478,7 +523,7 @@ impl Layout {
             let mask = Tensor::from_vec(m, (1, 1, b.queries.len(), s), device)?;
             out.push((b.clone(), mask));
         }
-        Ok(AttnMask { past: self.past, blocks: out, padded: None, f16_kv: false })
+        Ok(AttnMask { past: self.past, blocks: out, padded: None, f16_kv: false, gpu: None })
     }
 
     /// Writes block `b`'s mask rows (queries: its tokens; keys: the cache, its context, then its
@@ -555,7 +600,7 @@ impl Layout {
                 }
                 let q_rows = b.queries.clone();
                 gather_q.extend((0..pq).map(|k| (q_rows.start + k.min(q_rows.len() - 1)) as u32));
-                let keys: Vec<u32> = b.context.iter().flat_map(|r| r.clone()).chain(q_rows.clone()).map(|k| k as u32).collect();
+                let keys: Vec<u32> = b.key_tokens().collect();
                 gather_kv.extend((0..pk).map(|k| keys[k.min(keys.len() - 1)]));
                 for (k, tok) in q_rows.enumerate() {
                     unpad[tok] = (rows_before + g * pq + k) as u32;
@@ -578,6 +623,7 @@ impl Layout {
             blocks: Vec::new(),
             padded: Some(PaddedBlocks { groups, unpad: Tensor::new(unpad.as_slice(), device)? }),
             f16_kv: false,
+            gpu: None,
         })
     }
 }
@@ -596,6 +642,33 @@ pub struct AttnMask {
     /// Attention in llama.cpp's arithmetic (f16 keys, values and probabilities; see
     /// `cpu_attention::attention`), where the fused CPU kernel runs.
     f16_kv: bool,
+    /// On a GPU without a cache: the masks, made at the first layer's attention.
+    gpu: Option<Arc<GpuMasks>>,
+}
+
+/// A GPU pass's masks, made when the first layer's attention tells whether the fused kernel
+/// runs it (dtype and head size; then block tables, see `cuda_attention`) or not (then padded
+/// groups, or a block's mask); the other layers reuse them.
+struct GpuMasks {
+    layout: Layout,
+    window: Option<usize>,
+    fused: OnceLock<Option<FusedBlocks>>,
+    unfused: OnceLock<AttnMask>,
+}
+
+impl GpuMasks {
+    fn fused(&self, device: &Device) -> Result<Option<&FusedBlocks>> {
+        if self.fused.get().is_none() {
+            let _ = self.fused.set(self.layout.fused_blocks(self.window, device)?);
+        }
+        Ok(self.fused.get().expect("set above").as_ref())
+    }
+    fn unfused(&self, device: &Device) -> Result<&AttnMask> {
+        if self.unfused.get().is_none() {
+            let _ = self.unfused.set(self.layout.mask_as(self.window, device, true)?);
+        }
+        Ok(self.unfused.get().expect("set above"))
+    }
 }
 
 impl AttnMask {
@@ -639,6 +712,14 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64
 }
 
 fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64) -> Result<Tensor> {
+    if let Some(gpu) = &mask.gpu {
+        if crate::cuda_attention::supported(q.device(), q.dtype(), q.dim(3)?)
+            && let Some(fused) = gpu.fused(q.device())?
+        {
+            return crate::cuda_attention::attention(q, k, v, fused, scale);
+        }
+        return attention_inner(q, k, v, gpu.unfused(q.device())?, scale);
+    }
     if let Some(padded) = &mask.padded {
         let mut outs = Vec::with_capacity(padded.groups.len());
         for g in &padded.groups {
@@ -954,6 +1035,62 @@ mod tests {
                 for (name, out) in outs {
                     let diff = max_diff(out, whole.clone());
                     assert!(diff < 1e-5, "{name}: past {}, window {window:?}, d {d}: max |Δ| {diff}", layout.past);
+                }
+            }
+        }
+    }
+
+    /// Every row of the layouts that passes make sees at most two ranges of its block's keys,
+    /// with or without a window: the fused CUDA kernel takes them all (it is given ranges, not
+    /// a mask).
+    #[test]
+    fn every_layout_row_sees_two_ranges_of_keys_at_most() {
+        let (tree, _, branches) = shared_contexts();
+        let refs: Vec<Vec<&[u32]>> = branches.iter().map(|bs| bs.iter().map(Vec::as_slice).collect()).collect();
+        let forest = Layout::forest(&[(150, vec![3, 1, 5]), (40, vec![2]), (7, vec![])]);
+        for layout in [Layout::prefix_tree(&tree, &refs).0, forest, Layout::sequence(0, 90), Layout::branches(0, 30, &[4, 2])] {
+            for window in [None, Some(3), Some(9), Some(45)] {
+                assert!(layout.fused_blocks(window, &Device::Cpu).unwrap().is_some(), "{} blocks, window {window:?}", layout.blocks.len());
+            }
+        }
+    }
+
+    /// The fused CUDA kernel gives what the per-block attention gives in f32 on the same
+    /// half-precision inputs: a prefix tree (blocks with shared context, continuations), a
+    /// forest with a block longer than a CTA's 64 rows and key tiles none of a tile's rows sees,
+    /// with and without a sliding window, grouped-query heads, heads of 64 and 128, bf16 and
+    /// f16. Tolerance: the kernel rounds the probabilities and the output to the half type
+    /// (unit roundoff 2⁻⁸ for bf16, 2⁻¹¹ for f16), so a value is off by at most
+    /// 2⁻⁸(|out| + max |v|) ≈ 2⁻⁸(3 + 4.5) ≈ 0.03 in bf16 (0.004 in f16): max |Δ| 3e-2 / 4e-3,
+    /// and the mean, which rounding keeps near zero, 3e-3 / 4e-4; a wrong mask, key or row moves
+    /// outputs by O(0.1–1). Needs a GPU: built with `--features cuda` and run on the accelerator
+    /// machine (see `bench/gpu/RESULTS.md`).
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn fused_cuda_attention_equals_block_attention() {
+        let gpu = Device::new_cuda(0).expect("this test needs a CUDA GPU: build the tests with --features cuda and run them on a machine with one");
+        let (tree, _, branches) = shared_contexts();
+        let refs: Vec<Vec<&[u32]>> = branches.iter().map(|bs| bs.iter().map(Vec::as_slice).collect()).collect();
+        let forest = Layout::forest(&[(150, vec![3, 1, 5]), (40, vec![2]), (7, vec![])]);
+        for layout in [Layout::prefix_tree(&tree, &refs).0, forest, Layout::sequence(0, 90)] {
+            let t = layout.len();
+            for (d, dtype, max_tol, mean_tol) in [(64, DType::BF16, 3e-2, 3e-3), (128, DType::BF16, 3e-2, 3e-3), (128, DType::F16, 4e-3, 4e-4)] {
+                let (q, k, v) = qkv(4, 2, d, t, t);
+                let round = |x: &Tensor| x.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
+                let (q, k, v) = (round(&q), round(&k), round(&v));
+                for window in [None, Some(9)] {
+                    let reference = attention(&q, &k, &v, &layout.mask_as(window, &Device::Cpu, false).unwrap(), 0.3).unwrap();
+                    let on_gpu = |x: &Tensor| x.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+                    let mask = layout.mask(window, &gpu).unwrap();
+                    assert!(crate::cuda_attention::supported(&gpu, dtype, d));
+                    let fused = attention(&on_gpu(&q), &on_gpu(&k), &on_gpu(&v), &mask, 0.3).unwrap();
+                    let fused = fused.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+                    let diff = (fused - reference).unwrap().abs().unwrap().flatten_all().unwrap();
+                    let max = diff.max(0).unwrap().to_scalar::<f32>().unwrap();
+                    let mean = diff.mean(0).unwrap().to_scalar::<f32>().unwrap();
+                    let case = format!("{} blocks, d {d}, {dtype:?}, window {window:?}: max |Δ| {max:.2e}, mean {mean:.2e}", layout.blocks.len());
+                    eprintln!("{case}");
+                    assert!(max < max_tol && mean < mean_tol, "{case}");
                 }
             }
         }

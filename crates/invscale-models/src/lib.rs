@@ -4,6 +4,8 @@
 pub mod block_quant;
 pub mod cpu_attention;
 pub mod cpu_gelu;
+pub mod cuda_attention;
+pub mod cuda_ops;
 pub mod gguf;
 pub mod hf;
 pub mod layers;

@@ -1,0 +1,66 @@
+// Row-wise kernels for half-precision passes on CUDA (see src/cuda_ops.rs), each one launch
+// where candle's ops take several, and each rounding where transformers rounds.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace {
+
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+template <typename T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half(x); }
+
+// Sum over the CTA (blockDim.x a multiple of 32, at most 1024).
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float partial[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = lane < blockDim.x / 32 ? partial[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;  // every thread of warp 0 holds it; others too (each warp reduces `partial`)
+}
+
+// RMSNorm of one row per CTA, in f32 as transformers' RMSNorms: `r = x · rsqrt(mean(x²) + eps)`;
+// then `scale_after_cast` (Llama, Qwen2: `w · r.to(dtype)`, weight in the half type):
+// `T(T(r) · T(w))`, else (Gemma: `(r · w).to(dtype)`, w = 1 + weight in f32): `T(r · w)`.
+template <typename T>
+__device__ void rms_norm(const T* __restrict__ x, const float* __restrict__ w, T* __restrict__ out, int cols, float eps,
+                         int scale_after_cast) {
+    const size_t row = blockIdx.x;
+    const T* xr = x + row * cols;
+    T* yr = out + row * cols;
+    float sq = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float v = to_float(xr[c]);
+        sq += v * v;
+    }
+    const float inv = rsqrtf(block_sum(sq) / cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float r = to_float(xr[c]) * inv;
+        yr[c] = scale_after_cast ? from_float<T>(to_float(from_float<T>(r)) * to_float(from_float<T>(w[c]))) : from_float<T>(r * w[c]);
+    }
+}
+
+// `out[r, c] = bias[c]` for every row: the C of a GEMM with β = 1, so that the bias is added to
+// the f32 accumulator before the one rounding (cuBLAS's and PyTorch's `addmm`).
+template <typename T>
+__device__ void fill_rows(const T* __restrict__ bias, T* __restrict__ out, int rows, int cols) {
+    for (int r = blockIdx.x; r < rows; r += gridDim.x)
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) out[(size_t)r * cols + c] = bias[c];
+}
+
+}  // namespace
+
+extern "C" __global__ void rms_norm_bf16(const __nv_bfloat16* x, const float* w, __nv_bfloat16* out, int cols, float eps, int after) {
+    rms_norm(x, w, out, cols, eps, after);
+}
+extern "C" __global__ void rms_norm_f16(const __half* x, const float* w, __half* out, int cols, float eps, int after) {
+    rms_norm(x, w, out, cols, eps, after);
+}
+extern "C" __global__ void fill_rows_bf16(const __nv_bfloat16* bias, __nv_bfloat16* out, int rows, int cols) {
+    fill_rows(bias, out, rows, cols);
+}
+extern "C" __global__ void fill_rows_f16(const __half* bias, __half* out, int rows, int cols) { fill_rows(bias, out, rows, cols); }

@@ -1,0 +1,264 @@
+//! Half-precision work on CUDA done in one step where candle takes several, rounding where
+//! transformers rounds (`kernels/ops.cu` and cuBLAS):
+//! - [`rms_norm`]: one launch a norm (candle: cast to f32, norm, cast back, scale by the
+//!   weight with a broadcast multiply — four passes over the activations);
+//! - [`linear_bias`]: `x Wᵀ + b` as one GEMM with β = 1 over a C filled with the bias, so the
+//!   bias joins the f32 accumulator before the one rounding, as PyTorch's `addmm` (and its
+//!   cuBLASLt bias epilogue) does; a separate add rounds twice and passes over the output again.
+
+use candle_core::{DType, Tensor};
+
+use crate::Result;
+
+/// Whether `x` is a half-precision tensor on a CUDA device of a build with CUDA: what these
+/// ops take.
+pub fn half_on_cuda(x: &Tensor) -> bool {
+    cfg!(feature = "cuda") && x.device().is_cuda() && matches!(x.dtype(), DType::BF16 | DType::F16)
+}
+
+/// RMSNorm over the last dimension of `x` in f32 (see `kernels/ops.cu` for the two roundings):
+/// `weight` in f32; `scale_after_cast`: Llama's `w · r.to(dtype)`, else Gemma's `(r · w).to(dtype)`.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, scale_after_cast: bool) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    Ok(x.apply_op2_no_bwd(&weight.to_dtype(DType::F32)?, &RmsNorm { eps, scale_after_cast })?)
+}
+
+/// `x Wᵀ + b`: `x: [rows, k]`, `w: [n, k]`, `b: [n]`, all of one half type.
+pub fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.to_dtype(x.dtype())?.contiguous()?);
+    Ok(x.apply_op3_no_bwd(&w, &b, &LinearBias)?)
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct RmsNorm {
+    eps: f32,
+    scale_after_cast: bool,
+}
+
+struct LinearBias;
+
+/// CPU forwards: these ops are only ever applied to CUDA tensors ([`half_on_cuda`]).
+fn cpu_bail<T>(name: &str) -> candle_core::Result<T> {
+    candle_core::bail!("{name} runs on CUDA only")
+}
+
+impl candle_core::CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "invscale-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        cpu_bail(self.name())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        lx: &candle_core::Layout,
+        w: &candle_core::CudaStorage,
+        lw: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        use cuda::*;
+
+        let cols = lx.dims().last().copied().unwrap_or(1);
+        let rows = lx.shape().elem_count() / cols.max(1);
+        if lw.shape().elem_count() != cols {
+            candle_core::bail!("rms_norm: weight of {} values for rows of {cols}", lw.shape().elem_count());
+        }
+        let dev = x.device().clone();
+        fn run<T: Half>(name: &str, dev: &candle_core::CudaDevice, x: &candle_core::CudaStorage, lx: &candle_core::Layout, w: &candle_core::CudaStorage, lw: &candle_core::Layout, rows: usize, cols: usize, op: &RmsNorm) -> candle_core::Result<candle_core::CudaStorage> {
+            let (x, w) = (view::<T>(x, lx)?, view::<f32>(w, lw)?);
+            let out = dev.alloc_zeros::<T>(rows * cols)?;
+            let func = dev.get_or_load_custom_func(name, "invscale_ops", OPS_PTX)?;
+            let mut builder = func.builder();
+            builder.arg(&x);
+            builder.arg(&w);
+            builder.arg(&out);
+            candle_core::builder_arg!(builder, cols as i32, op.eps, i32::from(op.scale_after_cast));
+            let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: one CTA a row reads its `cols` inputs and weights and writes its `cols` outputs.
+            unsafe { builder.launch(cfg) }.w()?;
+            Ok(candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()))
+        }
+        let out = match x.dtype() {
+            DType::BF16 => run::<half::bf16>("rms_norm_bf16", &dev, x, lx, w, lw, rows, cols, self)?,
+            DType::F16 => run::<half::f16>("rms_norm_f16", &dev, x, lx, w, lw, rows, cols, self)?,
+            other => candle_core::bail!("rms_norm: {other:?} is not a half type"),
+        };
+        Ok((out, lx.shape().clone()))
+    }
+}
+
+impl candle_core::CustomOp3 for LinearBias {
+    fn name(&self) -> &'static str {
+        "invscale-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        cpu_bail(self.name())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        lx: &candle_core::Layout,
+        w: &candle_core::CudaStorage,
+        lw: &candle_core::Layout,
+        b: &candle_core::CudaStorage,
+        lb: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::cudarc::cublas::{Gemm, GemmConfig, sys::cublasOperation_t};
+        use cuda::*;
+
+        let (rows, k) = lx.shape().dims2()?;
+        let (n, kw) = lw.shape().dims2()?;
+        if kw != k || lb.shape().elem_count() != n {
+            candle_core::bail!("linear_bias: x [{rows}, {k}], w [{n}, {kw}], b of {}", lb.shape().elem_count());
+        }
+        let dev = x.device().clone();
+        fn run<T: Half>(name: &str, dev: &candle_core::CudaDevice, (x, lx): (&candle_core::CudaStorage, &candle_core::Layout), (w, lw): (&candle_core::CudaStorage, &candle_core::Layout), (b, lb): (&candle_core::CudaStorage, &candle_core::Layout), (rows, n, k): (usize, usize, usize)) -> candle_core::Result<candle_core::CudaStorage>
+        where
+            candle_core::cuda_backend::cudarc::cublas::CudaBlas: Gemm<T>,
+        {
+            let (x, w, b) = (view::<T>(x, lx)?, view::<T>(w, lw)?, view::<T>(b, lb)?);
+            // SAFETY: every element is written by fill_rows before the GEMM reads it.
+            let mut out = unsafe { dev.alloc::<T>(rows * n)? };
+            let func = dev.get_or_load_custom_func(name, "invscale_ops", OPS_PTX)?;
+            let mut builder = func.builder();
+            builder.arg(&b);
+            builder.arg(&out);
+            candle_core::builder_arg!(builder, rows as i32, n as i32);
+            let cfg = LaunchConfig { grid_dim: (rows.clamp(1, 65_535) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: writes rows × n values of `out`, reads n of `b`.
+            unsafe { builder.launch(cfg) }.w()?;
+            // Row-major Y = X Wᵀ is column-major Yᵀ = W Xᵀ: W's row-major buffer read transposed
+            // (k × n, ld k), X's as is (k × rows, ld k), Y's (n × rows, ld n); β = 1 adds C = b.
+            let one = T::from_f64(1.0);
+            let gemm = GemmConfig {
+                transa: cublasOperation_t::CUBLAS_OP_T,
+                transb: cublasOperation_t::CUBLAS_OP_N,
+                m: n as i32,
+                n: rows as i32,
+                k: k as i32,
+                alpha: one,
+                lda: k as i32,
+                ldb: k as i32,
+                beta: one,
+                ldc: n as i32,
+            };
+            // SAFETY: the shapes above are those of the buffers.
+            unsafe { dev.cublas_handle().gemm(gemm, &w, &x, &mut out) }.w()?;
+            Ok(candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()))
+        }
+        let parts = ((x, lx), (w, lw), (b, lb));
+        let out = match x.dtype() {
+            DType::BF16 => run::<half::bf16>("fill_rows_bf16", &dev, parts.0, parts.1, parts.2, (rows, n, k))?,
+            DType::F16 => run::<half::f16>("fill_rows_f16", &dev, parts.0, parts.1, parts.2, (rows, n, k))?,
+            other => candle_core::bail!("linear_bias: {other:?} is not a half type"),
+        };
+        Ok((out, (rows, n).into()))
+    }
+}
+
+/// What the CUDA forwards of this module and `cuda_attention` share.
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda {
+    pub use candle_core::cuda_backend::cudarc::driver::{CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
+    pub use candle_core::cuda_backend::{CudaDType, WrapErr};
+
+    pub const OPS_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/ops.ptx"));
+
+    /// The element types the kernels come in.
+    pub trait Half: CudaDType + DeviceRepr + ValidAsZeroBits + candle_core::WithDType {}
+    impl Half for half::bf16 {}
+    impl Half for half::f16 {}
+
+    /// A contiguous tensor's elements on the device.
+    pub fn view<'s, T: CudaDType>(s: &'s candle_core::CudaStorage, l: &candle_core::Layout) -> candle_core::Result<CudaView<'s, T>> {
+        let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("a CUDA kernel's input is not contiguous".into()))?;
+        Ok(s.as_cuda_slice::<T>()?.slice(a..b))
+    }
+}
+
+#[cfg(all(test, feature = "cuda"))]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// Largest |a − b| in units of b's half-type ulp (2⁻⁷·|b| for bf16, 2⁻¹⁰·|b| for f16; for
+    /// |b| < 1/16 that of 1/16: near zero, f32 accumulation order moves more ulps of a tiny
+    /// value), and the share of values equal.
+    fn ulps(a: &Tensor, b: &Tensor, dtype: DType) -> (f32, f64) {
+        let bits = if dtype == DType::BF16 { 7 } else { 10 };
+        let (a, b) = (a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / (y.abs().max(0.0625) * 2f32.powi(-bits))).fold(0.0, f32::max);
+        let equal = a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / b.len() as f64;
+        (max, equal)
+    }
+
+    fn gpu() -> Device {
+        Device::new_cuda(0).expect("this test needs a CUDA GPU: build the tests with --features cuda and run them on a machine with one")
+    }
+
+    /// The fused RMSNorm rounds where transformers does: against the same steps in f32 on the
+    /// CPU with the roundings made explicit: ≥ 99% equal, the rest within one ulp of the half
+    /// type (the row sum's order differs); both weight placements, rows wider than a CTA.
+    #[test]
+    fn rms_norm_rounds_as_transformers() {
+        let gpu = gpu();
+        for dtype in [DType::BF16, DType::F16] {
+            let round = |x: &Tensor| x.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
+            let x = round(&Tensor::randn(0f32, 2.0, (37, 1000), &Device::Cpu).unwrap());
+            let w = round(&Tensor::randn(1f32, 0.3, 1000, &Device::Cpu).unwrap());
+            let inv = (x.sqr().unwrap().mean_keepdim(1).unwrap() + 1e-6).unwrap().sqrt().unwrap().recip().unwrap();
+            let r = x.broadcast_mul(&inv).unwrap();
+            for after in [true, false] {
+                let expected = if after { round(&round(&r).broadcast_mul(&w).unwrap()) } else { round(&r.broadcast_mul(&w).unwrap()) };
+                let got = rms_norm(&x.to_dtype(dtype).unwrap().to_device(&gpu).unwrap(), &w.to_device(&gpu).unwrap(), 1e-6, after).unwrap();
+                let (off, equal) = ulps(&got.to_device(&Device::Cpu).unwrap(), &expected, dtype);
+                assert!(off <= 1.0 && equal >= 0.99, "{dtype:?}, scale after cast {after}: {off} ulps, {equal} equal");
+            }
+        }
+    }
+
+    /// `x Wᵀ + b` rounds once: against the f32 product plus bias on the CPU, rounded: ≥ 99%
+    /// equal, the rest within one ulp (accumulation order). Rounding the product before adding
+    /// the bias (what a separate add does) leaves far fewer equal.
+    #[test]
+    fn linear_bias_adds_before_rounding() {
+        let gpu = gpu();
+        for dtype in [DType::BF16, DType::F16] {
+            let round = |x: &Tensor| x.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
+            let x = round(&Tensor::randn(0f32, 1.0, (70, 96), &Device::Cpu).unwrap());
+            let w = round(&Tensor::randn(0f32, 0.1, (50, 96), &Device::Cpu).unwrap());
+            let b = round(&Tensor::randn(0f32, 1.0, 50, &Device::Cpu).unwrap());
+            let expected = round(&x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap());
+            let on = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+            let got = linear_bias(&on(&x), &on(&w), &on(&b)).unwrap();
+            let (off, equal) = ulps(&got.to_device(&Device::Cpu).unwrap(), &expected, dtype);
+            assert!(off <= 1.0 && equal >= 0.99, "{dtype:?}: {off} ulps, {equal} equal");
+            let twice = round(&(round(&x.matmul(&w.t().unwrap()).unwrap()).broadcast_add(&b).unwrap()));
+            let (_, equal_twice) = ulps(&twice, &expected, dtype);
+            assert!(equal_twice < 0.9, "the test cannot tell one rounding from two: {equal_twice} equal");
+        }
+    }
+}
