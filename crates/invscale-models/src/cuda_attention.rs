@@ -43,50 +43,46 @@ pub struct FusedBlocks {
     tokens: usize,
 }
 
-/// One block as the host lays it out: its query tokens, its key tokens, and its mask rows
-/// (`queries.len() × keys.len()` cells, 0 = visible, -inf = not, as `Layout::fill_block` writes).
+/// One block as the host lays it out: its query tokens, its key tokens, and for each query the
+/// keys it sees, `[a, b, c, d]`: key indices `[a, b) ∪ [c, d)`.
 pub struct HostBlock {
     pub queries: std::ops::Range<usize>,
     pub keys: Vec<u32>,
-    pub mask: Vec<f32>,
+    pub seen: Vec<[u32; 4]>,
 }
 
 impl FusedBlocks {
-    /// Lays out `blocks` (covering tokens `0..tokens`) for the kernel on `device`; `None` if a
-    /// row sees more than two ranges of keys (no layout makes one; the padded path takes it).
-    pub fn new(blocks: impl IntoIterator<Item = HostBlock>, tokens: usize, device: &Device) -> Result<Option<FusedBlocks>> {
+    /// Lays out `blocks` (covering tokens `0..tokens`) for the kernel on `device`.
+    pub fn new(blocks: impl IntoIterator<Item = HostBlock>, tokens: usize, device: &Device) -> Result<FusedBlocks> {
         let mut table = Vec::new();
         let mut tiles = Vec::new();
         let mut keys = Vec::new();
-        let mut seen = Vec::new();
+        let mut seen: Vec<u32> = Vec::new();
         for (i, b) in blocks.into_iter().enumerate() {
             table.extend([b.queries.start as u32, b.queries.len() as u32, keys.len() as u32, b.keys.len() as u32, (seen.len() / 4) as u32]);
             for row in (0..b.queries.len()).step_by(ROWS_PER_TILE) {
                 tiles.extend([i as u32, row as u32]);
             }
             keys.extend_from_slice(&b.keys);
-            for row in b.mask.chunks(b.keys.len().max(1)) {
-                match visible_ranges(row) {
-                    Some(r) => seen.extend(r),
-                    None => return Ok(None),
-                }
-            }
+            seen.extend(b.seen.iter().flatten());
         }
         let tile_count = tiles.len() / 2;
-        Ok(Some(FusedBlocks {
+        Ok(FusedBlocks {
             blocks: Tensor::new(table.as_slice(), device)?,
             tiles: Tensor::new(tiles.as_slice(), device)?,
             tile_count,
             keys: Tensor::new(keys.as_slice(), device)?,
             seen: Tensor::new(seen.as_slice(), device)?.reshape(((seen.len() / 4).max(1), 4))?,
             tokens,
-        }))
+        })
     }
 }
 
 /// The runs of visible cells (0, not -inf) of a mask row as `[a, b, c, d]`: keys `[a, b)` and
-/// `[c, d)` (empty ranges as `[0, 0)`); `None` for more than two runs.
-fn visible_ranges(row: &[f32]) -> Option<[u32; 4]> {
+/// `[c, d)` (empty ranges as `[0, 0)`); `None` for more than two runs. (What `Layout` works out
+/// from its segments, tested against its masks with this.)
+#[cfg(test)]
+pub(crate) fn visible_ranges(row: &[f32]) -> Option<[u32; 4]> {
     let mut runs = Vec::with_capacity(2);
     let mut start = None;
     for (j, &cell) in row.iter().chain([&f32::NEG_INFINITY]).enumerate() {

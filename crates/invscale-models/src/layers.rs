@@ -501,13 +501,79 @@ impl Layout {
 
     /// The blocks as the fused CUDA kernel takes them (see `cuda_attention`; `None`: it cannot).
     fn fused_blocks(&self, window: Option<usize>, device: &Device) -> Result<Option<FusedBlocks>> {
-        let blocks = self.blocks.iter().map(|b| {
-            let keys = b.keys(0);
-            let mut mask = vec![f32::NEG_INFINITY; b.queries.len() * keys];
-            self.fill_block(b, window, &mut mask, keys);
-            HostBlock { queries: b.queries.clone(), keys: b.key_tokens().collect(), mask }
-        });
-        FusedBlocks::new(blocks, self.len(), device)
+        let spans = self.segment_spans();
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            let Some(seen) = self.seen_ranges(b, window, &spans) else { return Ok(None) };
+            blocks.push(HostBlock { queries: b.queries.clone(), keys: b.key_tokens().collect(), seen });
+        }
+        Ok(Some(FusedBlocks::new(blocks, self.len(), device)?))
+    }
+
+    /// Each segment's tokens, `first..end` (a segment's tokens are contiguous).
+    fn segment_spans(&self) -> Vec<std::ops::Range<usize>> {
+        let mut spans = vec![0..0; self.parent.len()];
+        for (i, &s) in self.segment.iter().enumerate() {
+            if spans[s].is_empty() {
+                spans[s] = i..i + 1;
+            } else {
+                spans[s].end = i + 1;
+            }
+        }
+        spans
+    }
+
+    /// For each of block `b`'s rows (no cache), the keys it sees as two ranges of the block's
+    /// key indices (context, then own tokens), `[a, b, c, d]` for `[a, b) ∪ [c, d)`: the cells
+    /// `fill_block` opens, worked out from the segments rather than cell by cell (a long pass
+    /// has tens of millions of cells). `None` if a row sees more than two ranges.
+    fn seen_ranges(&self, b: &Block, window: Option<usize>, spans: &[std::ops::Range<usize>]) -> Option<Vec<[u32; 4]>> {
+        debug_assert_eq!(self.past, 0);
+        let context = b.context_len();
+        let mut out = Vec::with_capacity(b.queries.len());
+        // (first key, end key, position of the first key): ranges of consecutive positions.
+        let mut ranges: Vec<(usize, usize, usize)> = Vec::new();
+        for qi in b.queries.clone() {
+            ranges.clear();
+            let mut key = 0;
+            for r in &b.context {
+                ranges.push((key, key + r.len(), self.positions[r.start]));
+                key += r.len();
+            }
+            let own_key = |token: usize| context + token - b.queries.start;
+            let at = ranges.len();
+            let mut s = self.segment[qi];
+            let mut end = qi + 1;
+            loop {
+                let first = spans[s].start;
+                ranges.insert(at, (own_key(first), own_key(end), self.positions[first]));
+                match self.parent[s] {
+                    Some(p) => {
+                        s = p;
+                        end = spans[p].end;
+                    }
+                    None => break,
+                }
+            }
+            // A sliding window drops the keys `window` or more positions back.
+            let near = window.map_or(0, |w| (self.positions[qi] + 1).saturating_sub(w));
+            let mut merged: Vec<(usize, usize)> = Vec::with_capacity(2);
+            for &(a, e, position) in &ranges {
+                let a = (a + near.saturating_sub(position)).min(e);
+                match merged.last_mut() {
+                    _ if a == e => {}
+                    Some(last) if last.1 == a => last.1 = e,
+                    _ => merged.push((a, e)),
+                }
+            }
+            out.push(match merged[..] {
+                [] => [0; 4],
+                [(a, e)] => [a as u32, e as u32, 0, 0],
+                [(a, e), (c, d)] => [a as u32, e as u32, c as u32, d as u32],
+                _ => return None,
+            });
+        }
+        Some(out)
     }
 
     /// [`mask`](Self::mask), choosing the padded layout or not.
@@ -850,8 +916,10 @@ fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64
 
 /// `[t, heads·head_dim]` → `[1, heads, t, head_dim]`.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
-    let (t, width) = x.dims2()?;
-    Ok(x.reshape((1, t, heads, width / heads))?.transpose(1, 2)?.contiguous()?)
+    profile::time("split heads", x.device(), || {
+        let (t, width) = x.dims2()?;
+        Ok(x.reshape((1, t, heads, width / heads))?.transpose(1, 2)?.contiguous()?)
+    })
 }
 
 /// GELU, tanh approximation: vectorised on CPUs with AVX-512 in f32 (see `cpu_gelu`), candle's
@@ -868,7 +936,7 @@ pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
 }
 
 pub fn silu(x: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::silu(x)?)
+    profile::time("activation", x.device(), || Ok(candle_nn::ops::silu(x)?))
 }
 
 /// Checks that a tensor is f32 (the exact path computes everything in f32).
@@ -1040,17 +1108,24 @@ mod tests {
         }
     }
 
-    /// Every row of the layouts that passes make sees at most two ranges of its block's keys,
-    /// with or without a window: the fused CUDA kernel takes them all (it is given ranges, not
-    /// a mask).
+    /// The fused CUDA kernel's key ranges, worked out from the segments, are exactly the cells
+    /// the masks open (`fill_block`), row by row, with and without a window; and every row of
+    /// these layouts sees at most two ranges (the kernel takes them all).
     #[test]
-    fn every_layout_row_sees_two_ranges_of_keys_at_most() {
+    fn seen_ranges_are_the_masks_open_cells() {
         let (tree, _, branches) = shared_contexts();
         let refs: Vec<Vec<&[u32]>> = branches.iter().map(|bs| bs.iter().map(Vec::as_slice).collect()).collect();
         let forest = Layout::forest(&[(150, vec![3, 1, 5]), (40, vec![2]), (7, vec![])]);
         for layout in [Layout::prefix_tree(&tree, &refs).0, forest, Layout::sequence(0, 90), Layout::branches(0, 30, &[4, 2])] {
-            for window in [None, Some(3), Some(9), Some(45)] {
-                assert!(layout.fused_blocks(window, &Device::Cpu).unwrap().is_some(), "{} blocks, window {window:?}", layout.blocks.len());
+            let spans = layout.segment_spans();
+            for window in [None, Some(1), Some(3), Some(9), Some(45)] {
+                for b in &layout.blocks {
+                    let keys = b.keys(0);
+                    let mut mask = vec![f32::NEG_INFINITY; b.queries.len() * keys];
+                    layout.fill_block(b, window, &mut mask, keys);
+                    let from_mask: Vec<[u32; 4]> = mask.chunks(keys).map(|row| crate::cuda_attention::visible_ranges(row).expect("two ranges at most")).collect();
+                    assert_eq!(layout.seen_ranges(b, window, &spans).unwrap(), from_mask, "block {:?}, window {window:?}", b.queries);
+                }
             }
         }
     }
