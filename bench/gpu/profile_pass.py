@@ -1,7 +1,7 @@
 """One hindsight-neglect pass of invscale on a random-weight model of a real shape, with the
 device synchronised around each kind of work (INVSCALE_PROFILE=2): where the forward's time goes.
 
-    python3 bench/gpu/profile_pass.py [SHAPE ...]   # on the accelerator machine; /tmp/invscale, .gpu/data
+    python3 bench/gpu/profile_pass.py [SHAPE ...] [--fused-only]   # on the accelerator machine; /tmp/invscale, .gpu/data
 """
 import sys, os, subprocess, tempfile
 from pathlib import Path
@@ -10,9 +10,10 @@ import benchmark as b
 
 tmp = Path(tempfile.mkdtemp())
 b.train_tokenizer(Path(".gpu/data"), tmp / "tok")
-for shape in sys.argv[1:] or ["opt-1.3b"]:
+shapes = [a for a in sys.argv[1:] if not a.startswith("--")] or ["opt-1.3b"]
+for shape in shapes:
     model, _ = b.make_model(shape, tmp, tmp / "tok")
-    for fused in ["1", "0"]:
+    for fused in ["1"] if "--fused-only" in sys.argv else ["1", "0"]:
         env = dict(os.environ, INVSCALE_PROFILE="2", INVSCALE_FUSED_ATTENTION=fused)
         cmd = ["/tmp/invscale", "run", "--model", str(model), "--tasks", "hindsight_neglect", "--limit", "100",
                "--data-dir", ".gpu/data", "--device", "cuda", "--dtype", "bf16", "--no-cache"]
