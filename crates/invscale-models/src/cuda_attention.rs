@@ -104,9 +104,11 @@ pub(crate) fn visible_ranges(row: &[f32]) -> Option<[u32; 4]> {
 }
 
 /// `softmax(q kᵀ · scale + mask) v` for every block; `q: [1, h, t, d]`, `k, v: [1, kv_h, t, d]`
-/// (no cache); returns `[t, h·d]`.
+/// (no cache), contiguous or views of `[t, heads · d]` (any strides over heads and tokens, the
+/// last dimension contiguous); returns `[t, h·d]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, blocks: &FusedBlocks, scale: f64) -> Result<Tensor> {
-    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let rows_contiguous = |x: &Tensor| -> Result<Tensor> { Ok(if x.stride()[3] == 1 { x.clone() } else { x.contiguous()? }) };
+    let (q, k, v) = (rows_contiguous(q)?, rows_contiguous(k)?, rows_contiguous(v)?);
     Ok(q.apply_op3_no_bwd(&k, &v, &Fused { blocks, scale: scale as f32 })?)
 }
 
@@ -167,7 +169,9 @@ impl candle_core::CustomOp3 for Fused<'_> {
             scale: f32,
         ) -> candle_core::Result<CudaStorage> {
             let (t, heads, kv_heads, d) = dims;
-            let (q, k, v) = (view::<T>(q, lq)?, view::<T>(k, lk)?, view::<T>(v, lv)?);
+            let strides = |l: &candle_core::Layout| -> (i64, i64) { (l.stride()[1] as i64, l.stride()[2] as i64) };
+            let ((qh, qt), (kh, kt), (vh, vt)) = (strides(lq), strides(lk), strides(lv));
+            let (q, k, v) = (strided_view::<T>(q, lq)?, strided_view::<T>(k, lk)?, strided_view::<T>(v, lv)?);
             let guards = [fb.blocks.storage_and_layout(), fb.tiles.storage_and_layout(), fb.keys.storage_and_layout(), fb.seen.storage_and_layout()];
             let cuda = |i: usize| -> candle_core::Result<&CudaStorage> {
                 match &*guards[i].0 {
@@ -188,11 +192,12 @@ impl candle_core::CustomOp3 for Fused<'_> {
             builder.arg(keys);
             builder.arg(seen);
             builder.arg(&out);
-            candle_core::builder_arg!(builder, t as i32, heads as i32, kv_heads as i32, scale);
+            candle_core::builder_arg!(builder, qh, qt, kh, kt, vh, vt, heads as i32, kv_heads as i32, scale);
             let cfg = LaunchConfig { grid_dim: (fb.tile_count as u32, heads as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-            // SAFETY: the kernel reads q, k, v within `t` tokens (the tables index tokens of the
-            // layout, which has `t`), the tables within their lengths, and writes each of the
-            // `t` output rows' `heads · d` values once.
+            // SAFETY: the kernel reads q, k, v within their layouts (`t` tokens: the tables index
+            // tokens of the layout, which has `t`; heads and rows by the layouts' strides), the
+            // tables within their lengths, and writes each of the `t` output rows' `heads · d`
+            // values once.
             unsafe { builder.launch(cfg) }.w()?;
             Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
         }

@@ -191,6 +191,16 @@ pub(crate) mod cuda {
     impl Half for half::bf16 {}
     impl Half for half::f16 {}
 
+    /// A tensor's elements from its first on (read by its layout's strides, the last
+    /// dimension contiguous).
+    pub fn strided_view<'s, T: CudaDType>(s: &'s candle_core::CudaStorage, l: &candle_core::Layout) -> candle_core::Result<CudaView<'s, T>> {
+        if l.stride().last() != Some(&1) {
+            candle_core::bail!("a CUDA kernel's input has a strided last dimension");
+        }
+        let slice = s.as_cuda_slice::<T>()?;
+        Ok(slice.slice(l.start_offset()..slice.len()))
+    }
+
     /// A contiguous tensor's elements on the device.
     pub fn view<'s, T: CudaDType>(s: &'s candle_core::CudaStorage, l: &candle_core::Layout) -> candle_core::Result<CudaView<'s, T>> {
         let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("a CUDA kernel's input is not contiguous".into()))?;
@@ -221,7 +231,9 @@ mod tests {
 
     /// The fused RMSNorm rounds where transformers does: against the same steps in f32 on the
     /// CPU with the roundings made explicit: ≥ 99% equal, the rest within one ulp of the half
-    /// type (the row sum's order differs); both weight placements, rows wider than a CTA.
+    /// type (the row sum's order and rsqrt's last bit differ), two with the weight after the
+    /// cast (a flipped first rounding, scaled by |w| up to ~2, then rounded again); both weight
+    /// placements, rows wider than a CTA.
     #[test]
     fn rms_norm_rounds_as_transformers() {
         let gpu = gpu();
@@ -235,7 +247,8 @@ mod tests {
                 let expected = if after { round(&round(&r).broadcast_mul(&w).unwrap()) } else { round(&r.broadcast_mul(&w).unwrap()) };
                 let got = rms_norm(&x.to_dtype(dtype).unwrap().to_device(&gpu).unwrap(), &w.to_device(&gpu).unwrap(), 1e-6, after).unwrap();
                 let (off, equal) = ulps(&got.to_device(&Device::Cpu).unwrap(), &expected, dtype);
-                assert!(off <= 1.0 && equal >= 0.99, "{dtype:?}, scale after cast {after}: {off} ulps, {equal} equal");
+                let ulps_allowed = if after { 2.0 } else { 1.0 };
+                assert!(off <= ulps_allowed && equal >= 0.99, "{dtype:?}, scale after cast {after}: {off} ulps, {equal} equal");
             }
         }
     }

@@ -272,6 +272,12 @@ impl Rotary {
             }
         };
         let rot = self.inv_freq.len() * 2;
+        // A `[1, heads, t, d]` view of a `[1, t, heads, d]` tensor (`split_heads` on a GPU):
+        // rotated in that layout, and returned as such a view again.
+        let tokens_major = x.transpose(1, 2)?;
+        if rot == head_dim && self.style == RopeStyle::Halves && tokens_major.is_contiguous() && !x.is_contiguous() {
+            return Ok(candle_nn::rotary_emb::rope_thd(&tokens_major, &cos, &sin)?.transpose(1, 2)?);
+        }
         let rope = |x: &Tensor| -> Result<Tensor> {
             let x = x.contiguous()?;
             Ok(match self.style {
@@ -784,7 +790,8 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
         {
             return crate::cuda_attention::attention(q, k, v, fused, scale);
         }
-        return attention_inner(q, k, v, gpu.unfused(q.device())?, scale);
+        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+        return attention_inner(&q, &k, &v, gpu.unfused(q.device())?, scale);
     }
     if let Some(padded) = &mask.padded {
         let mut outs = Vec::with_capacity(padded.groups.len());
@@ -914,11 +921,14 @@ fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64
     })
 }
 
-/// `[t, heads·head_dim]` → `[1, heads, t, head_dim]`.
+/// `[t, heads·head_dim]` → `[1, heads, t, head_dim]`: on a GPU a view (the fused attention
+/// kernel and [`Rotary`] read it as it is; what needs it contiguous makes it so), elsewhere a
+/// contiguous copy.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     profile::time("split heads", x.device(), || {
         let (t, width) = x.dims2()?;
-        Ok(x.reshape((1, t, heads, width / heads))?.transpose(1, 2)?.contiguous()?)
+        let view = x.reshape((1, t, heads, width / heads))?.transpose(1, 2)?;
+        Ok(if x.device().is_cuda() { view } else { view.contiguous()? })
     })
 }
 
@@ -1130,6 +1140,23 @@ mod tests {
         }
     }
 
+    /// On a GPU, rotary embeddings of `split_heads`' view (rotated token-major by `rope_thd`)
+    /// are those of the contiguous heads, bit for bit.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn rotary_of_a_token_major_view_equals_rotary_of_contiguous_heads() {
+        let gpu = Device::new_cuda(0).expect("this test needs a CUDA GPU: build the tests with --features cuda and run them on a machine with one");
+        let rotary = Rotary::new(RopeStyle::Halves, 64, 10_000.0, 1.0);
+        let positions: Vec<usize> = (0..50).chain(20..40).collect();
+        let x = Tensor::randn(0f32, 1.0, (positions.len(), 4 * 64), &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap().to_device(&gpu).unwrap();
+        let view = split_heads(&x, 4).unwrap();
+        assert!(!view.is_contiguous());
+        let a = rotary.apply(&view, &positions).unwrap();
+        let b = rotary.apply(&view.contiguous().unwrap(), &positions).unwrap();
+        let f32_cpu = |x: Tensor| x.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+        assert_eq!(max_diff(f32_cpu(a), f32_cpu(b)), 0.0);
+    }
+
     /// The fused CUDA kernel gives what the per-block attention gives in f32 on the same
     /// half-precision inputs: a prefix tree (blocks with shared context, continuations), a
     /// forest with a block longer than a CTA's 64 rows and key tiles none of a tile's rows sees,
@@ -1159,7 +1186,12 @@ mod tests {
                     let mask = layout.mask(window, &gpu).unwrap();
                     assert!(crate::cuda_attention::supported(&gpu, dtype, d));
                     let fused = attention(&on_gpu(&q), &on_gpu(&k), &on_gpu(&v), &mask, 0.3).unwrap();
+                    // The same from views of `[t, heads · d]` (what `split_heads` gives on a GPU):
+                    // the same kernel reading by strides, so the same bits.
+                    let token_major = |x: &Tensor| on_gpu(x).transpose(1, 2).unwrap().contiguous().unwrap().transpose(1, 2).unwrap();
+                    let strided = attention(&token_major(&q), &token_major(&k), &token_major(&v), &mask, 0.3).unwrap();
                     let fused = fused.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+                    assert_eq!(max_diff(strided.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap(), fused.clone()), 0.0);
                     let diff = (fused - reference).unwrap().abs().unwrap().flatten_all().unwrap();
                     let max = diff.max(0).unwrap().to_scalar::<f32>().unwrap();
                     let mean = diff.mean(0).unwrap().to_scalar::<f32>().unwrap();
