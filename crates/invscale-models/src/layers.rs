@@ -181,7 +181,8 @@ impl RmsNorm {
 
     fn forward_inner(&self, x: &Tensor) -> Result<Tensor> {
         if x.dtype() == DType::F32 {
-            return Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?);
+            // Contiguous: on a GPU, Gemma's q/k norms get `split_heads`' view.
+            return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?);
         }
         if crate::cuda_ops::half_on_cuda(x) {
             return crate::cuda_ops::rms_norm(x, &self.weight, self.eps, self.scale_after_cast);
