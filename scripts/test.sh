@@ -10,3 +10,11 @@ fi
 # Tests run offline, always: nothing is downloaded at test time.
 export HF_HUB_OFFLINE=1
 cargo test --workspace --locked
+# The CUDA build compiles too (its kernels with nvcc from ../shared/tools/cuda-toolchain.sh, a
+# toolchain from PyPI): its GPU tests need a GPU and run on the accelerator machine (see
+# bench/gpu/RESULTS.md); here they and the binary must build. A separate target folder keeps
+# the CPU build warm.
+(
+  eval "$(bash ../shared/tools/cuda-toolchain.sh)"
+  CARGO_TARGET_DIR=target/cuda cargo check --release --locked -p invscale-cli -p invscale-models --features cuda --lib --bins --tests
+)

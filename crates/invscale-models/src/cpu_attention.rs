@@ -321,6 +321,23 @@ pub(crate) mod avx512 {
         }
     }
 
+    /// [`super::sum_exp`] on a CPU with AVX-512F.
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) unsafe fn sum_exp(xs: &[f32], shift: f32) -> f64 {
+        let whole = xs.len() / 16 * 16;
+        let s = _mm512_set1_ps(shift);
+        let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        unsafe {
+            for j in (0..whole).step_by(16) {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(xs.as_ptr().add(j)), s));
+                lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+                hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_extracti64x4_epi64::<1>(_mm512_castps_si512(e)))));
+            }
+        }
+        let tail: f64 = xs[whole..].iter().map(|&x| f64::from(super::exp(x - shift))).sum();
+        _mm512_reduce_add_pd(lo) + _mm512_reduce_add_pd(hi) + tail
+    }
+
     /// [`super::exp`] on 16 values.
     #[inline]
     #[target_feature(enable = "avx2,fma,avx512f")]
@@ -340,6 +357,17 @@ pub(crate) mod avx512 {
         let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(-87.3));
         _mm512_maskz_mov_ps(!small, y)
     }
+}
+
+/// `Σ e^(x − shift)` over `xs` (every `x ≤ shift`: a row of logits less its maximum), the
+/// exponentials by [`exp`] (16 at a time with AVX-512), summed in f64.
+pub fn sum_exp(xs: &[f32], shift: f32) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { avx512::sum_exp(xs, shift) };
+    }
+    xs.iter().map(|&x| f64::from(exp(x - shift))).sum()
 }
 
 /// `ln 2` in two parts (Cephes): `n·C1` is exact for the `n` a softmax meets.
@@ -365,6 +393,17 @@ pub fn exp(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector sum (16 lanes, two f64 accumulators) is the f64 sum of the scalar
+    /// exponentials up to f64 rounding, on a row that is not a multiple of 16 long.
+    #[test]
+    fn sum_exp_is_the_sum_of_exps() {
+        let xs: Vec<f32> = (0..1003).map(|i| ((i * 7919) % 1000) as f32 * -0.05).collect();
+        let shift = 0.5;
+        let want: f64 = xs.iter().map(|&x| f64::from(exp(x - shift))).sum();
+        let got = sum_exp(&xs, shift);
+        assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    }
 
     #[test]
     fn exp_is_within_two_ulp_of_libm() {

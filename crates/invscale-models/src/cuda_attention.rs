@@ -132,7 +132,7 @@ impl candle_core::CustomOp3 for Fused<'_> {
         _: &candle_core::CpuStorage,
         _: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        candle_core::bail!("the fused attention kernel runs on CUDA only")
+        crate::cuda_ops::cpu_bail(self.name())
     }
 
     #[cfg(feature = "cuda")]

@@ -37,8 +37,9 @@ struct RmsNorm {
 
 struct LinearBias;
 
-/// CPU forwards: these ops are only ever applied to CUDA tensors ([`half_on_cuda`]).
-fn cpu_bail<T>(name: &str) -> candle_core::Result<T> {
+/// CPU forwards of the CUDA-only custom ops (this module's, `cuda_attention`'s): they are only
+/// ever applied to CUDA tensors.
+pub(crate) fn cpu_bail<T>(name: &str) -> candle_core::Result<T> {
     candle_core::bail!("{name} runs on CUDA only")
 }
 

@@ -140,6 +140,7 @@ impl Model {
             _ => Box::new(Llama::from_hf(&weights, &config)?),
         };
         let context_length = config.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]);
+        release_freed_memory();
         Ok(Model {
             tokenizer,
             arch,
@@ -191,6 +192,8 @@ impl Model {
         };
         let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
         let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
+        drop(file);
+        release_freed_memory();
         Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, device })
     }
 
@@ -273,6 +276,15 @@ impl Model {
     /// segments, not on what else is in the pass, so cuts taken from a whole task make them
     /// independent of the batching.
     pub fn score_forest_cut(&self, trees: &[(&[u32], Vec<&[u32]>)], cuts: &[Vec<usize>]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
+        let scores = self.score_pass(trees, cuts);
+        if self.device.is_cpu() && std::env::var_os("INVSCALE_NO_TRIM").is_none() {
+            release_freed_memory();
+        }
+        scores
+    }
+
+    /// [`score_forest_cut`](Self::score_forest_cut)'s pass.
+    fn score_pass(&self, trees: &[(&[u32], Vec<&[u32]>)], cuts: &[Vec<usize>]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
         assert_eq!(trees.len(), cuts.len(), "cuts for every context");
         let mut tree = SegmentTree::new();
         for ((context, _), cuts) in trees.iter().zip(cuts) {
@@ -398,11 +410,15 @@ impl Model {
                 part = Tensor::cat(&[part.clone(), part.index_select(&pad, 0)?], 0)?;
             }
             let logits = self.net.logits(&part)?.to_dtype(DType::F32)?;
+            let members: Vec<(usize, usize)> =
+                (start..start + len).flat_map(|r| by_row[r].iter().map(move |&i| (r - start, i))).collect();
+            if self.device.is_cpu() {
+                log_softmax_at(&logits, &members, targets, &mut out)?;
+                continue;
+            }
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
             let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
             let width = logp.dim(1)?;
-            let members: Vec<(usize, usize)> =
-                (start..start + len).flat_map(|r| by_row[r].iter().map(move |&i| (r - start, i))).collect();
             let cells: Vec<u32> = members.iter().map(|&(r, i)| (r * width + targets[i] as usize) as u32).collect();
             let picked: Vec<f32> = logp.flatten_all()?.index_select(&Tensor::new(cells.as_slice(), &self.device)?, 0)?.to_vec1()?;
             for (&(r, i), logprob) in members.iter().zip(picked) {
@@ -412,3 +428,52 @@ impl Model {
         Ok(out)
     }
 }
+
+/// On the CPU, each `(row, i)` of `members`: `out[i]` = target `targets[i]`'s log-softmax at
+/// `row` of `logits` `[rows, vocab]` (f32), and whether it is the row's argmax (the first
+/// maximum, as torch's). Read in place, each row's max and log-sum-exp once (vectorised
+/// exponentials, summed in f64):
+/// candle's log_softmax keeps ~4 copies of the logits alive, 32 MB a chunk of 2M logits, most
+/// of the quantized path's activation memory.
+fn log_softmax_at(logits: &Tensor, members: &[(usize, usize)], targets: &[u32], out: &mut [TokenScore]) -> Result<()> {
+    let logits = logits.contiguous()?;
+    let (rows, width) = logits.dims2()?;
+    let (storage, layout) = logits.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(candle_core::Error::Msg("log_softmax_at: logits not on the CPU".into()).into());
+    };
+    let data = &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + rows * width];
+    let mut stats: Vec<Option<(f32, f64, usize)>> = vec![None; rows];
+    for &(r, i) in members {
+        let row = &data[r * width..(r + 1) * width];
+        let (max, log_sum, argmax) = *stats[r].get_or_insert_with(|| {
+            let (mut max, mut argmax) = (f32::NEG_INFINITY, 0);
+            for (j, &x) in row.iter().enumerate() {
+                if x > max {
+                    (max, argmax) = (x, j);
+                }
+            }
+            (max, crate::cpu_attention::sum_exp(row, max).ln(), argmax)
+        });
+        let target = targets[i] as usize;
+        let logprob = (f64::from(row[target] - max) - log_sum) as f32;
+        out[i] = TokenScore { token: targets[i], logprob, greedy: argmax == target };
+    }
+    Ok(())
+}
+
+/// Hands the memory the allocator holds free back to the system. glibc keeps freed heap memory
+/// for reuse, so peak RSS would count garbage: building Gemma 3's 262k-token tokenizer leaves
+/// ~130 MB of it (merge lists and such), and a pass's activations more. Cheap (a walk over the
+/// free lists) next to a load or a forward pass.
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only returns free pages of its arenas to the system.
+        unsafe { malloc_trim(0) };
+    }
+}
+
