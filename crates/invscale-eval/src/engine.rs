@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use invscale_models::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
-use invscale_models::{BosPolicy, Model, ModelError};
+use invscale_models::{BosPolicy, Model, ModelError, TokenScore};
 use invscale_tasks::spec::{Metric, RequestMode, TaskType};
 use invscale_tasks::{DocBody, Document, TaskSpec};
 
@@ -162,6 +162,21 @@ pub fn run_task(
     settings: &RunSettings,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TaskResult, EvalError> {
+    run_task_on(&[model], cache, spec, docs, settings, progress)
+}
+
+/// [`run_task`] with a copy of the model on each of several devices (data parallel): the
+/// batches are those one device runs, handed out in turns, one to each device at a time, and
+/// finished (cache, results, progress) in order; so the results are those of one device.
+pub fn run_task_on(
+    models: &[&Model],
+    cache: &mut ScoreCache,
+    spec: &TaskSpec,
+    docs: &[Document],
+    settings: &RunSettings,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TaskResult, EvalError> {
+    let model = *models.first().expect("at least one model");
     let mode = settings.mode.unwrap_or(spec.scoring.mode);
     let max_length = settings.max_length.unwrap_or(match mode {
         RequestMode::LmEval => model.context_length.unwrap_or(DEFAULT_MAX_LENGTH),
@@ -197,6 +212,7 @@ pub fn run_task(
     // Documents are scored in batches: one forward pass runs the contexts of several documents
     // (each with its continuations), their shared segments once, up to a budget of the tokens
     // the pass computes.
+    let mut batches: Vec<Vec<Prepared>> = Vec::new();
     let mut pending: Vec<Prepared> = Vec::new();
     let mut pending_tree = SegmentTree::new();
     let mut pending_tokens = 0;
@@ -209,17 +225,27 @@ pub fn run_task(
         pending.push(prepared);
         let last = i + 1 == total;
         let full = pending_tokens >= settings.batch_tokens || settings.batch_requests.is_some_and(|n| pending_requests >= n);
-        if !(full || last) {
-            continue;
+        if full || last {
+            batches.push(std::mem::take(&mut pending));
+            (pending_tokens, pending_requests) = (0, 0);
+            pending_tree = SegmentTree::new();
         }
-        let scored = score_batch(model, cache, &pending)?;
-        for (p, (scores, doc_counts)) in pending.drain(..).zip(scored) {
-            counts += doc_counts;
-            results.push(p.finish(scores, mutual_info, &metrics, absolute));
+    }
+    let mut batches = batches.into_iter().peekable();
+    while batches.peek().is_some() {
+        let turn: Vec<Vec<Prepared>> = batches.by_ref().take(models.len()).collect();
+        let passes = run_passes(models, cache, &turn)?;
+        for (batch, pass) in turn.into_iter().zip(passes) {
+            // Planned again: an earlier batch of this turn may have finished requests this one
+            // repeats, which one device would have read from the cache.
+            let plan = plan_batch(cache, &batch);
+            let scored = finish_batch(cache, &batch, plan, pass)?;
+            for (p, (scores, doc_counts)) in batch.into_iter().zip(scored) {
+                counts += doc_counts;
+                results.push(p.finish(scores, mutual_info, &metrics, absolute));
+            }
+            progress(Progress { task: &spec.name, done: results.len(), total: docs.len(), counts });
         }
-        (pending_tokens, pending_requests) = (0, 0);
-        pending_tree = SegmentTree::new();
-        progress(Progress { task: &spec.name, done: results.len(), total: docs.len(), counts });
     }
     let aggregates = metrics
         .iter()
@@ -326,15 +352,27 @@ impl Prepared<'_> {
     }
 }
 
-/// Scores a batch of documents: cached requests are read; if any is missing, the batch runs in
-/// one forward pass (the documents' contexts as a prefix tree, every shared prefix and distinct
-/// context once, with the continuations as branches) and the missing scores are taken from it. The whole batch runs, not just the missing
-/// requests, so that the numbers are those an uninterrupted run computes bit for bit; batches are
-/// written to the cache whole (one synced write), so after an interruption a batch is either
-/// complete or absent, and only a damaged cache makes a batch run again for part of it.
-fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Result<Vec<(Vec<Score>, Counts)>, EvalError> {
+/// A batch's forward pass: for each tree (a context and its continuations), each
+/// continuation's token scores.
+type Pass = Vec<Vec<Vec<TokenScore>>>;
+
+/// What a batch needs: each document's cached scores and counts so far, the trees of its
+/// forward pass (document, context, member request indices: each distinct context of a
+/// document once, in order of first appearance), and the requests a document repeats.
+struct Plan<'b> {
+    per_doc: Vec<(Vec<Option<Score>>, Counts)>,
+    trees: Vec<(usize, &'b [u32], Vec<usize>)>,
+    duplicates: Vec<(usize, usize)>,
+}
+
+impl Plan<'_> {
+    fn needs_pass(&self) -> bool {
+        self.per_doc.iter().any(|(scores, _)| scores.iter().any(Option::is_none))
+    }
+}
+
+fn plan_batch<'b>(cache: &ScoreCache, batch: &'b [Prepared]) -> Plan<'b> {
     let mut per_doc: Vec<(Vec<Option<Score>>, Counts)> = Vec::new();
-    // (document, context, member request indices): the trees of the forward pass.
     let mut trees: Vec<(usize, &[u32], Vec<usize>)> = Vec::new();
     let mut duplicates: Vec<(usize, usize)> = Vec::new();
     for (d, p) in batch.iter().enumerate() {
@@ -346,7 +384,6 @@ fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Res
             counts.boundary_fallback += usize::from(e.boundary_fallback);
         }
         counts.cached = scores.iter().filter(|s| s.is_some()).count();
-        // Requests grouped by context, in order of first appearance.
         let mut index: HashMap<&[u32], usize> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         for (i, e) in p.encoded.iter().enumerate() {
@@ -363,21 +400,55 @@ fn score_batch(model: &Model, cache: &mut ScoreCache, batch: &[Prepared]) -> Res
         }
         per_doc.push((scores, counts));
     }
+    Plan { per_doc, trees, duplicates }
+}
+
+/// The forward pass of `plan`'s trees on `model` (the documents' contexts as a prefix tree,
+/// every shared prefix and distinct context once, with the continuations as branches).
+fn run_pass(model: &Model, batch: &[Prepared], plan: &Plan) -> Result<Pass, EvalError> {
+    let forest: Vec<(&[u32], Vec<&[u32]>)> = plan
+        .trees
+        .iter()
+        .map(|(d, ctx, members)| (*ctx, members.iter().map(|&i| batch[*d].encoded[i].continuation.as_slice()).collect()))
+        .collect();
+    // Requests with one context share its cuts: take the first's.
+    let cuts: Vec<Vec<usize>> = plan.trees.iter().map(|(d, _, members)| batch[*d].cuts[members[0]].clone()).collect();
+    Ok(model.score_forest_cut(&forest, &cuts)?)
+}
+
+/// The passes of a turn's batches that need one, batch `i` on `models[i]`, side by side on
+/// their devices (one at a time with one model).
+fn run_passes(models: &[&Model], cache: &ScoreCache, turn: &[Vec<Prepared>]) -> Result<Vec<Option<Pass>>, EvalError> {
+    let plans: Vec<Plan> = turn.iter().map(|b| plan_batch(cache, b)).collect();
+    let run = |model: &Model, batch: &[Prepared], plan: &Plan| -> Result<Option<Pass>, EvalError> {
+        if plan.needs_pass() { run_pass(model, batch, plan).map(Some) } else { Ok(None) }
+    };
+    if turn.len() == 1 {
+        return Ok(vec![run(models[0], &turn[0], &plans[0])?]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = models.iter().zip(turn).zip(&plans).map(|((&m, b), p)| s.spawn(move || run(m, b, p))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+/// Scores a batch of documents from `plan`: cached requests are read; if any is missing, the
+/// batch's pass (run whole, not just for the missing requests, so that the numbers are those an
+/// uninterrupted run computes bit for bit) gives the missing scores. Batches are written to the
+/// cache whole (one synced write), so after an interruption a batch is either complete or
+/// absent, and only a damaged cache makes a batch run again for part of it.
+fn finish_batch(cache: &mut ScoreCache, batch: &[Prepared], plan: Plan, pass: Option<Pass>) -> Result<Vec<(Vec<Score>, Counts)>, EvalError> {
+    let needs_pass = plan.needs_pass();
+    let Plan { mut per_doc, trees, duplicates } = plan;
     let mut fresh = Vec::new();
-    if per_doc.iter().any(|(scores, _)| scores.iter().any(Option::is_none)) {
-        let forest: Vec<(&[u32], Vec<&[u32]>)> = trees
-            .iter()
-            .map(|(d, ctx, members)| (*ctx, members.iter().map(|&i| batch[*d].encoded[i].continuation.as_slice()).collect()))
-            .collect();
-        // Requests with one context share its cuts: take the first's.
-        let cuts: Vec<Vec<usize>> = trees.iter().map(|(d, _, members)| batch[*d].cuts[members[0]].clone()).collect();
-        let all = model.score_forest_cut(&forest, &cuts)?;
+    if needs_pass {
+        let all = pass.expect("a pass for a batch with requests missing from the cache");
         // The pass's tokens, each counted for the first document that needs it (the model
         // builds the same tree, in the same order).
         let mut computed = SegmentTree::new();
-        for (((d, ctx, members), tree_scores), cuts) in trees.iter().zip(all).zip(&cuts) {
+        for ((d, ctx, members), tree_scores) in trees.iter().zip(all) {
             let (scores, counts) = &mut per_doc[*d];
-            counts.tokens_computed += computed.insert(ctx, cuts);
+            counts.tokens_computed += computed.insert(ctx, &batch[*d].cuts[members[0]]);
             for (&i, token_scores) in members.iter().zip(tree_scores) {
                 counts.tokens_computed += token_scores.len() - 1;
                 if scores[i].is_some() {

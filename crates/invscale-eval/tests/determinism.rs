@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use invscale_eval::{RunSettings, ScoreCache, run_task};
+use invscale_eval::{RunSettings, ScoreCache, run_task, run_task_on};
 use invscale_models::{Model, Precision};
 use invscale_tasks::{DataOptions, Registry, load, locate};
 
@@ -48,6 +48,47 @@ fn batch_size_does_not_change_results() {
                 }
                 assert_eq!(a.metrics, b.metrics, "{task} doc {}", a.doc_id);
             }
+        }
+    }
+}
+
+/// Data parallel: two copies of the model (as on two GPUs; here both on the CPU) give exactly
+/// the results and counts of one — the same batches, finished in order — with a score cache and
+/// documents repeated in later batches (which one model reads from the cache, and two must too,
+/// even when the repeat runs in the same turn as the batch that finishes it).
+#[test]
+fn two_model_copies_give_the_results_of_one() {
+    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
+    let (one, two) = (Model::load_gguf(&path, Precision::Quantized).unwrap(), Model::load_gguf(&path, Precision::Quantized).unwrap());
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
+    let opts = DataOptions {
+        data_dirs: vec![shared],
+        hub: invscale_hub::HubConfig::new(std::env::temp_dir().join("invscale-empty-hub"), "http://127.0.0.1:9", true),
+    };
+    let spec = Registry::builtin().task("neqa").unwrap();
+    let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
+    // Three documents twice, then nine more. A batch of 4 requests is 2 documents, a turn 2
+    // batches: the first repeat runs in the same turn as its twin (one model would read it from
+    // the cache), the others in the turn after.
+    let docs: Vec<_> = data.docs[..3].iter().chain(&data.docs[..12]).cloned().collect();
+    let settings = RunSettings { batch_requests: Some(4), ..RunSettings::default() };
+    let run = |models: &[&Model]| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = ScoreCache::open(dir.path(), "test").unwrap();
+        run_task_on(models, &mut cache, spec, &docs, &settings, &mut |_| {}).unwrap()
+    };
+    let single = run(&[&one]);
+    let parallel = run(&[&one, &two]);
+    assert_eq!(single.counts, parallel.counts);
+    assert!(single.counts.cached > 0, "the repeated documents come from the cache: {:?}", single.counts);
+    for (a, b) in single.docs.iter().zip(&parallel.docs) {
+        assert_eq!(a.doc_id, b.doc_id);
+        for (ra, rb) in a.requests.iter().zip(&b.requests) {
+            assert_eq!((ra.ll.to_bits(), ra.greedy), (rb.ll.to_bits(), rb.greedy), "doc {}", a.doc_id);
         }
     }
 }

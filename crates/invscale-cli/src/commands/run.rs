@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use invscale_eval::metrics::group as group_aggregate;
-use invscale_eval::{RunSettings, ScoreCache, TaskResult, fingerprint, run_task};
+use invscale_eval::{RunSettings, ScoreCache, TaskResult, fingerprint, run_task_on};
 use invscale_models::{BosPolicy, Model, resolve};
 use invscale_report::markdown::{Row, group_table, table};
 use invscale_report::output::{OutputPaths, write_atomic};
@@ -55,7 +55,9 @@ pub struct RunArgs {
     /// long ones go alone). Results do not depend on it beyond float rounding (≤ 1e-5).
     #[arg(long, default_value = "auto", value_name = "N|auto")]
     batch_size: String,
-    /// cpu, cuda or cuda:N (GPU builds: `--features cuda`).
+    /// cpu, cuda or cuda:N (GPU builds: `--features cuda`); several GPUs of one host as
+    /// cuda:0,cuda:1 (data parallel: a copy of the model on each, batches handed out in turns;
+    /// the results are those of one GPU).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// f32: every weight in f32 (exact; what lm-eval's hf backend does with dtype=float32).
@@ -135,7 +137,7 @@ fn now() -> f64 {
 pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let start_time = now();
     let started = Instant::now();
-    let device = match super::parse_device(&args.device) {
+    let devices = match args.device.split(',').map(|d| super::parse_device(d.trim())).collect::<Result<Vec<_>, _>>() {
         Ok(d) => d,
         Err(e) => return fail(e),
     };
@@ -177,13 +179,22 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let precision = args.dtype.precision();
     let hub = invscale_hub::Hub::from_env();
     let load_started = Instant::now();
-    let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load_on(&s, precision, &device)) {
+    // A copy of the model on each device, loaded side by side.
+    let loaded = resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|source| {
+        std::thread::scope(|s| {
+            let loads: Vec<_> = devices.iter().map(|d| s.spawn(|| Model::load_on(&source, precision, d))).collect();
+            loads.into_iter().map(|l| l.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect::<Result<Vec<Model>, _>>()
+        })
+    });
+    let models = match loaded {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
+    let model = &models[0];
     let load_seconds = load_started.elapsed().as_secs_f64();
-    // On a GPU, passes as large as its free memory allows (no probing runs).
-    settings.batch_tokens = model.batch_tokens(settings.batch_tokens);
+    // On a GPU, passes as large as its free memory allows (no probing runs); with several,
+    // as the smallest allows (every device runs the batches one would).
+    settings.batch_tokens = models.iter().map(|m| m.batch_tokens(settings.batch_tokens)).min().unwrap_or(settings.batch_tokens);
     let dtype = precision.name();
     eprintln!(
         "model: {} ({}, {:.0}M parameters, {dtype}), loaded in {:.1}s",
@@ -199,7 +210,8 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     for (i, ds) in datasets.iter().enumerate() {
         let docs = limited(&ds.docs, args.limit);
         let mut bar = ProgressLine::new(&ds.spec.name, docs.len());
-        let result = run_task(&model, &mut cache, &ds.spec, docs, &settings, &mut |p| bar.update(p.done, p.counts))?;
+        let on: Vec<&Model> = models.iter().collect();
+        let result = run_task_on(&on, &mut cache, &ds.spec, docs, &settings, &mut |p| bar.update(p.done, p.counts))?;
         bar.finish(result.counts);
         results.push((i, result));
     }
