@@ -157,9 +157,9 @@ def run_lm_eval(model: Path, tasks: list[str], include: Path, out: Path, limit: 
     return {"wall_seconds": wall, **stats}
 
 
-def run_invscale(binary: str, model: Path, data_dir: Path, out: Path, limit: int | None = None) -> dict:
+def run_invscale(binary: str, model: Path, data_dir: Path, out: Path, limit: int | None = None, device: str = "cuda") -> dict:
     cmd = [binary, "run", "--model", str(model), "--tasks", ",".join(TASKS), "--data-dir", str(data_dir),
-           "--device", "cuda", "--dtype", "bf16", "--no-cache", "--output-path", str(out), "--log-samples"]
+           "--device", device, "--dtype", "bf16", "--no-cache", "--output-path", str(out), "--log-samples"]
     if limit:
         cmd += ["--limit", str(limit)]
     t = time.perf_counter()
