@@ -14,7 +14,7 @@ shape = sys.argv[3] if len(sys.argv) > 3 else "opt-1.3b"
 tmp = Path(tempfile.mkdtemp())
 b.train_tokenizer(data, tmp / "tok")
 model, _ = b.make_model(shape, tmp, tmp / "tok")
-b.run_invscale(binary, model, data, tmp / "warm", limit=2, device="cuda:0,cuda:1")  # PTX JIT on both
+b.run_invscale(binary, model, data, tmp / "warm", device="cuda:0,cuda:1")  # PTX JIT, cuBLAS on both (a short run leaves cuda:1 idle)
 one = b.run_invscale(binary, model, data, tmp / "one", device="cuda:0")
 two = b.run_invscale(binary, model, data, tmp / "two", device="cuda:0,cuda:1")
 differ = docs = 0
