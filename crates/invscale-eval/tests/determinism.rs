@@ -10,19 +10,29 @@ use invscale_eval::{RunSettings, ScoreCache, run_task, run_task_on};
 use invscale_models::{Model, Precision};
 use invscale_tasks::{DataOptions, Registry, load, locate};
 
-#[test]
-fn batch_size_does_not_change_results() {
+/// SmolLM2-135M's GGUF file (fetched by scripts/fetch-models.sh).
+fn smollm2() -> PathBuf {
     let dir = std::env::var_os("INVSCALE_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
     let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
-    let model = Model::load_gguf(&path, Precision::F32).unwrap();
+    path
+}
+
+/// The real task data in ../shared, read in place; no hub.
+fn data_options() -> DataOptions {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
-    let opts = DataOptions {
+    DataOptions {
         data_dirs: vec![shared],
         hub: invscale_hub::HubConfig::new(std::env::temp_dir().join("invscale-empty-hub"), "http://127.0.0.1:9", true),
-    };
+    }
+}
+
+#[test]
+fn batch_size_does_not_change_results() {
+    let model = Model::load_gguf(&smollm2(), Precision::F32).unwrap();
+    let opts = data_options();
     for (task, n) in [("neqa", 30), ("memo_trap", 40), ("hindsight_neglect", 3)] {
         let spec = Registry::builtin().task(task).unwrap();
         let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
@@ -58,17 +68,9 @@ fn batch_size_does_not_change_results() {
 /// even when the repeat runs in the same turn as the batch that finishes it).
 #[test]
 fn two_model_copies_give_the_results_of_one() {
-    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
+    let path = smollm2();
     let (one, two) = (Model::load_gguf(&path, Precision::Quantized).unwrap(), Model::load_gguf(&path, Precision::Quantized).unwrap());
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
-    let opts = DataOptions {
-        data_dirs: vec![shared],
-        hub: invscale_hub::HubConfig::new(std::env::temp_dir().join("invscale-empty-hub"), "http://127.0.0.1:9", true),
-    };
+    let opts = data_options();
     let spec = Registry::builtin().task("neqa").unwrap();
     let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
     // Three documents twice, then nine more. A batch of 4 requests is 2 documents, a turn 2
