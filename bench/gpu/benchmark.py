@@ -2,6 +2,11 @@
 checkpoints and the same tasks, in one run.
 
     python3 bench/gpu/benchmark.py INVSCALE_BINARY DATA_DIR OUT_DIR [--shapes opt-1.3b,pythia-1.4b,llama3-8b]
+        [--workload real|suite]
+
+`--workload suite`: the suite-sized synthetic workload of `synthetic.py` (the three real tasks and
+eight stand-ins of random words with the other tasks' row counts and prompt lengths, ~29.5k
+documents; speed only, never accuracy) instead of the three real tasks.
 
 DATA_DIR holds the prize release files of the three real tasks (the project's shared/ data).
 For each shape it builds a model of the real configuration with random weights (MODELS.md §3:
@@ -121,14 +126,20 @@ def make_model(name: str, root: Path, tokenizer_dir: Path) -> tuple[Path, int]:
 
 
 def lm_eval_tasks(data_dir: Path, tmp: Path) -> list[str]:
+    return lm_eval_file_tasks([(data_dir / file, lm_name) for file, lm_name in TASKS.values()], tmp)
+
+
+def lm_eval_file_tasks(files: list[tuple[Path, str]], tmp: Path) -> list[str]:
+    """lm-eval task files (`bench_NAME`, on lm-eval's own inverse_scaling configuration) over
+    release-format data files."""
     import lm_eval
 
     base = Path(lm_eval.__file__).parent / "tasks/inverse_scaling/_inverse_scaling_mc_yaml"
     names = []
-    for short, (file, lm_name) in TASKS.items():
-        data = tmp / f"{short}.jsonl"
+    for path, lm_name in files:
+        data = tmp / f"{lm_name}.jsonl"
         with open(data, "w", encoding="utf-8") as dst:
-            for row in release_rows(data_dir, file):
+            for row in release_rows(path.parent, path.name):
                 dst.write(json.dumps(row, ensure_ascii=False) + "\n")
         name = f"bench_{lm_name}"
         (tmp / f"{name}.yaml").write_text(
@@ -157,8 +168,9 @@ def run_lm_eval(model: Path, tasks: list[str], include: Path, out: Path, limit: 
     return {"wall_seconds": wall, **stats}
 
 
-def run_invscale(binary: str, model: Path, data_dir: Path, out: Path, limit: int | None = None, device: str = "cuda") -> dict:
-    cmd = [binary, "run", "--model", str(model), "--tasks", ",".join(TASKS), "--data-dir", str(data_dir),
+def run_invscale(binary: str, model: Path, data_dir: Path, out: Path, limit: int | None = None, device: str = "cuda",
+                 tasks: list[str] | None = None) -> dict:
+    cmd = [binary, "run", "--model", str(model), "--tasks", ",".join(tasks or TASKS), "--data-dir", str(data_dir),
            "--device", device, "--dtype", "bf16", "--no-cache", "--output-path", str(out), "--log-samples"]
     if limit:
         cmd += ["--limit", str(limit)]
@@ -191,13 +203,13 @@ def sample_lls(out: Path, task: str) -> dict[int, list[float]]:
     return lls
 
 
-def compare_samples(inv_out: Path, lm_out: Path) -> dict:
-    """Per document: does each tool pick the same class; how far apart are the log-likelihoods."""
+def compare_samples(inv_out: Path, lm_out: Path, names: list[tuple[str, str]] | None = None) -> dict:
+    """Per document: does each tool pick the same class; how far apart are the log-likelihoods.
+    `names`: (invscale's task name, lm-eval's), the real tasks' by default."""
     docs = same = 0
-    max_delta = 0.0
     deltas = []
-    for _, (_, lm_name) in TASKS.items():
-        a, b = sample_lls(inv_out, lm_name), sample_lls(lm_out, "bench_" + lm_name)
+    for inv_name, lm_name in names or [(lm, "bench_" + lm) for _, lm in TASKS.values()]:
+        a, b = sample_lls(inv_out, inv_name), sample_lls(lm_out, lm_name)
         for doc_id, la in a.items():
             lb = b[doc_id]
             docs += 1
@@ -219,6 +231,7 @@ def main():
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--shapes", default="opt-1.3b,pythia-1.4b,llama3-8b")
+    ap.add_argument("--workload", choices=["real", "suite"], default="real")
     args = ap.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
@@ -226,21 +239,30 @@ def main():
     train_tokenizer(args.data_dir, tok_dir)
     include = tmp / "tasks"
     include.mkdir()
-    lm_tasks = lm_eval_tasks(args.data_dir, include)
+    if args.workload == "suite":
+        from synthetic import write_suite
+
+        files = write_suite(args.data_dir, tmp / "suite")
+        stems = [p.stem.replace("-", "_") for p in files]
+        inv_tasks = [str(p) for p in files]
+        lm_tasks = lm_eval_file_tasks(list(zip(files, stems)), include)
+        names = [(stem, "bench_" + stem) for stem in stems]
+    else:
+        inv_tasks, lm_tasks, names = list(TASKS), lm_eval_tasks(args.data_dir, include), None
     device = torch.cuda.get_device_name(0)
-    report = {"device": device, "torch": torch.__version__, "shapes": {}}
+    report = {"device": device, "torch": torch.__version__, "workload": args.workload, "shapes": {}}
     print(f"device: {device}; torch {torch.__version__}", flush=True)
     warmed = False
     for name in args.shapes.split(","):
         model, params = make_model(name, tmp / "models", tok_dir)
         if not warmed:  # PTX JIT (invscale), bytecode and CUDA init (lm-eval): not counted
-            run_invscale(args.binary, model, args.data_dir, tmp / "warm-inv", limit=2)
+            run_invscale(args.binary, model, args.data_dir, tmp / "warm-inv", limit=2, tasks=inv_tasks)
             run_lm_eval(model, lm_tasks, include, tmp / "warm-lm", limit=2)
             warmed = True
-        inv = run_invscale(args.binary, model, args.data_dir, tmp / f"inv-{name}")
+        inv = run_invscale(args.binary, model, args.data_dir, tmp / f"inv-{name}", tasks=inv_tasks)
         lm = run_lm_eval(model, lm_tasks, include, tmp / f"lm-{name}")
         lm_phase = lm["ll_seconds"] - lm["probe_seconds"]
-        agreement = compare_samples(tmp / f"inv-{name}", tmp / f"lm-{name}")
+        agreement = compare_samples(tmp / f"inv-{name}", tmp / f"lm-{name}", names)
         row = {
             "parameters": params,
             "invscale": inv,
