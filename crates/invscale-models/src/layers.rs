@@ -74,6 +74,13 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Whether each output row is computed alone, the same bits whatever rows share the product:
+    /// true of our block kernel (integer block dot products, blocks summed in order); dense
+    /// products (gemm's blocking follows the row count) can move the last bits.
+    pub fn rows_independent(&self) -> bool {
+        matches!(self.weight, Weight::Blocks(_))
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if let (Weight::Dense(w), Some(b)) = (&self.weight, &self.bias)
             && crate::cuda_ops::half_on_cuda(x)
@@ -881,9 +888,24 @@ fn attention_chunked(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: us
 fn attention_fused_cpu(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64, f16_kv: bool) -> Result<Tensor> {
     let (_, heads, rows, head_dim) = q.dims4()?;
     let (_, kv_heads, keys, _) = k.dims4()?;
-    let flat = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
+    // The tensors' own memory, read in place (copies of q, k, v and the mask were several MB
+    // a long prompt's block).
+    let tensors = [q.contiguous()?, k.contiguous()?, v.contiguous()?, mask.contiguous()?];
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let slices = guards
+        .iter()
+        .zip(&tensors)
+        .map(|((storage, layout), t)| match &**storage {
+            candle_core::Storage::Cpu(cpu) => {
+                let start = layout.start_offset();
+                Ok(&cpu.as_slice::<f32>()?[start..start + t.elem_count()])
+            }
+            _ => Err(candle_core::Error::Msg("the fused CPU attention needs CPU tensors".into()).into()),
+        })
+        .collect::<Result<Vec<&[f32]>>>()?;
     let dims = crate::cpu_attention::Dims { heads, kv_heads, rows, keys, head_dim };
-    let out = crate::cpu_attention::attention(&flat(q)?, &flat(k)?, &flat(v)?, &flat(mask)?, dims, scale as f32, f16_kv);
+    let out = crate::cpu_attention::attention(slices[0], slices[1], slices[2], slices[3], dims, scale as f32, f16_kv);
+    drop(guards);
     Ok(Tensor::from_vec(out, (rows, heads * head_dim), q.device())?)
 }
 
@@ -948,6 +970,45 @@ pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
 
 pub fn silu(x: &Tensor) -> Result<Tensor> {
     profile::time("activation", x.device(), || Ok(candle_nn::ops::silu(x)?))
+}
+
+/// `f` over `x`'s rows, on the CPU `rows` at a time (outputs stacked): a long prompt's MLP
+/// keeps `[tokens, intermediate]` activations alive, the largest part of a pass's memory. Only
+/// where a row's numbers do not depend on the rows beside it (see [`Linear::rows_independent`]):
+/// chunk boundaries move with the batch, and results must not.
+pub fn rows_in_chunks(x: &Tensor, rows: usize, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let t = x.dim(0)?;
+    if !x.device().is_cpu() || t <= rows {
+        return f(x);
+    }
+    let parts = (0..t).step_by(rows).map(|s| f(&x.narrow(0, s, rows.min(t - s))?)).collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
+/// `silu(gate) · up()`, the gated MLP's product. On a CPU with AVX-512, in f32, in one buffer: the
+/// gate's values are taken, its tensor dropped before `up` is computed, and the product written
+/// over them (candle's ops keep gate, silu(gate), up and the product alive at once: four
+/// `[tokens, intermediate]` tensors, the largest part of a long prompt's pass memory); and with a
+/// vector exp (`cpu_gelu`). Elsewhere candle's ops.
+pub fn silu_mul(gate: Tensor, up: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+    if !(gate.device().is_cpu() && gate.dtype() == DType::F32 && crate::cpu_gelu::available()) {
+        let activated = silu(&gate)?;
+        drop(gate);
+        return Ok((activated * up()?)?);
+    }
+    let shape = gate.shape().clone();
+    let mut g = gate.flatten_all()?.to_vec1::<f32>()?;
+    drop(gate);
+    let u = up()?.contiguous()?;
+    profile::time("activation", u.device(), || {
+        let (storage, layout) = u.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else { unreachable!("checked: on the CPU") };
+        let start = layout.start_offset();
+        crate::cpu_gelu::silu_mul_in_place(&mut g, &cpu.as_slice::<f32>()?[start..start + shape.elem_count()]);
+        Ok(())
+    })?;
+    drop(u);
+    Ok(Tensor::from_vec(g, shape, &Device::Cpu)?)
 }
 
 /// Checks that a tensor is f32 (the exact path computes everything in f32).

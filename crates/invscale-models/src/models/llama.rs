@@ -4,7 +4,7 @@
 
 use candle_core::Tensor;
 
-use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, silu, split_heads};
+use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, rows_in_chunks, silu_mul, split_heads};
 use crate::model::CausalLm;
 use crate::hf::{Dims, HfConfig, HfWeights};
 use crate::weights::{GgufWeights, Hparams};
@@ -128,7 +128,9 @@ impl CausalLm for Llama {
             let (k, v) = cache.append(i, k, v)?;
             x = (x + b.o.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;
             let h = b.ffn_norm.forward(&x)?;
-            x = (&x + b.down.forward(&(silu(&b.gate.forward(&h)?)? * b.up.forward(&h)?)?)?)?;
+            let chunk = if [&b.gate, &b.up, &b.down].iter().all(|l| l.rows_independent()) { 256 } else { usize::MAX };
+            let mlp = rows_in_chunks(&h, chunk, |h| b.down.forward(&silu_mul(b.gate.forward(h)?, || b.up.forward(h))?))?;
+            x = (&x + mlp)?;
         }
         cache.advance(t);
         self.norm.forward(&x)
