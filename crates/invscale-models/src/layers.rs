@@ -892,17 +892,7 @@ fn attention_fused_cpu(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale:
     // a long prompt's block).
     let tensors = [q.contiguous()?, k.contiguous()?, v.contiguous()?, mask.contiguous()?];
     let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-    let slices = guards
-        .iter()
-        .zip(&tensors)
-        .map(|((storage, layout), t)| match &**storage {
-            candle_core::Storage::Cpu(cpu) => {
-                let start = layout.start_offset();
-                Ok(&cpu.as_slice::<f32>()?[start..start + t.elem_count()])
-            }
-            _ => Err(candle_core::Error::Msg("the fused CPU attention needs CPU tensors".into()).into()),
-        })
-        .collect::<Result<Vec<&[f32]>>>()?;
+    let slices = guards.iter().map(|(storage, layout)| cpu_f32(storage, layout)).collect::<Result<Vec<&[f32]>>>()?;
     let dims = crate::cpu_attention::Dims { heads, kv_heads, rows, keys, head_dim };
     let out = crate::cpu_attention::attention(slices[0], slices[1], slices[2], slices[3], dims, scale as f32, f16_kv);
     drop(guards);
@@ -942,6 +932,16 @@ fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64
         let out = probs.matmul(&v.contiguous()?)?; // [b, h, t, d]
         Ok(out.transpose(1, 2)?.reshape((b * t, heads * head_dim))?)
     })
+}
+
+/// A contiguous f32 CPU tensor's values, read in place (`storage` and `layout` from its
+/// `storage_and_layout`).
+pub(crate) fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
+    let candle_core::Storage::Cpu(cpu) = storage else {
+        return Err(candle_core::Error::Msg("expected a tensor on the CPU".into()).into());
+    };
+    let start = layout.start_offset();
+    Ok(&cpu.as_slice::<f32>()?[start..start + layout.shape().elem_count()])
 }
 
 /// `[t, heads·head_dim]` → `[1, heads, t, head_dim]`: on a GPU a view (the fused attention
@@ -1002,9 +1002,7 @@ pub fn silu_mul(gate: Tensor, up: impl FnOnce() -> Result<Tensor>) -> Result<Ten
     let u = up()?.contiguous()?;
     profile::time("activation", u.device(), || {
         let (storage, layout) = u.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else { unreachable!("checked: on the CPU") };
-        let start = layout.start_offset();
-        crate::cpu_gelu::silu_mul_in_place(&mut g, &cpu.as_slice::<f32>()?[start..start + shape.elem_count()]);
+        crate::cpu_gelu::silu_mul_in_place(&mut g, cpu_f32(&storage, layout)?);
         Ok(())
     })?;
     drop(u);

@@ -276,8 +276,9 @@ impl Model {
     /// segments, not on what else is in the pass, so cuts taken from a whole task make them
     /// independent of the batching.
     pub fn score_forest_cut(&self, trees: &[(&[u32], Vec<&[u32]>)], cuts: &[Vec<usize>]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
+        static TRIM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let scores = self.score_pass(trees, cuts);
-        if self.device.is_cpu() && std::env::var_os("INVSCALE_NO_TRIM").is_none() {
+        if self.device.is_cpu() && *TRIM.get_or_init(|| std::env::var_os("INVSCALE_NO_TRIM").is_none()) {
             release_freed_memory();
         }
         scores
@@ -439,10 +440,7 @@ fn log_softmax_at(logits: &Tensor, members: &[(usize, usize)], targets: &[u32], 
     let logits = logits.contiguous()?;
     let (rows, width) = logits.dims2()?;
     let (storage, layout) = logits.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        return Err(candle_core::Error::Msg("log_softmax_at: logits not on the CPU".into()).into());
-    };
-    let data = &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + rows * width];
+    let data = crate::layers::cpu_f32(&storage, layout)?;
     let mut stats: Vec<Option<(f32, f64, usize)>> = vec![None; rows];
     for &(r, i) in members {
         let row = &data[r * width..(r + 1) * width];
