@@ -143,6 +143,24 @@ impl Encoder for ModelEncoder<'_> {
     }
 }
 
+/// A document's encodings, remembered: its requests share their context, which each request's
+/// encoding tokenises again (lm-eval's `_encode_pair` tokenises the context and the whole text).
+struct Memo<'e> {
+    inner: &'e dyn Encoder,
+    seen: std::cell::RefCell<Vec<(String, Vec<u32>)>>,
+}
+
+impl Encoder for Memo<'_> {
+    fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        if let Some((_, tokens)) = self.seen.borrow().iter().find(|(t, _)| t == text) {
+            return Ok(tokens.clone());
+        }
+        let tokens = self.inner.encode(text)?;
+        self.seen.borrow_mut().push((text.to_string(), tokens.clone()));
+        Ok(tokens)
+    }
+}
+
 /// The metrics a task reports in this run.
 pub fn task_metrics(spec: &TaskSpec, settings: &RunSettings) -> Vec<Metric> {
     let mut metrics = spec.metrics();
@@ -177,6 +195,8 @@ pub fn run_task_on(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TaskResult, EvalError> {
     let model = *models.first().expect("at least one model");
+    let stamp = invscale_models::layers::profile::stamp;
+    stamp(format!("task {}: preparing", spec.name));
     let mode = settings.mode.unwrap_or(spec.scoring.mode);
     let max_length = settings.max_length.unwrap_or(match mode {
         RequestMode::LmEval => model.context_length.unwrap_or(DEFAULT_MAX_LENGTH),
@@ -194,8 +214,7 @@ pub fn run_task_on(
     let absolute = spec.task_type == TaskType::AbsoluteLogodds;
     let mut counts = Counts::default();
     let mut results = Vec::with_capacity(docs.len());
-    let mut prepared: Vec<Prepared> =
-        docs.iter().map(|doc| prepare(doc, spec, &encoder, &enc_settings, mutual_info)).collect::<Result<_, _>>()?;
+    let mut prepared = prepare_all(docs, spec, &encoder, &enc_settings, mutual_info)?;
     // Where the task's contexts share prefixes, found over all of them, so that every document
     // runs as the same segments whatever it is batched with.
     let mut task_tree = PrefixTree::new();
@@ -231,6 +250,7 @@ pub fn run_task_on(
             pending_tree = SegmentTree::new();
         }
     }
+    stamp(format!("task {}: {} batches planned", spec.name, batches.len()));
     let mut batches = batches.into_iter().peekable();
     while batches.peek().is_some() {
         let turn: Vec<Vec<Prepared>> = batches.by_ref().take(models.len()).collect();
@@ -246,6 +266,7 @@ pub fn run_task_on(
             }
             progress(Progress { task: &spec.name, done: results.len(), total: docs.len(), counts });
         }
+        stamp(String::from("turn finished"));
     }
     let aggregates = metrics
         .iter()
@@ -268,6 +289,35 @@ struct Prepared<'d> {
     /// Where each request's context is cut into segments (see `PrefixTree::cuts`).
     cuts: Vec<Vec<usize>>,
     keys: Vec<RequestKey>,
+}
+
+/// Every document prepared, in order, on all cores: tokenising a task's long prompts is the
+/// largest host cost of a GPU run (hindsight-neglect: ~1 s on one core, against 5.7 s of passes
+/// at 8B). The first error in document order is the one returned.
+fn prepare_all<'d>(
+    docs: &'d [Document],
+    spec: &TaskSpec,
+    encoder: &ModelEncoder,
+    enc_settings: &EncodeSettings,
+    mutual_info: bool,
+) -> Result<Vec<Prepared<'d>>, EvalError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(docs.len().div_ceil(8)).max(1);
+    if threads == 1 {
+        return docs.iter().map(|doc| prepare(doc, spec, encoder, enc_settings, mutual_info)).collect();
+    }
+    let per = docs.len().div_ceil(threads);
+    let parts: Vec<Result<Vec<Prepared<'d>>, EvalError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = docs
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(|doc| prepare(doc, spec, encoder, enc_settings, mutual_info)).collect()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let mut all = Vec::with_capacity(docs.len());
+    for part in parts {
+        all.extend(part?);
+    }
+    Ok(all)
 }
 
 fn prepare<'d>(
@@ -297,7 +347,10 @@ fn prepare<'d>(
             }
             out
         }
-        _ => texts.iter().map(|(c, k)| encode(encoder, enc_settings, c, k)).collect::<Result<_, _>>().map_err(tokenize_err)?,
+        _ => {
+            let memo = Memo { inner: encoder, seen: Default::default() };
+            texts.iter().map(|(c, k)| encode(&memo, enc_settings, c, k)).collect::<Result<_, _>>().map_err(tokenize_err)?
+        }
     };
     let keys = encoded.iter().map(RequestKey::of).collect();
     Ok(Prepared { doc, texts, n_main, encoded, cuts: Vec::new(), keys })

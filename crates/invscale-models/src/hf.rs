@@ -1,7 +1,7 @@
 //! Hugging Face checkpoints: `config.json` and `model.safetensors` (or shards listed in
 //! `model.safetensors.index.json`), memory-mapped; every tensor is read as f32 (the exact path).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::MmapedSafetensors;
@@ -112,6 +112,9 @@ pub struct HfWeights {
     pub dir: PathBuf,
     tensors: MmapedSafetensors,
     names: BTreeSet<String>,
+    /// On a GPU: every tensor already on the device, in the file's dtype (read there by
+    /// `cuda_upload`, many threads and pinned buffers at once, not one by one through the map).
+    uploaded: HashMap<String, Tensor>,
     device: Device,
     dtype: DType,
 }
@@ -144,7 +147,41 @@ impl HfWeights {
         let tensors = unsafe { MmapedSafetensors::multi(&files) }
             .map_err(|e| ModelError::corrupt(&files[0], format!("not a readable safetensors file: {e}")))?;
         let names = tensors.tensors().into_iter().map(|(n, _)| n).collect();
-        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, device: device.clone(), dtype })
+        let uploaded = Self::upload(&files, device, dtype)?;
+        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, uploaded, device: device.clone(), dtype })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn upload(files: &[PathBuf], device: &Device, dtype: DType) -> Result<HashMap<String, Tensor>> {
+        let Device::Cuda(dev) = device else { return Ok(HashMap::new()) };
+        if std::env::var_os("INVSCALE_DIRECT_UPLOAD").is_some_and(|v| v == "0") {
+            return Ok(HashMap::new());
+        }
+        // Tensors stored in the run's dtype only: the others are converted one at a time as they
+        // are read (an f32 checkpoint run in bf16 never has all of its f32 copy on the device).
+        let (names, tensors): (Vec<String>, Vec<_>) =
+            crate::cuda_upload::safetensors_index(files)?.into_iter().filter(|(_, t)| t.dtype == dtype).unzip();
+        let on_device = crate::cuda_upload::upload(dev, files, &tensors, crate::cuda_upload::CHUNK, crate::cuda_upload::Feed::from_env())?;
+        Ok(names.into_iter().zip(on_device).collect())
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn upload(_: &[PathBuf], _: &Device, _: DType) -> Result<HashMap<String, Tensor>> {
+        Ok(HashMap::new())
+    }
+
+    /// A tensor as the file has it (its dtype), on the run's device.
+    fn raw(&self, name: &str) -> Result<Tensor> {
+        if let Some(t) = self.uploaded.get(name) {
+            return Ok(t.clone());
+        }
+        self.tensors.load(name, &self.device).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{name}`: {e}")))
+    }
+
+    /// A tensor's shape, without reading it.
+    pub fn dims(&self, name: &str) -> Result<Vec<usize>> {
+        let view = self.tensors.get(name).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{name}`: {e}")))?;
+        Ok(view.shape().to_vec())
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -161,7 +198,7 @@ impl HfWeights {
         if !self.has(name) {
             return Err(ModelError::corrupt(&self.dir, format!("tensor `{name}` is missing from the checkpoint")));
         }
-        let t = self.tensors.load(name, &self.device).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{name}`: {e}")))?;
+        let t = self.raw(name)?;
         Ok(if t.dtype() == self.dtype { t } else { t.to_dtype(self.dtype)? })
     }
 
@@ -188,8 +225,11 @@ impl HfWeights {
 
     /// RMSNorm (weights kept in f32); Gemma stores `w` for a scale of `1 + w`, applied in f32.
     pub fn rms_norm(&self, name: &str, eps: f64, plus_one: bool) -> Result<RmsNorm> {
-        let w = self.get(name)?.to_dtype(DType::F32)?;
-        let w = if self.dtype == DType::F32 { w } else { self.tensors.load(name, &self.device)?.to_dtype(DType::F32)? };
+        if !self.has(name) {
+            return Err(ModelError::corrupt(&self.dir, format!("tensor `{name}` is missing from the checkpoint")));
+        }
+        // From the file's dtype straight to f32 (not through the run's half type).
+        let w = self.raw(name)?.to_dtype(DType::F32)?;
         Ok(RmsNorm { weight: if plus_one { (w + 1.0)? } else { w }, eps: eps as f32, scale_after_cast: !plus_one })
     }
 

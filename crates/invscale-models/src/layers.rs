@@ -51,6 +51,15 @@ pub mod profile {
         Ok(out)
     }
 
+    /// At level 1 and above: `what` with the time since the first stamp, a timeline of a run
+    /// (the gaps between its lines are where host work went).
+    pub fn stamp(what: impl std::fmt::Display) {
+        static FIRST: OnceLock<Instant> = OnceLock::new();
+        if level() >= 1 {
+            eprintln!("profile: at {:.1} ms: {what}", FIRST.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3);
+        }
+    }
+
     /// What was timed since the last call, `label ms` pairs.
     pub fn take() -> String {
         SPENT.with(|s| s.borrow_mut().drain(..).map(|(l, ms)| format!("{l} {ms:.1} ms")).collect::<Vec<_>>().join(", "))

@@ -88,6 +88,10 @@ impl Model {
 
     /// Loads what [`resolve`](crate::resolve) found, on `device`.
     pub fn load_on(source: &crate::ModelSource, precision: Precision, device: &Device) -> Result<Model> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(d) = device {
+            crate::cuda_upload::keep_freed_memory(d)?;
+        }
         match source {
             crate::ModelSource::Gguf(path) => Model::load_gguf_on(path, precision, device),
             crate::ModelSource::Checkpoint(dir) => match precision {
@@ -120,12 +124,14 @@ impl Model {
         }
         let tokenizer = Tokenizer::from_checkpoint(dir, &config)?;
         let device = device.clone();
+        let started = std::time::Instant::now();
         let weights = HfWeights::open(dir, &device, precision.dtype())?;
+        let opened = started.elapsed();
         let embed_name = ["model.embed_tokens.weight", "transformer.wte.weight", "wte.weight", "gpt_neox.embed_in.weight", "embed_in.weight", "model.decoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
             .into_iter()
             .find(|n| weights.has(n))
             .ok_or_else(|| ModelError::corrupt(dir, "no token embedding tensor in the checkpoint"))?;
-        let rows = weights.get(embed_name)?.dim(0)?;
+        let rows = weights.dims(embed_name)?.first().copied().unwrap_or(0);
         if tokenizer.vocab_size() > rows {
             return Err(ModelError::corrupt(
                 dir,
@@ -140,6 +146,9 @@ impl Model {
             _ => Box::new(Llama::from_hf(&weights, &config)?),
         };
         let context_length = config.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]);
+        if profiling() {
+            eprintln!("profile: load: weights opened in {:.0} ms, network built in {:.0} ms", opened.as_secs_f64() * 1e3, (started.elapsed() - opened).as_secs_f64() * 1e3);
+        }
         release_freed_memory();
         Ok(Model {
             tokenizer,
@@ -287,6 +296,7 @@ impl Model {
     /// [`score_forest_cut`](Self::score_forest_cut)'s pass.
     fn score_pass(&self, trees: &[(&[u32], Vec<&[u32]>)], cuts: &[Vec<usize>]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
         assert_eq!(trees.len(), cuts.len(), "cuts for every context");
+        crate::layers::profile::stamp("pass: laying out");
         let mut tree = SegmentTree::new();
         for ((context, _), cuts) in trees.iter().zip(cuts) {
             assert!(!context.is_empty(), "scoring needs at least one token of context");
@@ -339,6 +349,7 @@ impl Model {
             .collect();
         let picked = hidden.index_select(&Tensor::new(unique.as_slice(), &self.device)?, 0)?;
         let mut scores = self.gather_at(&picked, &which, &targets)?.into_iter();
+        crate::layers::profile::stamp("pass: scored");
         if let (Some((mask, started)), Some(forward_done)) = (profile, forward_done) {
             eprintln!(
                 "profile: pass of {} tokens for {} contexts: masks {:.1} ms, forward {:.1} ms, LM head on {} rows {:.1} ms",
@@ -363,7 +374,8 @@ impl Model {
     pub fn free_device_memory(&self) -> Option<usize> {
         #[cfg(feature = "cuda")]
         if let Device::Cuda(d) = &self.device {
-            return d.cuda_stream().context().mem_get_info().ok().map(|(free, _)| free);
+            let pooled = crate::cuda_upload::pooled_free_memory(d).unwrap_or(0);
+            return d.cuda_stream().context().mem_get_info().ok().map(|(free, _)| free + pooled);
         }
         None
     }
