@@ -1,9 +1,10 @@
-//! Weights onto the GPU at the speed of the bus: a checkpoint's tensors read from their files by
-//! several threads at once straight into page-locked buffers (`pread`, no page faults through the
-//! memory map, no intermediate `Vec`), each buffer copied to the device asynchronously while the
-//! thread fills its other one. candle's own path (`MmapedSafetensors::load` onto a CUDA device)
-//! copies each tensor twice on one thread, the second time from pageable memory: an 8B model's
-//! 16 GB took 2.1 s that way on an H200 whose bus moves 51 GiB/s from pinned memory.
+//! Weights onto the GPU fast: a checkpoint's tensors read from their files by several threads at
+//! once straight into page-locked buffers (`pread`, no page faults through the memory map, no
+//! intermediate `Vec`), each buffer copied to the device asynchronously while its thread fills its
+//! other one. candle's own path (`MmapedSafetensors::load` onto a CUDA device) copies each tensor
+//! twice on one thread, the second time from pageable memory: an 8B model's 16 GB took 2.2-2.6 s
+//! that way on an H200, 0.85-0.93 s this way (17-19 GB/s: the host's memory, not the bus, is the
+//! limit there; registering the mapped pages with the driver instead of reading them was no faster).
 //!
 //! Also here: the device memory pool is told to keep what it frees (PyTorch's caching allocator
 //! does the same), so a pass does not map again the memory the pass before it gave back.
@@ -80,9 +81,8 @@ impl Slice {
     }
 }
 
-/// A range of one file that one thread moves at a time: `CHUNK`-aligned in the file, so that
-/// registered ranges (see `Feed::Register`) never share a page; the tensor bytes inside it go
-/// to their tensors.
+/// A range of one file that one thread moves at a time (`CHUNK`-aligned in the file: one read
+/// serves every tensor, or piece of one, inside it).
 struct Unit {
     file: usize,
     start: u64,
@@ -114,46 +114,21 @@ fn units(tensors: &[FileTensor], chunk: usize) -> Vec<Unit> {
     units
 }
 
-/// How bytes reach the bus. `Staged`: read (`pread`) into page-locked buffers, two a thread,
-/// copied from there. `Register`: the file's mapped pages themselves are page-locked
-/// (`cuMemHostRegister`, read-only) a unit at a time and copied from directly: one pass over host
-/// memory instead of three. `INVSCALE_UPLOAD=register|staged`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Feed {
-    Staged,
-    Register,
-}
-
-impl Feed {
-    pub fn from_env() -> Feed {
-        match std::env::var("INVSCALE_UPLOAD").as_deref() {
-            Ok("register") => Feed::Register,
-            _ => Feed::Staged,
-        }
-    }
-}
-
 /// Reads `tensors` from `files` onto `dev`, a `chunk`-sized range of a file at a time per
 /// thread; tensors come back in the order given. An error names the file.
-pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk: usize, feed: Feed) -> crate::Result<Vec<Tensor>> {
+pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk: usize) -> crate::Result<Vec<Tensor>> {
     let stream = dev.cuda_stream();
     let ctx = stream.context().clone();
     let opened: Vec<File> = files.iter().map(|f| File::open(f).map_err(|e| crate::ModelError::io(f, e))).collect::<crate::Result<_>>()?;
-    // Safety: mapped read-only, only read by the copies (see `HfWeights::open` on files changed
-    // underneath a running process).
-    let mapped: Vec<memmap2::Mmap> = match feed {
-        Feed::Register => opened.iter().zip(files).map(|(f, p)| unsafe { memmap2::Mmap::map(f) }.map_err(|e| crate::ModelError::io(p, e))).collect::<crate::Result<_>>()?,
-        Feed::Staged => vec![],
-    };
     let mut slices: Vec<Slice> = tensors
         .iter()
         .map(|t| Slice::alloc(&stream, t.dtype, t.shape.iter().product()))
         .collect::<candle_core::Result<_>>()?;
     let ptrs: Vec<sys::CUdeviceptr> = slices.iter_mut().map(|s| s.ptr(&stream)).collect();
-    let units = units(tensors, chunk.max(4096) / 4096 * 4096);
+    let units = units(tensors, chunk);
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(1, threads_at_most()).min(units.len().max(1));
     let started = std::time::Instant::now();
-    // Nanoseconds the threads spent allocating or registering, reading, waiting for copies.
+    // Nanoseconds the threads spent allocating buffers, reading, waiting for copies.
     let spent = [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)];
     let add = |i: usize, since: std::time::Instant| spent[i].fetch_add(since.elapsed().as_nanos() as usize, Ordering::Relaxed);
     let next = AtomicUsize::new(0);
@@ -173,58 +148,27 @@ pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk
                 let work = || -> crate::Result<()> {
                     ctx.bind_to_thread().w()?;
                     let t = std::time::Instant::now();
-                    // Staged: two buffers a thread, one read into while the other's copy runs.
+                    // Two buffers a thread: one is read into while the other's copy runs.
                     // Safety: a buffer is only read by a copy after `read_exact_at` filled it.
-                    let mut buffers: Vec<(PinnedHostSlice<u8>, Option<CudaEvent>)> = match feed {
-                        Feed::Staged => (0..2)
-                            .map(|_| unsafe { ctx.alloc_pinned_with_flags::<u8>(chunk, 0) }.map(|b| (b, None)))
-                            .collect::<Result<_, _>>()
-                            .w()?,
-                        Feed::Register => vec![],
-                    };
+                    let mut buffers: Vec<(PinnedHostSlice<u8>, Option<CudaEvent>)> =
+                        (0..2).map(|_| unsafe { ctx.alloc_pinned_with_flags::<u8>(chunk, 0) }.map(|b| (b, None))).collect::<Result<_, _>>().w()?;
                     add(0, t);
                     let mut turn = 0;
                     while !failed.load(Ordering::Relaxed) {
                         let Some(u) = units.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                         let len = (u.end - u.start) as usize;
-                        match feed {
-                            Feed::Staged => {
-                                let (buffer, copied) = &mut buffers[turn % 2];
-                                turn += 1;
-                                let waited = std::time::Instant::now();
-                                if let Some(event) = copied.take() {
-                                    event.synchronize().w()?;
-                                }
-                                add(2, waited);
-                                let bytes = &mut buffer.as_mut_slice().w()?[..len];
-                                let read = std::time::Instant::now();
-                                opened[u.file].read_exact_at(bytes, u.start).map_err(|e| crate::ModelError::io(&files[u.file], e))?;
-                                add(1, read);
-                                *copied = Some(copy_pieces(u, bytes)?);
-                            }
-                            Feed::Register => {
-                                let map = &mapped[u.file];
-                                if u.end as usize > map.len() {
-                                    return Err(crate::ModelError::corrupt(&files[u.file], "a tensor runs past the end of the file"));
-                                }
-                                // Whole pages: the mapping is page-aligned and `start` a multiple
-                                // of the chunk; the last page of the file is mapped whole.
-                                let pages = len.div_ceil(4096) * 4096;
-                                let host = &map[u.start as usize..u.end as usize];
-                                let reg = std::time::Instant::now();
-                                // Safety: the range lies in a live read-only mapping; it is
-                                // unregistered below, after its copies have completed.
-                                unsafe {
-                                    sys::cuMemHostRegister_v2(host.as_ptr() as *mut _, pages, sys::CU_MEMHOSTREGISTER_READ_ONLY).result().w()?;
-                                }
-                                add(0, reg);
-                                let event = copy_pieces(u, host)?;
-                                let waited = std::time::Instant::now();
-                                event.synchronize().w()?;
-                                add(2, waited);
-                                unsafe { sys::cuMemHostUnregister(host.as_ptr() as *mut _).result().w()? };
-                            }
+                        let (buffer, copied) = &mut buffers[turn % 2];
+                        turn += 1;
+                        let waited = std::time::Instant::now();
+                        if let Some(event) = copied.take() {
+                            event.synchronize().w()?;
                         }
+                        add(2, waited);
+                        let bytes = &mut buffer.as_mut_slice().w()?[..len];
+                        let read = std::time::Instant::now();
+                        opened[u.file].read_exact_at(bytes, u.start).map_err(|e| crate::ModelError::io(&files[u.file], e))?;
+                        add(1, read);
+                        *copied = Some(copy_pieces(u, bytes)?);
                     }
                     // The buffers' drops wait for their copies.
                     Ok(())
@@ -245,7 +189,7 @@ pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk
         let bytes: usize = tensors.iter().map(FileTensor::bytes).sum();
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
-            "profile: upload ({feed:?}): {:.2} GB in {:.0} ms ({:.1} GB/s), {threads} threads; summed over them: buffers/registering {setup:.0} ms, reads {read:.0} ms, waits for copies {wait:.0} ms",
+            "profile: upload: {:.2} GB in {:.0} ms ({:.1} GB/s), {threads} threads; summed over them: buffers {setup:.0} ms, reads {read:.0} ms, waits for copies {wait:.0} ms",
             bytes as f64 / 1e9,
             secs * 1e3,
             bytes as f64 / 1e9 / secs
@@ -344,8 +288,7 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// The direct upload gives exactly the bytes candle's own reader gives, both ways of feeding
-    /// it, for each dtype, for tensors smaller than a chunk, of several chunks and of one ending
+    /// The direct upload gives exactly the bytes candle's own reader gives, for each dtype, for tensors smaller than a chunk, of several chunks and of one ending
     /// mid-chunk, several sharing a chunk, over two files (a sharded checkpoint), with chunks
     /// small enough that every thread has several.
     #[test]
@@ -369,15 +312,13 @@ mod tests {
         let index = safetensors_index(&files).unwrap();
         assert_eq!(index.len(), expected.len());
         let (names, tensors): (Vec<String>, Vec<FileTensor>) = index.into_iter().unzip();
-        for feed in [Feed::Staged, Feed::Register] {
-        let got = upload(dev, &files, &tensors, 4096 * 2, feed).unwrap();
+        let got = upload(dev, &files, &tensors, 4096 * 2).unwrap();
         for (name, t) in names.iter().zip(got) {
             let want = expected.iter().find(|(n, _)| n == name).unwrap().1.clone();
             assert_eq!((t.dtype(), t.dims()), (want.dtype(), want.dims()), "{name}");
             let (a, b) = (t.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap(), want.to_dtype(DType::F32).unwrap());
             let same = a.flatten_all().unwrap().to_vec1::<f32>().unwrap() == b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(same, "{name}: the uploaded tensor differs from the file's ({feed:?})");
-        }
+            assert!(same, "{name}: the uploaded tensor differs from the file's");
         }
     }
 

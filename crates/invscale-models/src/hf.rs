@@ -161,7 +161,7 @@ impl HfWeights {
         // are read (an f32 checkpoint run in bf16 never has all of its f32 copy on the device).
         let (names, tensors): (Vec<String>, Vec<_>) =
             crate::cuda_upload::safetensors_index(files)?.into_iter().filter(|(_, t)| t.dtype == dtype).unzip();
-        let on_device = crate::cuda_upload::upload(dev, files, &tensors, crate::cuda_upload::CHUNK, crate::cuda_upload::Feed::from_env())?;
+        let on_device = crate::cuda_upload::upload(dev, files, &tensors, crate::cuda_upload::CHUNK)?;
         Ok(names.into_iter().zip(on_device).collect())
     }
 
