@@ -39,6 +39,10 @@ pub struct RunSettings {
     pub batch_tokens: usize,
     /// At most this many requests per forward pass (`--batch-size N`); `None`: tokens decide.
     pub batch_requests: Option<usize>,
+    /// Threads that tokenise a task's documents; `None`: every core when a GPU runs the passes,
+    /// one on the CPU (tokenising is ~0.1% of a CPU run there, and each extra thread's malloc
+    /// arena stays resident: +6 MiB peak RSS on SmolLM2's three tasks).
+    pub prepare_threads: Option<usize>,
 }
 
 impl Default for RunSettings {
@@ -51,6 +55,7 @@ impl Default for RunSettings {
             extra_metrics: Vec::new(),
             batch_tokens: DEFAULT_BATCH_TOKENS,
             batch_requests: None,
+            prepare_threads: None,
         }
     }
 }
@@ -214,7 +219,7 @@ pub fn run_task_on(
     let absolute = spec.task_type == TaskType::AbsoluteLogodds;
     let mut counts = Counts::default();
     let mut results = Vec::with_capacity(docs.len());
-    let mut prepared = prepare_all(docs, spec, &encoder, &enc_settings, mutual_info)?;
+    let mut prepared = prepare_all(docs, spec, &encoder, &enc_settings, mutual_info, settings.prepare_threads)?;
     // Where the task's contexts share prefixes, found over all of them, so that every document
     // runs as the same segments whatever it is batched with.
     let mut task_tree = PrefixTree::new();
@@ -291,17 +296,20 @@ struct Prepared<'d> {
     keys: Vec<RequestKey>,
 }
 
-/// Every document prepared, in order, on all cores: tokenising a task's long prompts is the
-/// largest host cost of a GPU run (hindsight-neglect: ~1 s on one core, against 5.7 s of passes
-/// at 8B). The first error in document order is the one returned.
+/// Every document prepared, in order, on `threads` threads (see `RunSettings::prepare_threads`):
+/// on a GPU, tokenising a task's long prompts on one core was the largest host cost of a run
+/// (hindsight-neglect: ~1 s against 5.7 s of passes at 8B). The first error in document order is
+/// the one returned.
 fn prepare_all<'d>(
     docs: &'d [Document],
     spec: &TaskSpec,
     encoder: &ModelEncoder,
     enc_settings: &EncodeSettings,
     mutual_info: bool,
+    threads: Option<usize>,
 ) -> Result<Vec<Prepared<'d>>, EvalError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(docs.len().div_ceil(8)).max(1);
+    let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.unwrap_or_else(|| if encoder.0.on_cpu() { 1 } else { cores() }).min(docs.len().div_ceil(8)).max(1);
     if threads == 1 {
         return docs.iter().map(|doc| prepare(doc, spec, encoder, enc_settings, mutual_info)).collect();
     }

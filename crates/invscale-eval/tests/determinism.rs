@@ -94,3 +94,28 @@ fn two_model_copies_give_the_results_of_one() {
         }
     }
 }
+
+/// Tokenising a task's documents on several threads (as on a GPU) gives the results of one
+/// thread, in the same order, bit for bit: the documents are split between threads in order and
+/// joined again; memo-trap's many small documents and its repeated templates.
+#[test]
+fn tokenising_on_several_threads_changes_nothing() {
+    let model = Model::load_gguf(&smollm2(), Precision::Quantized).unwrap();
+    let opts = data_options();
+    let spec = Registry::builtin().task("memo_trap").unwrap();
+    let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
+    let docs = &data.docs[..50];
+    let run = |threads: usize| {
+        let settings = RunSettings { prepare_threads: Some(threads), ..RunSettings::default() };
+        run_task(&model, &mut ScoreCache::disabled(), spec, docs, &settings, &mut |_| {}).unwrap()
+    };
+    let (one, three) = (run(1), run(3));
+    assert_eq!(one.counts, three.counts);
+    let ids = |r: &invscale_eval::TaskResult| r.docs.iter().map(|d| d.doc_id).collect::<Vec<_>>();
+    assert_eq!(ids(&one), ids(&three));
+    for (a, b) in one.docs.iter().zip(&three.docs) {
+        for (ra, rb) in a.requests.iter().zip(&b.requests) {
+            assert_eq!((ra.ll.to_bits(), ra.greedy), (rb.ll.to_bits(), rb.greedy), "doc {}", a.doc_id);
+        }
+    }
+}

@@ -370,6 +370,11 @@ impl Model {
             .collect())
     }
 
+    /// Whether the model runs on the CPU (not a GPU).
+    pub fn on_cpu(&self) -> bool {
+        self.device.is_cpu()
+    }
+
     /// Bytes of device memory free now (CUDA); `None` on the CPU.
     pub fn free_device_memory(&self) -> Option<usize> {
         #[cfg(feature = "cuda")]
