@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use invscale_models::layers::profile::stamp;
 use invscale_models::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
 use invscale_models::{BosPolicy, Model, ModelError, TokenScore};
 use invscale_tasks::spec::{Metric, RequestMode, TaskType};
@@ -200,7 +201,6 @@ pub fn run_task_on(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TaskResult, EvalError> {
     let model = *models.first().expect("at least one model");
-    let stamp = invscale_models::layers::profile::stamp;
     stamp(format!("task {}: preparing", spec.name));
     let mode = settings.mode.unwrap_or(spec.scoring.mode);
     let max_length = settings.max_length.unwrap_or(match mode {
@@ -271,7 +271,7 @@ pub fn run_task_on(
             }
             progress(Progress { task: &spec.name, done: results.len(), total: docs.len(), counts });
         }
-        stamp(String::from("turn finished"));
+        stamp("turn finished");
     }
     let aggregates = metrics
         .iter()
@@ -308,8 +308,8 @@ fn prepare_all<'d>(
     mutual_info: bool,
     threads: Option<usize>,
 ) -> Result<Vec<Prepared<'d>>, EvalError> {
-    let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = threads.unwrap_or_else(|| if encoder.0.on_cpu() { 1 } else { cores() }).min(docs.len().div_ceil(8)).max(1);
+    let all_cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.unwrap_or_else(|| if encoder.0.on_cpu() { 1 } else { all_cores() }).min(docs.len().div_ceil(8)).max(1);
     if threads == 1 {
         return docs.iter().map(|doc| prepare(doc, spec, encoder, enc_settings, mutual_info)).collect();
     }
@@ -319,7 +319,7 @@ fn prepare_all<'d>(
             .chunks(per)
             .map(|part| s.spawn(move || part.iter().map(|doc| prepare(doc, spec, encoder, enc_settings, mutual_info)).collect()))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        handles.into_iter().map(joined).collect()
     });
     let mut all = Vec::with_capacity(docs.len());
     for part in parts {
@@ -489,8 +489,13 @@ fn run_passes(models: &[&Model], cache: &ScoreCache, turn: &[Vec<Prepared>]) -> 
     }
     std::thread::scope(|s| {
         let handles: Vec<_> = models.iter().zip(turn).zip(&plans).map(|((&m, b), p)| s.spawn(move || run(m, b, p))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        handles.into_iter().map(joined).collect()
     })
+}
+
+/// A scoped thread's result; its panic, if it panicked, goes on in the caller.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Scores a batch of documents from `plan`: cached requests are read; if any is missing, the

@@ -23,18 +23,29 @@ pub fn available() -> bool {
 pub fn gelu_tanh_in_place(xs: &mut [f32]) {
     assert!(available(), "the vector GELU needs AVX-512");
     #[cfg(target_arch = "x86_64")]
-    {
-        let chunk = 1 << 14;
-        struct Ptr(*mut f32);
-        unsafe impl Sync for Ptr {}
-        let (n, p) = (xs.len(), Ptr(xs.as_mut_ptr()));
-        candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(chunk), |parts| {
-            let p = &p;
-            let (start, end) = (parts.start * chunk, (parts.end * chunk).min(n));
-            // SAFETY: chunks are disjoint; AVX-512 was checked.
-            unsafe { gelu_avx512(std::slice::from_raw_parts_mut(p.0.add(start), end - start)) }
-        });
-    }
+    // SAFETY: AVX-512 was checked.
+    in_chunks(xs, &[], |x, _| unsafe { gelu_avx512(x) });
+}
+
+/// `f` over disjoint chunks of `xs` (with the same range of `with`, which is as long or empty)
+/// on candle's CPU threads.
+#[cfg(target_arch = "x86_64")]
+fn in_chunks(xs: &mut [f32], with: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    const CHUNK: usize = 1 << 14;
+    assert!(with.is_empty() || with.len() == xs.len());
+    struct Ptr(*mut f32, *const f32);
+    unsafe impl Sync for Ptr {}
+    let (n, paired, p) = (xs.len(), !with.is_empty(), Ptr(xs.as_mut_ptr(), with.as_ptr()));
+    candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(CHUNK), |parts| {
+        let p = &p;
+        let (start, end) = (parts.start * CHUNK, (parts.end * CHUNK).min(n));
+        // SAFETY: chunks are disjoint and within `xs`, and within `with` when it is given.
+        let (x, w) = unsafe {
+            let w: &[f32] = if paired { std::slice::from_raw_parts(p.1.add(start), end - start) } else { &[] };
+            (std::slice::from_raw_parts_mut(p.0.add(start), end - start), w)
+        };
+        f(x, w)
+    });
 }
 
 /// `g ← silu(g) · u`, value by value (`silu(x) = x / (1 + e^(−x))`, computed as GELU is, without
@@ -46,20 +57,8 @@ pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
     assert!(available(), "the vector SiLU needs AVX-512");
     assert_eq!(g.len(), u.len());
     #[cfg(target_arch = "x86_64")]
-    {
-        let chunk = 1 << 14;
-        struct Ptr(*mut f32, *const f32);
-        unsafe impl Sync for Ptr {}
-        let (n, p) = (g.len(), Ptr(g.as_mut_ptr(), u.as_ptr()));
-        candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(chunk), |parts| {
-            let p = &p;
-            let (start, end) = (parts.start * chunk, (parts.end * chunk).min(n));
-            // SAFETY: chunks are disjoint and within both slices; AVX-512 was checked.
-            unsafe {
-                silu_mul_avx512(std::slice::from_raw_parts_mut(p.0.add(start), end - start), std::slice::from_raw_parts(p.1.add(start), end - start))
-            }
-        });
-    }
+    // SAFETY: AVX-512 was checked.
+    in_chunks(g, u, |g, u| unsafe { silu_mul_avx512(g, u) });
 }
 
 /// SiLU of one value, as the vector code computes it (the tail of a slice, the tests' reference).

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaEvent, CudaStream, DevicePtrMut, PinnedHostSlice};
+use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaEvent, CudaSlice, CudaStream, DevicePtrMut, PinnedHostSlice};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::{op::BackpropOp, CudaStorage, DType, Storage, Tensor};
 
@@ -45,9 +45,9 @@ pub const CHUNK: usize = 32 << 20;
 
 /// The device slices the tensors go to, by dtype (what candle can wrap).
 enum Slice {
-    Bf16(candle_core::cuda_backend::cudarc::driver::CudaSlice<half::bf16>),
-    F16(candle_core::cuda_backend::cudarc::driver::CudaSlice<half::f16>),
-    F32(candle_core::cuda_backend::cudarc::driver::CudaSlice<f32>),
+    Bf16(CudaSlice<half::bf16>),
+    F16(CudaSlice<half::f16>),
+    F32(CudaSlice<f32>),
 }
 
 impl Slice {
@@ -228,7 +228,7 @@ pub fn safetensors_index(files: &[PathBuf]) -> crate::Result<Vec<(String, FileTe
             };
             let shape: Option<Vec<usize>> = info["shape"].as_array().and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
             let offsets: Option<Vec<u64>> = info["data_offsets"].as_array().and_then(|a| a.iter().map(|d| d.as_u64()).collect());
-            let (Some(shape), Some([begin, end])) = (shape, offsets.as_deref().map(|o| <[u64; 2]>::try_from(o).ok()).flatten()) else {
+            let (Some(shape), Some([begin, end])) = (shape, offsets.as_deref().and_then(|o| <[u64; 2]>::try_from(o).ok())) else {
                 return Err(bad(format!("tensor `{name}`: no shape or data_offsets in the header")));
             };
             let t = FileTensor { file, offset: 8 + n + begin, dtype, shape };
@@ -241,46 +241,41 @@ pub fn safetensors_index(files: &[PathBuf]) -> crate::Result<Vec<(String, FileTe
     Ok(out)
 }
 
-/// Keep freed device memory in the pool (release threshold: never), so that each pass reuses what
-/// the last one freed instead of mapping it again after the synchronisation that ends it.
-pub fn keep_freed_memory(dev: &CudaDevice) -> candle_core::Result<()> {
+/// The device's default memory pool (where candle's stream-ordered allocations come from).
+fn default_pool(dev: &CudaDevice) -> candle_core::Result<sys::CUmemoryPool> {
     let stream = dev.cuda_stream();
     let ctx = stream.context();
     ctx.bind_to_thread().w()?;
-    let threshold = u64::MAX;
+    let mut pool = std::mem::MaybeUninit::uninit();
+    // Safety: the driver writes the pool handle on success, checked before it is read.
     unsafe {
-        let mut pool = std::mem::MaybeUninit::uninit();
         sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), ctx.cu_device()).result().w()?;
-        sys::cuMemPoolSetAttribute(
-            pool.assume_init(),
-            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-            &threshold as *const u64 as *mut std::ffi::c_void,
-        )
-        .result()
-        .w()?;
+        Ok(pool.assume_init())
     }
-    Ok(())
+}
+
+/// Keep freed device memory in the pool (release threshold: never), so that each pass reuses what
+/// the last one freed instead of mapping it again after the synchronisation that ends it.
+pub fn keep_freed_memory(dev: &CudaDevice) -> candle_core::Result<()> {
+    let threshold = u64::MAX;
+    let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+    // Safety: the attribute takes a u64, read by the driver during the call.
+    unsafe { sys::cuMemPoolSetAttribute(default_pool(dev)?, attr, &threshold as *const u64 as *mut std::ffi::c_void).result().w() }
 }
 
 /// Device memory the pool holds but no tensor uses: free for the next pass, though the driver
 /// does not count it as free.
 pub fn pooled_free_memory(dev: &CudaDevice) -> candle_core::Result<usize> {
-    let stream = dev.cuda_stream();
-    let ctx = stream.context();
-    ctx.bind_to_thread().w()?;
-    let attr = |pool, a| -> candle_core::Result<u64> {
+    let pool = default_pool(dev)?;
+    let attr = |a| -> candle_core::Result<u64> {
         let mut v = 0u64;
+        // Safety: both attributes are u64s, written by the driver during the call.
         unsafe { sys::cuMemPoolGetAttribute(pool, a, &mut v as *mut u64 as *mut std::ffi::c_void).result().w()? };
         Ok(v)
     };
-    unsafe {
-        let mut pool = std::mem::MaybeUninit::uninit();
-        sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), ctx.cu_device()).result().w()?;
-        let pool = pool.assume_init();
-        let reserved = attr(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
-        let used = attr(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?;
-        Ok(reserved.saturating_sub(used) as usize)
-    }
+    let reserved = attr(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
+    let used = attr(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?;
+    Ok(reserved.saturating_sub(used) as usize)
 }
 
 #[cfg(test)]
@@ -288,9 +283,10 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// The direct upload gives exactly the bytes candle's own reader gives, for each dtype, for tensors smaller than a chunk, of several chunks and of one ending
-    /// mid-chunk, several sharing a chunk, over two files (a sharded checkpoint), with chunks
-    /// small enough that every thread has several.
+    /// The direct upload gives exactly the bytes candle's own reader gives, for each dtype, for
+    /// tensors smaller than a chunk, of several chunks and of one ending mid-chunk, several
+    /// sharing a chunk, over two files (a sharded checkpoint), with chunks small enough that
+    /// every thread has several.
     #[test]
     fn direct_upload_is_the_files_bytes() {
         let gpu = Device::new_cuda(0).expect("this test needs a CUDA GPU: build the tests with --features cuda and run them on a machine with one");

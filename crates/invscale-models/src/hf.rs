@@ -172,6 +172,9 @@ impl HfWeights {
 
     /// A tensor as the file has it (its dtype), on the run's device.
     fn raw(&self, name: &str) -> Result<Tensor> {
+        if !self.has(name) {
+            return Err(ModelError::corrupt(&self.dir, format!("tensor `{name}` is missing from the checkpoint")));
+        }
         if let Some(t) = self.uploaded.get(name) {
             return Ok(t.clone());
         }
@@ -195,9 +198,6 @@ impl HfWeights {
 
     /// A tensor in the run's dtype.
     pub fn get(&self, name: &str) -> Result<Tensor> {
-        if !self.has(name) {
-            return Err(ModelError::corrupt(&self.dir, format!("tensor `{name}` is missing from the checkpoint")));
-        }
         let t = self.raw(name)?;
         Ok(if t.dtype() == self.dtype { t } else { t.to_dtype(self.dtype)? })
     }
@@ -225,9 +225,6 @@ impl HfWeights {
 
     /// RMSNorm (weights kept in f32); Gemma stores `w` for a scale of `1 + w`, applied in f32.
     pub fn rms_norm(&self, name: &str, eps: f64, plus_one: bool) -> Result<RmsNorm> {
-        if !self.has(name) {
-            return Err(ModelError::corrupt(&self.dir, format!("tensor `{name}` is missing from the checkpoint")));
-        }
         // From the file's dtype straight to f32 (not through the run's half type).
         let w = self.raw(name)?.to_dtype(DType::F32)?;
         Ok(RmsNorm { weight: if plus_one { (w + 1.0)? } else { w }, eps: eps as f32, scale_after_cast: !plus_one })
