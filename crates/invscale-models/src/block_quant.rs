@@ -1,14 +1,19 @@
-//! The CPU matmul for GGUF matrices stored in 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0),
-//! with llama.cpp's arithmetic and a prompt-sized (many rows at once) loop.
+//! The CPU matmul for GGUF matrices in llama.cpp's block formats — the 32-value ones (Q4_0, Q4_1,
+//! Q5_0, Q5_1, Q8_0) and the 256-value K-quants that small models mix in (Q4_K, Q6_K) — with
+//! llama.cpp's arithmetic and a prompt-sized (many rows at once) loop.
 //!
-//! Why our own: candle's kernels for Q4_1 and Q5_x are scalar, and its packed fast paths need
+//! Why our own: candle's kernels for Q4_1 and Q5_x are scalar, its packed fast paths need
 //! rows of a multiple of 256 values, which the small models of this project (hidden sizes 576,
-//! 640, 896) do not have. llama.cpp quantizes each 32-value block of the activations to 8 bits
-//! (`Q8_0`; `Q8_1` with its scaled sum for the formats with a minimum) and multiplies blocks in
+//! 640, 896) do not have, and its K-quant products copy the matrices out of the file and run one
+//! dot product per (weight row, activation row) on rayon's pool. llama.cpp quantizes the
+//! activations to 8 bits (`Q8_0` per 32 values; `Q8_1` with its scaled sum for the formats with a
+//! minimum; `Q8_K`, one f32 scale per 256 values, for the K-quants) and multiplies blocks in
 //! integers; so does this kernel, giving the same integer dot products and the same scales:
 //!
-//!   y = Σ_blocks d_w · d_a · Σ_j (q_w[j] − offset) · q_a[j]   (+ m_w · s_a for Q4_1 / Q5_1)
+//!   y = Σ_blocks d_w · d_a · Σ_j (q_w[j] − offset) · q_a[j]   (+ m_w · s_a for Q4_1 / Q5_1 / Q4_K)
 //!
+//! A K-quant's 256-value block is taken as eight 32-value blocks with its sub-block scales folded
+//! in (Q4_K: d·scale and −dmin·min per 32 values; Q6_K: d·scale per 16 values, two to a block).
 //! Only the order of the float sums differs. Weights stay in their file format (memory as the
 //! file); a tile of rows is unpacked to one byte per value when a matmul reaches it and used for
 //! every activation row, so unpacking costs nothing next to the products.
@@ -19,7 +24,10 @@
 
 use half::f16;
 
+/// Values of the blocks the kernel multiplies (a K-quant's 256 are eight of them).
 const QK: usize = 32;
+/// Values of a K-quant block (a `Q8_K` activation block too).
+const QK_K: usize = 256;
 
 /// A GGUF block format this kernel multiplies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +37,8 @@ pub enum BlockFormat {
     Q5_0,
     Q5_1,
     Q8_0,
+    Q4K,
+    Q6K,
 }
 
 impl BlockFormat {
@@ -40,11 +50,20 @@ impl BlockFormat {
             G::Q5_0 => BlockFormat::Q5_0,
             G::Q5_1 => BlockFormat::Q5_1,
             G::Q8_0 => BlockFormat::Q8_0,
+            G::Q4K => BlockFormat::Q4K,
+            G::Q6K => BlockFormat::Q6K,
             _ => return None,
         })
     }
 
-    /// Bytes per block in the file: f16 scale, [f16 min], [u32 high bits], packed values.
+    /// Values a stored block holds.
+    fn block_values(self) -> usize {
+        if self.k_quant() { QK_K } else { QK }
+    }
+
+    /// Bytes per stored block: f16 scale, [f16 min], [u32 high bits], packed values (the
+    /// K-quants: Q4_K d, dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles; Q6_K 128 bytes
+    /// of low nibbles, 64 of high bit pairs, 16 i8 scales, d).
     fn block_bytes(self) -> usize {
         match self {
             BlockFormat::Q4_0 => 18,
@@ -52,6 +71,8 @@ impl BlockFormat {
             BlockFormat::Q5_0 => 22,
             BlockFormat::Q5_1 => 24,
             BlockFormat::Q8_0 => 34,
+            BlockFormat::Q4K => 144,
+            BlockFormat::Q6K => 210,
         }
     }
 
@@ -61,12 +82,23 @@ impl BlockFormat {
             BlockFormat::Q4_0 => 8,
             BlockFormat::Q5_0 => 16,
             BlockFormat::Q8_0 => 128,
-            BlockFormat::Q4_1 | BlockFormat::Q5_1 => 0,
+            BlockFormat::Q6K => 32,
+            BlockFormat::Q4_1 | BlockFormat::Q5_1 | BlockFormat::Q4K => 0,
         }
     }
 
     fn has_min(self) -> bool {
-        matches!(self, BlockFormat::Q4_1 | BlockFormat::Q5_1)
+        matches!(self, BlockFormat::Q4_1 | BlockFormat::Q5_1 | BlockFormat::Q4K)
+    }
+
+    /// Multiplied against `Q8_K` activations (llama.cpp's `vec_dot_type` of the K-quants).
+    fn k_quant(self) -> bool {
+        matches!(self, BlockFormat::Q4K | BlockFormat::Q6K)
+    }
+
+    /// Scales per 32-value block: Q6_K has one per 16 values.
+    fn scales_per_block(self) -> usize {
+        if self == BlockFormat::Q6K { 2 } else { 1 }
     }
 }
 
@@ -87,7 +119,8 @@ pub struct BlockMatrix {
 impl BlockMatrix {
     /// `data` as stored in the GGUF file, row after row. None when the sizes do not fit.
     pub fn new(format: BlockFormat, rows: usize, cols: usize, data: impl AsRef<[u8]> + Send + Sync + 'static) -> Option<BlockMatrix> {
-        let fits = cols.is_multiple_of(QK) && data.as_ref().len() == rows * (cols / QK) * format.block_bytes();
+        let per = format.block_values();
+        let fits = cols.is_multiple_of(per) && data.as_ref().len() == rows * (cols / per) * format.block_bytes();
         fits.then(|| BlockMatrix { format, rows, cols, data: Box::new(data) })
     }
 
@@ -111,14 +144,19 @@ impl BlockMatrix {
         (self.rows, self.cols)
     }
 
+    /// 32-value blocks in a row.
     fn blocks(&self) -> usize {
         self.cols / QK
     }
 
     /// Rows `first..first + count` as one unsigned byte per value (`q`, row after row), with
-    /// each block's scale (`d`) and minimum (`m`, zero for the offset formats).
+    /// each 32-value block's scale (`d`; two, one per 16 values, for Q6_K) and minimum (`m`, zero
+    /// for the offset formats).
     #[inline(always)]
     fn unpack(&self, first: usize, count: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
+        if self.format.k_quant() {
+            return self.unpack_k(first, count, q, d, m);
+        }
         let (nb, bs) = (self.blocks(), self.format.block_bytes());
         let data = (*self.data).as_ref();
         for r in 0..count {
@@ -150,6 +188,63 @@ impl BlockMatrix {
                             out[j] = body[j] ^ 0x80; // i8 + 128 as u8
                         }
                     }
+                    BlockFormat::Q4K | BlockFormat::Q6K => unreachable!("K-quants unpack in unpack_k"),
+                }
+            }
+        }
+    }
+
+    /// [`unpack`](Self::unpack) for the K-quants, as ggml's `dequantize_row_q4_K` / `_q6_K` lay
+    /// the values out; each sub-block's scale (Q4_K: 6 bits a 32-value block, with a 6-bit
+    /// minimum; Q6_K: an i8 a 16-value half block) times the block's f16 `d` (`dmin`): a product
+    /// of an f16 and a small integer, exact in f32.
+    #[inline(always)]
+    fn unpack_k(&self, first: usize, count: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
+        let (nb, bs, per_row) = (self.blocks(), self.format.block_bytes(), self.cols / QK_K);
+        let data = (*self.data).as_ref();
+        for r in 0..count {
+            for s in 0..per_row {
+                let block = &data[((first + r) * per_row + s) * bs..][..bs];
+                // The first 32-value block of this 256-value block, in the tile's arrays.
+                let b0 = r * nb + s * 8;
+                let out = &mut q[b0 * QK..][..QK_K];
+                match self.format {
+                    BlockFormat::Q4K => {
+                        let (scale, min) = (half(block, 0), half(block, 2));
+                        let (scales, qs) = (&block[4..16], &block[16..144]);
+                        for j in 0..8 {
+                            let (sc, mn) = scale_min_k4(j, scales);
+                            d[b0 + j] = scale * f32::from(sc);
+                            m[b0 + j] = -(min * f32::from(mn));
+                        }
+                        // Sub-blocks 2i and 2i+1 are the low and high nibbles of 32 bytes.
+                        for i in 0..4 {
+                            for l in 0..32 {
+                                let v = qs[32 * i + l];
+                                out[64 * i + l] = v & 0x0F;
+                                out[64 * i + 32 + l] = v >> 4;
+                            }
+                        }
+                    }
+                    BlockFormat::Q6K => {
+                        let scale = half(block, 208);
+                        for n in 0..2 {
+                            let (ql, qh) = (&block[64 * n..][..64], &block[128 + 32 * n..][..32]);
+                            let out = &mut out[128 * n..][..128];
+                            for l in 0..32 {
+                                out[l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
+                                out[l + 32] = (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+                                out[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                                out[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                            }
+                        }
+                        // One i8 scale per 16 values, in order: two per 32-value block.
+                        for (g, &sc) in block[192..208].iter().enumerate() {
+                            d[2 * b0 + g] = scale * f32::from(sc as i8);
+                        }
+                        m[b0..b0 + 8].fill(0.0);
+                    }
+                    _ => unreachable!("32-value formats unpack in unpack"),
                 }
             }
         }
@@ -158,10 +253,11 @@ impl BlockMatrix {
     /// Row `r` in f32 (`d · (q − offset) + m`), for tests and checks.
     pub fn dequantize_row(&self, r: usize) -> Vec<f32> {
         let nb = self.blocks();
-        let (mut q, mut d, mut m) = (vec![0u8; self.cols], vec![0f32; nb], vec![0f32; nb]);
+        let per = QK / self.format.scales_per_block();
+        let (mut q, mut d, mut m) = (vec![0u8; self.cols], vec![0f32; nb * 2], vec![0f32; nb]);
         self.unpack(r, 1, &mut q, &mut d, &mut m);
         let offset = self.format.offset();
-        q.iter().enumerate().map(|(i, &v)| d[i / QK] * (i32::from(v) - offset) as f32 + m[i / QK]).collect()
+        q.iter().enumerate().map(|(i, &v)| d[i / per] * (i32::from(v) - offset) as f32 + m[i / QK]).collect()
     }
 
     /// Rows `ids` in f32, one after another: an embedding lookup on a quantized table (llama.cpp's
@@ -193,16 +289,22 @@ impl BlockMatrix {
     pub fn matmul_portable(&self, acts: &QuantizedRows, y: &mut [f32]) {
         let (nb, n) = (self.blocks(), self.rows);
         let offset = self.format.offset();
-        let (mut q, mut d, mut mins) = (vec![0u8; self.cols], vec![0f32; nb], vec![0f32; nb]);
+        // Values sharing a scale: 32, or 16 (Q6_K).
+        let spb = self.format.scales_per_block();
+        let per = QK / spb;
+        let (mut q, mut d, mut mins) = (vec![0u8; self.cols], vec![0f32; nb * 2], vec![0f32; nb]);
         for r in 0..n {
             self.unpack(r, 1, &mut q, &mut d, &mut mins);
             for c in 0..acts.m {
                 let mut sum = 0f32;
                 for b in 0..nb {
-                    let a = &acts.q[(c * nb + b) * QK..][..QK];
-                    let w = &q[b * QK..][..QK];
-                    let dot: i32 = w.iter().zip(a).map(|(&w, &a)| (i32::from(w) - offset) * i32::from(a)).sum();
-                    sum += d[b] * acts.d[c * nb + b] * dot as f32 + mins[b] * acts.s[c * nb + b];
+                    for h in 0..spb {
+                        let a = &acts.q[(c * nb + b) * QK + h * per..][..per];
+                        let w = &q[b * QK + h * per..][..per];
+                        let dot: i32 = w.iter().zip(a).map(|(&w, &a)| (i32::from(w) - offset) * i32::from(a)).sum();
+                        sum += d[b * spb + h] * acts.d[c * nb + b] * dot as f32;
+                    }
+                    sum += mins[b] * acts.s[c * nb + b];
                 }
                 y[c * n + r] = sum;
             }
@@ -210,25 +312,52 @@ impl BlockMatrix {
     }
 }
 
-/// Activation rows quantized to 8 bits per 32-value block (llama.cpp's `Q8_0` / `Q8_1`).
+/// ggml's `get_scale_min_k4`: Q4_K's 6-bit scale and minimum of sub-block `j`, packed in 12 bytes.
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Activation rows quantized to 8 bits as llama.cpp does for a weight format: per 32-value block
+/// (`Q8_0` / `Q8_1`), or per 256 values with an f32 scale (`Q8_K`, for the K-quants).
 pub struct QuantizedRows {
     m: usize,
     /// The weight format's offset that `neg_offset_sum` was made for.
     offset: i32,
+    /// `Q8_K` (one f32 scale per 256 values) rather than `Q8_0` / `Q8_1`.
+    k_quant: bool,
     /// Values, row after row.
     q: Vec<i8>,
-    /// Per block: the scale as llama.cpp stores it (f16).
+    /// Per 32-value block: the scale as llama.cpp stores it (f16; `Q8_K`'s f32 scale of the
+    /// 256 values the block is in).
     d: Vec<f32>,
-    /// Per block: `Q8_1`'s scaled sum `d · Σq` (f16), for formats with a minimum.
+    /// Per block: `d · Σq` (`Q8_1`'s, stored f16; exact integer sums times `Q8_K`'s scale), for
+    /// formats with a minimum.
     s: Vec<f32>,
-    /// Per block: `−offset · Σq`, the weights' offset taken out in integers.
+    /// Per block (per 16 values for Q6_K, whose scales are per 16): `−offset · Σq`, the
+    /// weights' offset taken out in integers.
     neg_offset_sum: Vec<i32>,
+    /// Offset sums per block: 1, or 2 for Q6_K.
+    sums_per_block: usize,
+}
+
+/// Round to nearest, ties to even, as `_mm256_round_ps` and ggml's `nearest_int`: adding and
+/// removing 1.5·2^23 does it for |x| < 2^22 (ours are ≤ 127) in a few vector instructions, where
+/// `round_ties_even` is a libm call per value on baseline x86-64.
+#[inline(always)]
+fn nearest_int(x: f32) -> i32 {
+    const SHIFT: f32 = 12_582_912.0;
+    ((x + SHIFT) - SHIFT) as i32
 }
 
 impl QuantizedRows {
-    /// Whether these activations serve a matrix in `format` (any format with the same offset).
+    /// Whether these activations serve a matrix in `format` (any format with the same offset
+    /// and activation type).
     pub fn serve(&self, format: BlockFormat) -> bool {
-        self.offset == format.offset()
+        self.offset == format.offset() && self.k_quant == format.k_quant() && self.sums_per_block == format.scales_per_block()
     }
 
     pub fn new(x: &[f32], m: usize, k: usize, format: BlockFormat) -> QuantizedRows {
@@ -236,19 +365,58 @@ impl QuantizedRows {
         let mut out = QuantizedRows {
             m,
             offset: format.offset(),
+            k_quant: format.k_quant(),
+            sums_per_block: format.scales_per_block(),
             q: vec![0; m * k],
             d: vec![0.0; m * nb],
             s: vec![0.0; m * nb],
-            neg_offset_sum: vec![0; m * nb],
+            neg_offset_sum: vec![0; m * nb * format.scales_per_block()],
         };
         let offset = out.offset;
         struct Out(*mut i8, *mut f32, *mut f32, *mut i32);
         unsafe impl Sync for Out {}
         let dst = Out(out.q.as_mut_ptr(), out.d.as_mut_ptr(), out.s.as_mut_ptr(), out.neg_offset_sum.as_mut_ptr());
+        let (k_quant, halves) = (format.k_quant(), format.scales_per_block() == 2);
         // Rows in parallel on candle's pool (a prompt's activations are ~10% of a matmul's time
         // on one thread).
         candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
             let dst = &dst;
+            if k_quant {
+                for i in rows.start * (k / QK_K)..rows.end * (k / QK_K) {
+                    let xs = &x[i * QK_K..][..QK_K];
+                    // SAFETY: super-block i of the outputs belongs to row i / (k / 256) alone, and
+                    // each row to one chunk.
+                    let qs = unsafe { std::slice::from_raw_parts_mut(dst.0.add(i * QK_K), QK_K) };
+                    // ggml's quantize_row_q8_K_ref (x86 included): the value of largest magnitude
+                    // (the first such) maps to −127; d = 1/iscale, kept f32.
+                    // (A max over the block, then its first value of that magnitude: the same pick
+                    // as ggml's running `ax > amax`, in loops that vectorise.)
+                    let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    let (d, iscale) = match xs.iter().find(|v| v.abs() == amax) {
+                        Some(&max) if amax != 0.0 => (1.0 / (-127.0 / max), -127.0 / max),
+                        _ => (0.0, 0.0),
+                    };
+                    for (q, &v) in qs.iter_mut().zip(xs) {
+                        *q = nearest_int(iscale * v).min(127) as i8;
+                    }
+                    for b in 0..QK_K / QK {
+                        let at = i * (QK_K / QK) + b;
+                        let (lo, hi) = qs[b * QK..][..QK].split_at(QK / 2);
+                        let (lo, hi): (i32, i32) = (lo.iter().map(|&v| i32::from(v)).sum(), hi.iter().map(|&v| i32::from(v)).sum());
+                        unsafe {
+                            *dst.1.add(at) = d;
+                            *dst.2.add(at) = d * (lo + hi) as f32;
+                            if halves {
+                                *dst.3.add(2 * at) = -offset * lo;
+                                *dst.3.add(2 * at + 1) = -offset * hi;
+                            } else {
+                                *dst.3.add(at) = -offset * (lo + hi);
+                            }
+                        }
+                    }
+                }
+                return;
+            }
             for i in rows.start * nb..rows.end * nb {
                 let xs = &x[i * QK..][..QK];
                 // SAFETY: block i of the outputs belongs to row i / nb alone, and each row to
@@ -261,12 +429,7 @@ impl QuantizedRows {
                 let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
                 let mut sum = 0i32;
                 for (q, v) in qs.iter_mut().zip(xs) {
-                    // Round to nearest, ties to even, as `_mm256_round_ps`: adding and removing
-                    // 1.5·2^23 does it for |x| < 2^22 (ours are ≤ 127) in a few vector
-                    // instructions, where `round_ties_even` is a libm call per value on
-                    // baseline x86-64.
-                    const SHIFT: f32 = 12_582_912.0;
-                    let r = ((v * id + SHIFT) - SHIFT) as i32;
+                    let r = nearest_int(v * id);
                     *q = r as i8;
                     sum += r;
                 }
@@ -304,182 +467,183 @@ mod x86 {
         })
     }
 
-    /// Rows of weights unpacked per tile: enough to reuse each activation row many times, few
-    /// enough to stay in L2 (the widest matrices have 4864-value rows).
-    const TILE_ROWS: usize = 32;
+    /// Weight rows a tile holds: one per 32-bit lane of a 512-bit vector, so a tile's sums for
+    /// one activation row are one vector (no horizontal sums) and the per-block float work
+    /// (convert, scale, accumulate) is shared by 16 rows.
+    const LANES: usize = 16;
+    /// Activation rows run against a tile at once: independent `vpdpbusd` chains, each weight
+    /// vector loaded once for all of them.
+    const ACT_ROWS: usize = 8;
 
     struct Dst(*mut f32);
     unsafe impl Send for Dst {}
     unsafe impl Sync for Dst {}
 
+    /// A tile of 16 weight rows laid out for the product: for each 32-value block, eight groups
+    /// of 4 consecutive values, each group the 16 rows' 4 bytes side by side (one 512-bit
+    /// vector, `vpdpbusd` against the activation's 4 bytes broadcast); each scale group's 16
+    /// scales, and each block's 16 minima, side by side.
+    struct Tile {
+        q: Vec<u8>,
+        d: Vec<f32>,
+        mins: Vec<f32>,
+        /// One row unpacked, before it is spread over the lanes.
+        row_q: Vec<u8>,
+        row_d: Vec<f32>,
+        row_m: Vec<f32>,
+    }
+
+    impl Tile {
+        fn new(k: usize) -> Tile {
+            let nb = k / QK;
+            Tile {
+                q: vec![0; LANES * k],
+                d: vec![0.0; LANES * nb * 2],
+                mins: vec![0.0; LANES * nb],
+                row_q: vec![0; k],
+                row_d: vec![0.0; nb * 2],
+                row_m: vec![0.0; nb],
+            }
+        }
+
+        /// Rows `first..first + count` of `w` into the lanes; lanes past `count` hold zeros.
+        #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,f16c")]
+        unsafe fn fill(&mut self, w: &BlockMatrix, first: usize, count: usize) {
+            let (nb, spb) = (w.blocks(), w.format.scales_per_block());
+            for lane in 0..LANES {
+                if lane < count {
+                    w.unpack(first + lane, 1, &mut self.row_q, &mut self.row_d, &mut self.row_m);
+                } else {
+                    self.row_q.fill(0);
+                    self.row_d.fill(0.0);
+                    self.row_m.fill(0.0);
+                }
+                // Group g of the row (values 4g..4g+4) goes to lane `lane` of vector g.
+                let src = self.row_q.as_ptr().cast::<u32>();
+                let dst = self.q.as_mut_ptr().cast::<u32>();
+                for g in 0..nb * 8 {
+                    dst.add(g * LANES + lane).write_unaligned(src.add(g).read_unaligned());
+                }
+                for t in 0..nb * spb {
+                    self.d[t * LANES + lane] = self.row_d[t];
+                }
+                for b in 0..nb {
+                    self.mins[b * LANES + lane] = self.row_m[b];
+                }
+            }
+        }
+    }
+
     pub fn matmul(w: &BlockMatrix, acts: &QuantizedRows, y: &mut [f32]) {
-        let (n, k, nb) = (w.rows, w.cols, w.blocks());
+        let n = w.rows;
         let dst = Dst(y.as_mut_ptr());
-        let tiles = n.div_ceil(TILE_ROWS);
+        let tiles = n.div_ceil(LANES);
         // candle's own worker pool, not rayon's: candle runs its elementwise ops there and its
         // workers spin between ops; two pools on two cores steal each other's time (measured:
         // every op of the forward pass ~50% slower with the kernel on rayon).
         candle_core::utils::barrier_pool().execute_chunked(tiles, |range| {
-            let (mut q, mut d, mut mins) = (vec![0u8; TILE_ROWS * k], vec![0f32; TILE_ROWS * nb], vec![0f32; TILE_ROWS * nb]);
-            for tile in range {
-                let first = tile * TILE_ROWS;
-                let count = TILE_ROWS.min(n - first);
-                // SAFETY: the features were detected.
-                unsafe { unpack_vectorised(w, first, count, &mut q, &mut d, &mut mins) };
-                let dst = &dst;
+            let mut tile = Tile::new(w.cols);
+            for t in range {
+                let first = t * LANES;
+                let count = LANES.min(n - first);
                 // SAFETY: the features were detected; every (row, column) of `y` is written by
                 // exactly one tile, so tiles running at once never touch the same element.
                 unsafe {
-                    if w.format.offset() != 0 {
-                        tile_rows::<true>(w, acts, first, count, &q, &d, &mins, dst.0)
-                    } else {
-                        tile_rows::<false>(w, acts, first, count, &q, &d, &mins, dst.0)
+                    tile.fill(w, first, count);
+                    let dst = &dst;
+                    match (w.format.offset() != 0, w.format.scales_per_block() == 2, w.format.has_min()) {
+                        (true, false, false) => tile_rows::<true, 1, false>(w, acts, first, count, &tile, dst.0),
+                        (false, false, true) => tile_rows::<false, 1, true>(w, acts, first, count, &tile, dst.0),
+                        (true, true, false) => tile_rows::<true, 2, false>(w, acts, first, count, &tile, dst.0),
+                        other => unreachable!("no block format is {other:?}"),
                     }
-                };
+                }
             }
         });
     }
 
-    /// [`BlockMatrix::unpack`] compiled for the vector units the kernel runs on (its byte loops
-    /// vectorise; for one-row products, the LM head of a 262k vocabulary, unpacking is the cost).
-    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,f16c")]
-    unsafe fn unpack_vectorised(w: &BlockMatrix, first: usize, count: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
-        w.unpack(first, count, q, d, m)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
-    unsafe fn tile_rows<const OFFSET: bool>(
+    /// Every activation row against one tile, `ACT_ROWS` at a time.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
+    unsafe fn tile_rows<const OFFSET: bool, const SPB: usize, const MIN: bool>(
         w: &BlockMatrix,
         acts: &QuantizedRows,
         first: usize,
         count: usize,
-        q: &[u8],
-        d: &[f32],
-        mins: &[f32],
+        tile: &Tile,
         y: *mut f32,
     ) {
-        let (n, k, nb, m) = (w.rows, w.cols, w.blocks(), acts.m);
-        let has_min = w.format.has_min();
+        let (n, m) = (w.rows, acts.m);
+        let mask: __mmask16 = if count == LANES { !0 } else { (1u16 << count) - 1 };
         let mut c = 0;
         while c < m {
-            let cs = (m - c).min(4);
-            let mut r = 0;
-            while r < count {
-                let rs = (count - r).min(4);
-                let mut out = [[0f32; 4]; 4];
-                let wp = Operand { q: q.as_ptr().add(r * k), d: d.as_ptr().add(r * nb) };
-                let ap = Acts {
-                    q: acts.q.as_ptr().add(c * k).cast(),
-                    d: acts.d.as_ptr().add(c * nb),
-                    off: acts.neg_offset_sum.as_ptr().add(c * nb),
-                };
-                // Fewer than 4 activation rows (the LM head on a prompt's last row): 4 weight
-                // rows at a time still, 4 independent accumulators instead of one chain.
-                match (rs, cs) {
-                    (4, 4) => tile::<4, 4, OFFSET>(nb, k, wp, ap, &mut out),
-                    (4, 3) => tile::<4, 3, OFFSET>(nb, k, wp, ap, &mut out),
-                    (4, 2) => tile::<4, 2, OFFSET>(nb, k, wp, ap, &mut out),
-                    (4, 1) => tile::<4, 1, OFFSET>(nb, k, wp, ap, &mut out),
-                    _ => {
-                    for (i, row) in out.iter_mut().enumerate().take(rs) {
-                        for (j, cell) in row.iter_mut().enumerate().take(cs) {
-                            let mut one = [[0f32; 4]; 4];
-                            let wp = Operand { q: wp.q.add(i * k), d: wp.d.add(i * nb) };
-                            let ap = Acts { q: ap.q.add(j * k), d: ap.d.add(j * nb), off: ap.off.add(j * nb) };
-                            tile::<1, 1, OFFSET>(nb, k, wp, ap, &mut one);
-                            *cell = one[0][0];
-                        }
-                    }
-                    }
-                }
-                for i in 0..rs {
-                    for j in 0..cs {
-                        let mut v = out[i][j];
-                        if has_min {
-                            v += dot_f32(&mins[(r + i) * nb..][..nb], &acts.s[(c + j) * nb..][..nb]);
-                        }
-                        *y.add((c + j) * n + first + r + i) = v;
-                    }
-                }
-                r += rs;
+            let cs = (m - c).min(ACT_ROWS);
+            let out = y.add(c * n + first);
+            match cs {
+                8 => rows::<8, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                7 => rows::<7, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                6 => rows::<6, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                5 => rows::<5, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                4 => rows::<4, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                3 => rows::<3, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                2 => rows::<2, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                _ => rows::<1, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
             }
             c += cs;
         }
     }
 
-    #[derive(Clone, Copy)]
-    struct Operand {
-        q: *const u8,
-        d: *const f32,
-    }
-
-    #[derive(Clone, Copy)]
-    struct Acts {
-        q: *const i8,
-        d: *const f32,
-        off: *const i32,
-    }
-
-    /// `R` weight rows × `C` activation rows over all blocks: per block the integer dot product
-    /// (`vpdpbusd`, unsigned weights × signed activations, started from −offset·Σq_a), then
-    /// scaled by d_w·d_a into float accumulators.
+    /// `C` activation rows (from `c0`) × the tile's 16 weight rows over all blocks: per scale
+    /// group (32 values, 16 for Q6_K) the integer dot products (`vpdpbusd`, unsigned weights ×
+    /// signed activations, started from −offset·Σq_a), then × d_w·d_a into float sums, and the
+    /// minima's m_w·s_a for the formats that have them.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const C: usize, const OFFSET: bool>(
-        nb: usize,
-        k: usize,
-        w: Operand,
-        a: Acts,
-        out: &mut [[f32; 4]; 4],
+    unsafe fn rows<const C: usize, const OFFSET: bool, const SPB: usize, const MIN: bool>(
+        w: &BlockMatrix,
+        acts: &QuantizedRows,
+        c0: usize,
+        tile: &Tile,
+        out: *mut f32,
+        n: usize,
+        mask: __mmask16,
     ) {
-        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        let (k, nb) = (w.cols, w.blocks());
+        let groups = 8 / SPB;
+        let aq = acts.q.as_ptr().add(c0 * k);
+        let mut acc = [_mm512_setzero_ps(); C];
+        // The minima's terms apart, added at the end (llama.cpp's `hsum(acc) + summs`).
+        let mut acc_min = [_mm512_setzero_ps(); C];
         for b in 0..nb {
-            let mut wv = [_mm256_setzero_si256(); R];
-            for (r, v) in wv.iter_mut().enumerate() {
-                *v = _mm256_loadu_si256(w.q.add(r * k + b * QK).cast());
+            for h in 0..SPB {
+                let mut sums = [_mm512_setzero_si512(); C];
+                if OFFSET {
+                    for (j, s) in sums.iter_mut().enumerate() {
+                        *s = _mm512_set1_epi32(*acts.neg_offset_sum.get_unchecked(((c0 + j) * nb + b) * SPB + h));
+                    }
+                }
+                for g in b * 8 + h * groups..b * 8 + (h + 1) * groups {
+                    let wv = _mm512_loadu_si512(tile.q.as_ptr().add(g * LANES * 4).cast());
+                    for (j, s) in sums.iter_mut().enumerate() {
+                        let a = aq.add(j * k + g * 4).cast::<i32>().read_unaligned();
+                        *s = _mm512_dpbusd_epi32(*s, wv, _mm512_set1_epi32(a));
+                    }
+                }
+                let dw = _mm512_loadu_ps(tile.d.as_ptr().add((b * SPB + h) * LANES));
+                for (j, s) in sums.iter().enumerate() {
+                    let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*acts.d.get_unchecked((c0 + j) * nb + b)));
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(*s), scale, acc[j]);
+                }
             }
-            for c in 0..C {
-                let av = _mm256_loadu_si256(a.q.add(c * k + b * QK).cast());
-                let init = if OFFSET {
-                    _mm256_zextsi128_si256(_mm_cvtsi32_si128(*a.off.add(c * nb + b)))
-                } else {
-                    _mm256_setzero_si256()
-                };
-                let da = _mm256_set1_ps(*a.d.add(c * nb + b));
-                for r in 0..R {
-                    let p = _mm256_dpbusd_epi32(init, wv[r], av);
-                    let scale = _mm256_mul_ps(_mm256_set1_ps(*w.d.add(r * nb + b)), da);
-                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[r][c]);
+            if MIN {
+                let mv = _mm512_loadu_ps(tile.mins.as_ptr().add(b * LANES));
+                for (j, a) in acc_min.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(mv, _mm512_set1_ps(*acts.s.get_unchecked((c0 + j) * nb + b)), *a);
                 }
             }
         }
-        for r in 0..R {
-            for c in 0..C {
-                out[r][c] = hsum(acc[r][c]);
-            }
+        for (j, a) in acc.iter().enumerate() {
+            let a = if MIN { _mm512_add_ps(*a, acc_min[j]) } else { *a };
+            _mm512_mask_storeu_ps(out.add(j * n), mask, a);
         }
-    }
-
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
-
-    #[inline(always)]
-    unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let chunks = a.len() / 8;
-        for i in 0..chunks {
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i * 8)), _mm256_loadu_ps(b.as_ptr().add(i * 8)), acc);
-        }
-        let mut s = hsum(acc);
-        for i in chunks * 8..a.len() {
-            s += a[i] * b[i];
-        }
-        s
     }
 }
 
@@ -494,9 +658,22 @@ mod tests {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (state >> 33) as u32
         };
-        let nb = cols / QK;
         let mut data = Vec::new();
-        for _ in 0..rows * nb {
+        let small_half = |v: u32| f16::from_f32(0.001 + (v % 1000) as f32 * 1e-5).to_le_bytes();
+        if format.k_quant() {
+            // Every byte random but the f16 scales (random bits could be NaN or infinite).
+            for _ in 0..rows * (cols / QK_K) {
+                let mut block: Vec<u8> = (0..format.block_bytes()).map(|_| next() as u8).collect();
+                let at = if format == BlockFormat::Q4K { 0 } else { 208 };
+                block[at..at + 2].copy_from_slice(&small_half(next()));
+                if format == BlockFormat::Q4K {
+                    block[2..4].copy_from_slice(&small_half(next()));
+                }
+                data.extend(block);
+            }
+            return BlockMatrix::new(format, rows, cols, data).unwrap();
+        }
+        for _ in 0..rows * (cols / QK) {
             let d = f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
             data.extend(d.to_le_bytes());
             if format.has_min() {
@@ -509,6 +686,7 @@ mod tests {
                     (0..16).for_each(|_| data.push(next() as u8));
                 }
                 BlockFormat::Q8_0 => (0..32).for_each(|_| data.push(next() as u8)),
+                BlockFormat::Q4K | BlockFormat::Q6K => unreachable!(),
             }
         }
         BlockMatrix::new(format, rows, cols, data).unwrap()
@@ -518,19 +696,34 @@ mod tests {
         (0..m * k).map(|i| ((i * 7919 % 2003) as f32 / 1001.0 - 1.0) * if i % 97 == 0 { 8.0 } else { 1.0 }).collect()
     }
 
-    const FORMATS: [BlockFormat; 5] =
-        [BlockFormat::Q4_0, BlockFormat::Q4_1, BlockFormat::Q5_0, BlockFormat::Q5_1, BlockFormat::Q8_0];
+    const FORMATS: [BlockFormat; 7] = [
+        BlockFormat::Q4_0,
+        BlockFormat::Q4_1,
+        BlockFormat::Q5_0,
+        BlockFormat::Q5_1,
+        BlockFormat::Q8_0,
+        BlockFormat::Q4K,
+        BlockFormat::Q6K,
+    ];
+
+    /// A row length of `blocks` of the format's blocks (K-quants: 256 values a block).
+    fn cols(format: BlockFormat, blocks: usize) -> usize {
+        blocks * format.block_values()
+    }
 
     #[test]
     fn unpacking_matches_candles_dequantization() {
         // candle's dequantizers follow ggml's reference C; ours must give the same values.
         use candle_core::quantized::{GgmlDType, QTensor};
-        for (format, dtype) in FORMATS.iter().zip([GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0]) {
-            let w = random_matrix(*format, 3, 64, 7);
+        let dtypes = [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K];
+        for (format, dtype) in FORMATS.iter().zip(dtypes) {
+            assert_eq!(BlockFormat::from_ggml(dtype), Some(*format));
+            let k = cols(*format, 2);
+            let w = random_matrix(*format, 3, k, 7);
             let bytes = (*w.data).as_ref();
             let q = QTensor::new(
                 candle_core::quantized::QStorage::from_data(std::borrow::Cow::Borrowed(bytes), &candle_core::Device::Cpu, dtype).unwrap(),
-                (3, 64),
+                (3, k),
             )
             .unwrap();
             let want = q.dequantize(&candle_core::Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
@@ -544,7 +737,7 @@ mod tests {
     fn quantized_products_are_close_to_the_exact_product() {
         // The activations' 8-bit rounding costs at most ~0.4% of Σ|w·x| per block.
         for format in FORMATS {
-            let (n, k, m) = (9, 96, 5);
+            let (n, k, m) = (9, cols(format, 3), 5);
             let w = random_matrix(format, n, k, 11);
             let x = random_acts(m, k);
             let mut y = vec![0f32; m * n];
@@ -573,15 +766,21 @@ mod tests {
             return;
         }
         for format in FORMATS {
-            for (n, k, m) in [(4, 32, 4), (70, 576, 9), (37, 160, 1), (37, 160, 2), (70, 576, 7)] {
+            for (n, blocks, m) in [(4, 1, 4), (70, 18, 9), (37, 5, 1), (37, 5, 2), (70, 18, 7)] {
+                let k = cols(format, blocks);
                 let w = random_matrix(format, n, k, 3);
                 let x = random_acts(m, k);
                 let acts = QuantizedRows::new(&x, m, k, format);
                 let (mut fast, mut reference) = (vec![0f32; m * n], vec![0f32; m * n]);
                 w.matmul(&x, m, &mut fast);
                 w.matmul_portable(&acts, &mut reference);
+                // The sums' rounding is relative to the terms summed, not to the result: Q4_K's
+                // minimum terms cancel most of its products (a result 100× smaller than its terms).
+                let rows: Vec<Vec<f32>> = (0..n).map(|r| w.dequantize_row(r)).collect();
                 for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
-                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{format:?} {n}x{k}, m={m}, at {i}: {a} vs {b}");
+                    let (c, r) = (i / n, i % n);
+                    let terms: f32 = rows[r].iter().zip(&x[c * k..][..k]).map(|(w, x)| (w * x).abs()).sum();
+                    assert!((a - b).abs() <= 1e-6 * (1.0 + terms), "{format:?} {n}x{k}, m={m}, at {i}: {a} vs {b} (terms {terms})");
                 }
             }
         }
@@ -609,7 +808,37 @@ mod tests {
     }
 
     #[test]
+    fn k_quant_activations_round_like_ggml() {
+        // quantize_row_q8_K_ref: iscale = −127/max with max the value of largest magnitude (its
+        // sign kept), ties to even, the f32 scale 1/iscale kept as is; sums per 16 values.
+        let mut x = vec![0f32; 256];
+        x[0] = -127.0; // the max: iscale 1
+        x[1] = 0.5; // → 0 (even)
+        x[2] = 1.5; // → 2
+        x[3] = -1.5; // → −2
+        x[4] = 2.5; // → 2
+        x[20] = 3.0;
+        let rows = QuantizedRows::new(&x, 1, 256, BlockFormat::Q6K);
+        assert_eq!(&rows.q[..6], &[-127, 0, 2, -2, 2, 0]);
+        assert_eq!(rows.d, vec![1.0; 8], "one scale for the 256 values");
+        assert_eq!(rows.s[0], -125.0 + 3.0);
+        assert_eq!(&rows.neg_offset_sum[..3], &[-32 * -125, -32 * 3, 0], "offset sums per 16 values");
+        // A positive max flips the signs (iscale −1), as ggml's does.
+        let flipped: Vec<f32> = x.iter().map(|v| -v).collect();
+        let rows = QuantizedRows::new(&flipped, 1, 256, BlockFormat::Q4K);
+        assert_eq!(&rows.q[..6], &[-127, 0, 2, -2, 2, 0]);
+        assert_eq!(rows.d[0], -1.0);
+        assert!(!rows.serve(BlockFormat::Q6K) && !rows.serve(BlockFormat::Q4_1) && rows.serve(BlockFormat::Q4K));
+        // A scale that is no power of two stays f32 (Q8_K does not round it to f16).
+        let y: Vec<f32> = x.iter().map(|v| v / 300.0).collect();
+        let rows = QuantizedRows::new(&y, 1, 256, BlockFormat::Q4K);
+        assert_eq!(rows.d[0], 1.0 / (-127.0 / (-127.0 / 300.0)));
+    }
+
+    #[test]
     fn rejects_sizes_that_do_not_fit() {
+        assert!(BlockMatrix::new(BlockFormat::Q4K, 2, 128, vec![0; 144]).is_none());
+        assert!(BlockMatrix::new(BlockFormat::Q6K, 1, 256, vec![0; 210]).is_some());
         assert!(BlockMatrix::new(BlockFormat::Q4_1, 2, 48, vec![0; 60]).is_none());
         assert!(BlockMatrix::new(BlockFormat::Q4_1, 2, 64, vec![0; 79]).is_none());
     }

@@ -3,12 +3,17 @@
 //! log-probs on the 100 real documents of reference/llama_cpp_logprobs.py, and the class each
 //! document's highest log-likelihood picks. Fixtures from llama.cpp, never from invscale.
 //!
-//! Tolerances: mean |Δ log-prob| ≤ 0.05 nats per token, the same predicted class on ≥ 95 of the
-//! 100 documents. Why not tighter: quantizing activations to 8 bits makes the result jump with
-//! the last bit of every float before it, so any other float order — another build of llama.cpp
-//! included — lands elsewhere. Measured: llama.cpp 0.3.36 built here (GGML_NATIVE) against the
-//! fixtures (the same version, built in an earlier session) differs by mean |Δ| 0.036 (SmolLM2)
-//! and 0.032 (Gemma 3), max 1.2 nats, and picks another class on 3 of Gemma's 100 documents.
+//! Tolerances: mean |Δ log-prob| ≤ 0.05 nats per token, and the same predicted class on every
+//! document llama.cpp decides by ≥ 0.5 nats (79–86 of SmolLM2's and Gemma's 100, 48 of Qwen's);
+//! the agreement on all 100 is printed. Why not tighter: quantizing activations to 8 bits makes the
+//! result jump with the last bit of every float before it, so any other float order — another
+//! build of llama.cpp included — lands elsewhere. Measured: llama.cpp 0.3.36 built here
+//! (GGML_NATIVE) against the fixtures (the same version, built in an earlier session) differs by
+//! mean |Δ| 0.036 (SmolLM2) and 0.032 (Gemma 3), max 1.2 nats, and picks another class on 3 of
+//! Gemma's 100 documents; two float orders of invscale's own block kernel (the minima's terms
+//! added per block or at the end, both equal to the portable arithmetic to 1e-6) differ by mean
+//! |Δ| 0.058 per token on a hindsight-neglect prompt, and move the agreement on all 100 documents
+//! between 93 and 100 — always on near-ties: every flip seen had a llama.cpp margin ≤ 0.21 nats.
 //! A wrong kernel (a lost minimum or offset, a misplaced nibble) is off by nats, not hundredths.
 
 mod common;
@@ -26,7 +31,8 @@ struct Row {
 }
 
 const MEAN_ABS: f64 = 0.05;
-const SAME_CLASS: f64 = 0.95;
+/// Documents llama.cpp decides by at least this many nats must get its class.
+const DECISIVE_MARGIN: f64 = 0.5;
 
 fn argmax(xs: &[f64]) -> usize {
     // First of equals, as lm-eval's np.argmax.
@@ -48,6 +54,8 @@ fn check_model(name: &str, file: &str) -> String {
     let mut diffs = TokenDiffs::default();
     let (mut docs_checked, mut same) = (0usize, 0usize);
     let mut class_worst = 0f64;
+    let mut flipped = Vec::new();
+    let mut decisive_flips = 0usize;
     for row in &rows {
         let at = format!("{}/{}", row.task, row.doc);
         let (prompt, classes) = &docs[&(row.task.clone(), row.doc)];
@@ -67,17 +75,25 @@ fn check_model(name: &str, file: &str) -> String {
         for (a, b) in lls.iter().zip(&row.class_ll) {
             class_worst = class_worst.max((a - b).abs());
         }
-        same += usize::from(argmax(&lls) == argmax(&row.class_ll));
+        let mut sorted = row.class_ll.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let margin = sorted[0] - sorted.get(1).copied().unwrap_or(f64::NEG_INFINITY);
+        if argmax(&lls) == argmax(&row.class_ll) {
+            same += 1;
+        } else {
+            flipped.push(format!("{at} (llama.cpp margin {margin:.3})"));
+            decisive_flips += usize::from(margin >= DECISIVE_MARGIN);
+        }
         docs_checked += 1;
     }
     assert!(docs_checked >= 100, "{name}: only {docs_checked} documents in the fixture");
     let (worst, worst_at, count, mean) = (diffs.worst, &diffs.worst_at, diffs.count, diffs.mean());
     let summary = format!(
         "{name} quantized vs llama.cpp: {docs_checked} docs, {count} tokens, mean |Δ| {mean:.4}, max |Δ| {worst:.3} at {worst_at}; \
-         class log-likelihoods max |Δ| {class_worst:.3}; same class on {same}/{docs_checked}"
+         class log-likelihoods max |Δ| {class_worst:.3}; same class on {same}/{docs_checked}; other class on {flipped:?}"
     );
     assert!(mean <= MEAN_ABS, "{summary}");
-    assert!(same as f64 >= SAME_CLASS * docs_checked as f64, "{summary}");
+    assert_eq!(decisive_flips, 0, "another class than llama.cpp on a document it decides by ≥ {DECISIVE_MARGIN} nats: {summary}");
     summary
 }
 
