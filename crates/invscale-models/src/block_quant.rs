@@ -353,6 +353,56 @@ fn nearest_int(x: f32) -> i32 {
     ((x + SHIFT) - SHIFT) as i32
 }
 
+/// One 32-value block as ggml's x86 `quantize_row_q8_0` / `q8_1`: d = max|x|/127, values ×
+/// 127/max|x| rounded to nearest-even. Returns d (unrounded; stored f16 by the caller) and Σq.
+fn quantize_q8(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        // SAFETY: the features were detected; both slices hold a block.
+        return unsafe { x86::quantize_q8(xs, qs) };
+    }
+    quantize_q8_portable(xs, qs)
+}
+
+fn quantize_q8_portable(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
+    let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, v) in qs.iter_mut().zip(xs) {
+        let r = nearest_int(v * id);
+        *q = r as i8;
+        sum += r;
+    }
+    (d, sum)
+}
+
+/// One 256-value block as ggml's `quantize_row_q8_K_ref` (what x86 runs too): the value of largest
+/// magnitude (the first such) maps to −127, iscale = −127/max, values rounded to nearest-even
+/// and capped at 127. Returns d = 1/iscale (kept f32).
+fn quantize_q8_k(xs: &[f32], qs: &mut [i8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        // SAFETY: the features were detected; both slices hold a block.
+        return unsafe { x86::quantize_q8_k(xs, qs) };
+    }
+    quantize_q8_k_portable(xs, qs)
+}
+
+fn quantize_q8_k_portable(xs: &[f32], qs: &mut [i8]) -> f32 {
+    // A max over the block, then its first value of that magnitude: the same pick as ggml's
+    // running `ax > amax`.
+    let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let (d, iscale) = match xs.iter().find(|v| v.abs() == amax) {
+        Some(&max) if amax != 0.0 => (1.0 / (-127.0 / max), -127.0 / max),
+        _ => (0.0, 0.0),
+    };
+    for (q, &v) in qs.iter_mut().zip(xs) {
+        *q = nearest_int(iscale * v).min(127) as i8;
+    }
+    d
+}
+
 impl QuantizedRows {
     /// Whether these activations serve a matrix in `format` (any format with the same offset
     /// and activation type).
@@ -387,18 +437,7 @@ impl QuantizedRows {
                     // SAFETY: super-block i of the outputs belongs to row i / (k / 256) alone, and
                     // each row to one chunk.
                     let qs = unsafe { std::slice::from_raw_parts_mut(dst.0.add(i * QK_K), QK_K) };
-                    // ggml's quantize_row_q8_K_ref (x86 included): the value of largest magnitude
-                    // (the first such) maps to −127; d = 1/iscale, kept f32.
-                    // (A max over the block, then its first value of that magnitude: the same pick
-                    // as ggml's running `ax > amax`, in loops that vectorise.)
-                    let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-                    let (d, iscale) = match xs.iter().find(|v| v.abs() == amax) {
-                        Some(&max) if amax != 0.0 => (1.0 / (-127.0 / max), -127.0 / max),
-                        _ => (0.0, 0.0),
-                    };
-                    for (q, &v) in qs.iter_mut().zip(xs) {
-                        *q = nearest_int(iscale * v).min(127) as i8;
-                    }
+                    let d = quantize_q8_k(xs, qs);
                     for b in 0..QK_K / QK {
                         let at = i * (QK_K / QK) + b;
                         let (lo, hi) = qs[b * QK..][..QK].split_at(QK / 2);
@@ -422,17 +461,7 @@ impl QuantizedRows {
                 // SAFETY: block i of the outputs belongs to row i / nb alone, and each row to
                 // one chunk.
                 let qs = unsafe { std::slice::from_raw_parts_mut(dst.0.add(i * QK), QK) };
-                let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-                // ggml's x86 quantize_row_q8_0/q8_1: d = max/127, values × 127/max rounded to
-                // nearest-even, d (and s) stored as f16.
-                let d = amax / 127.0;
-                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-                let mut sum = 0i32;
-                for (q, v) in qs.iter_mut().zip(xs) {
-                    let r = nearest_int(v * id);
-                    *q = r as i8;
-                    sum += r;
-                }
+                let (d, sum) = quantize_q8(xs, qs);
                 unsafe {
                     *dst.1.add(i) = f16::from_f32(d).to_f32();
                     *dst.2.add(i) = f16::from_f32(d * sum as f32).to_f32();
@@ -465,6 +494,55 @@ mod x86 {
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("f16c")
         })
+    }
+
+    /// [`super::quantize_q8_portable`] in vectors (the same roundings: a product by 127/max,
+    /// rounded to nearest-even).
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
+    pub unsafe fn quantize_q8(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
+        assert!(xs.len() == QK && qs.len() == QK);
+        let (a, b) = (_mm512_loadu_ps(xs.as_ptr()), _mm512_loadu_ps(xs.as_ptr().add(16)));
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+        let d = amax / 127.0;
+        let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        let ra = _mm512_cvtps_epi32(_mm512_roundscale_ps::<NEAREST>(_mm512_mul_ps(a, id)));
+        let rb = _mm512_cvtps_epi32(_mm512_roundscale_ps::<NEAREST>(_mm512_mul_ps(b, id)));
+        _mm_storeu_si128(qs.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(ra));
+        _mm_storeu_si128(qs.as_mut_ptr().add(16).cast(), _mm512_cvtepi32_epi8(rb));
+        (d, _mm512_reduce_add_epi32(_mm512_add_epi32(ra, rb)))
+    }
+
+    /// [`super::quantize_q8_k_portable`] in vectors.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
+    pub unsafe fn quantize_q8_k(xs: &[f32], qs: &mut [i8]) -> f32 {
+        assert!(xs.len() == super::QK_K && qs.len() == super::QK_K);
+        let load = |t: usize| _mm512_loadu_ps(xs.as_ptr().add(16 * t));
+        let mut m = _mm512_setzero_ps();
+        for t in 0..16 {
+            m = _mm512_max_ps(m, _mm512_abs_ps(load(t)));
+        }
+        let amax = _mm512_reduce_max_ps(m);
+        if amax == 0.0 {
+            qs.fill(0);
+            return 0.0;
+        }
+        // The first value of that magnitude, its sign kept.
+        let at = (0..16)
+            .find_map(|t| {
+                let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(load(t)), _mm512_set1_ps(amax));
+                (hit != 0).then(|| 16 * t + hit.trailing_zeros() as usize)
+            })
+            .expect("the max is one of the values");
+        let iscale = -127.0 / xs[at];
+        let scale = _mm512_set1_ps(iscale);
+        const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        for t in 0..16 {
+            let r = _mm512_cvtps_epi32(_mm512_roundscale_ps::<NEAREST>(_mm512_mul_ps(load(t), scale)));
+            let r = _mm512_min_epi32(r, _mm512_set1_epi32(127));
+            _mm_storeu_si128(qs.as_mut_ptr().add(16 * t).cast(), _mm512_cvtepi32_epi8(r));
+        }
+        1.0 / iscale
     }
 
     /// Weight rows a tile holds: one per 32-bit lane of a 512-bit vector, so a tile's sums for
@@ -805,6 +883,33 @@ mod tests {
         let y: Vec<f32> = x.iter().map(|v| v / 300.0).collect();
         let rows = QuantizedRows::new(&y, 1, 32, BlockFormat::Q8_0);
         assert_eq!(rows.d[0], f16::from_f32(127.0 / 300.0 / 127.0).to_f32());
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn vector_quantization_of_activations_is_the_portable_one() {
+        if !BlockMatrix::kernel_available() {
+            eprintln!("NOTE: no AVX-512 VNNI on this CPU: the vector quantization is not used here and not tested");
+            return;
+        }
+        // Random blocks, an all-zero one, ties (x.5 after scaling), a max repeated with both signs.
+        let mut blocks: Vec<Vec<f32>> = (0..64).map(|s| random_acts(1, 256).iter().map(|v| v * (1.0 + s as f32)).rev().collect()).collect();
+        blocks.push(vec![0.0; 256]);
+        let mut ties = vec![0.5f32; 256];
+        ties[7] = -127.0;
+        ties[9] = 127.0;
+        (0..256).step_by(3).for_each(|i| ties[i] = 1.5 + i as f32 % 5.0);
+        blocks.push(ties);
+        for (n, x) in blocks.iter().enumerate() {
+            let (mut fast, mut slow) = (vec![0i8; 256], vec![0i8; 256]);
+            let (d_fast, d_slow) = unsafe { (x86::quantize_q8_k(x, &mut fast), quantize_q8_k_portable(x, &mut slow)) };
+            assert_eq!((d_fast.to_bits(), &fast), (d_slow.to_bits(), &slow), "Q8_K block {n}");
+            for b in 0..8 {
+                let (xs, f, s) = (&x[32 * b..][..32], &mut fast[32 * b..][..32], &mut slow[32 * b..][..32]);
+                let (fast_ds, slow_ds) = unsafe { (x86::quantize_q8(xs, f), quantize_q8_portable(xs, s)) };
+                assert_eq!((fast_ds.0.to_bits(), fast_ds.1, &*f), (slow_ds.0.to_bits(), slow_ds.1, &*s), "Q8_0 block {n}/{b}");
+            }
+        }
     }
 
     #[test]
