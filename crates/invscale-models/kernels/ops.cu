@@ -52,6 +52,34 @@ __device__ void fill_rows(const T* __restrict__ bias, T* __restrict__ out, int r
         for (int c = threadIdx.x; c < cols; c += blockDim.x) out[(size_t)r * cols + c] = bias[c];
 }
 
+// GPT-NeoX's attention inputs out of its fused projection: `qkv` is `[t, heads, 3, d]` (each
+// head's q, k and v side by side), `out` is `[3, t, heads, d]` (q, k, v, each token-major and
+// contiguous), q and k turned on their first `rot` dimensions as transformers' rotate_half does,
+// with its roundings (PyTorch computes each half-type op in f32 and rounds):
+// `T(T(x·cos) ∓ T(x'·sin))`, cos and sin `[t, rot/2]` already in T. One pass where the unfused
+// path copies q and k four times (contiguous, narrow, rotate, concatenate) and v once.
+template <typename T>
+__device__ void neox_qkv_rope(const T* __restrict__ qkv, const T* __restrict__ cos, const T* __restrict__ sin,
+                              T* __restrict__ out, int t, int heads, int d, int rot) {
+    const size_t n = (size_t)t * heads * d;
+    const int half = rot / 2;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < 3 * n; i += (size_t)gridDim.x * blockDim.x) {
+        const int part = (int)(i / n);
+        const size_t r = i % n;
+        const int c = (int)(r % d);
+        const size_t token_head = r / d;
+        const T* src = qkv + (token_head * 3 + part) * d;
+        T v = src[c];
+        if (part < 2 && c < rot) {
+            const size_t at = (token_head / heads) * half + (c < half ? c : c - half);
+            const float a = to_float(from_float<T>(to_float(src[c]) * to_float(cos[at])));
+            const float b = to_float(from_float<T>(to_float(src[c < half ? c + half : c - half]) * to_float(sin[at])));
+            v = from_float<T>(c < half ? a - b : a + b);
+        }
+        out[i] = v;
+    }
+}
+
 }  // namespace
 
 extern "C" __global__ void rms_norm_bf16(const __nv_bfloat16* x, const float* w, __nv_bfloat16* out, int cols, float eps, int after) {
@@ -64,3 +92,11 @@ extern "C" __global__ void fill_rows_bf16(const __nv_bfloat16* bias, __nv_bfloat
     fill_rows(bias, out, rows, cols);
 }
 extern "C" __global__ void fill_rows_f16(const __half* bias, __half* out, int rows, int cols) { fill_rows(bias, out, rows, cols); }
+extern "C" __global__ void neox_qkv_rope_bf16(const __nv_bfloat16* qkv, const __nv_bfloat16* cos, const __nv_bfloat16* sin,
+                                              __nv_bfloat16* out, int t, int heads, int d, int rot) {
+    neox_qkv_rope(qkv, cos, sin, out, t, heads, d, rot);
+}
+extern "C" __global__ void neox_qkv_rope_f16(const __half* qkv, const __half* cos, const __half* sin, __half* out, int t, int heads,
+                                             int d, int rot) {
+    neox_qkv_rope(qkv, cos, sin, out, t, heads, d, rot);
+}

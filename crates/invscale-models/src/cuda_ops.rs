@@ -4,7 +4,9 @@
 //!   weight with a broadcast multiply — four passes over the activations);
 //! - [`linear_bias`]: `x Wᵀ + b` as one GEMM with β = 1 over a C filled with the bias, so the
 //!   bias joins the f32 accumulator before the one rounding, as PyTorch's `addmm` (and its
-//!   cuBLASLt bias epilogue) does; a separate add rounds twice and passes over the output again.
+//!   cuBLASLt bias epilogue) does; a separate add rounds twice and passes over the output again;
+//! - [`neox_qkv_rope`]: GPT-NeoX's q, k, v out of its fused projection, q and k partially rotated,
+//!   in one pass (candle: a copy each, then narrow, rotate and concatenate q and k).
 
 use candle_core::{DType, Tensor};
 
@@ -27,6 +29,84 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, scale_after_cast: bool) -
 pub fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.to_dtype(x.dtype())?.contiguous()?);
     Ok(x.apply_op3_no_bwd(&w, &b, &LinearBias)?)
+}
+
+/// GPT-NeoX's attention inputs: `qkv: [t, heads · 3 · d]` (each head's q, k, v side by side)
+/// → `[3, t, heads, d]`, q and k rotated (rotate_half) on their first `rot` dimensions by
+/// `cos`, `sin: [t, rot / 2]` (in `qkv`'s half type), with transformers' roundings.
+pub fn neox_qkv_rope(qkv: &Tensor, cos: &Tensor, sin: &Tensor, heads: usize, rot: usize) -> Result<Tensor> {
+    let (qkv, cos, sin) = (qkv.contiguous()?, cos.contiguous()?, sin.contiguous()?);
+    Ok(qkv.apply_op3_no_bwd(&cos, &sin, &NeoxQkvRope { heads, rot })?)
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct NeoxQkvRope {
+    heads: usize,
+    rot: usize,
+}
+
+impl candle_core::CustomOp3 for NeoxQkvRope {
+    fn name(&self) -> &'static str {
+        "invscale-neox-qkv-rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        cpu_bail(self.name())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        qkv: &candle_core::CudaStorage,
+        lq: &candle_core::Layout,
+        cos: &candle_core::CudaStorage,
+        lc: &candle_core::Layout,
+        sin: &candle_core::CudaStorage,
+        ls: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        use cuda::*;
+
+        let (t, width) = lq.shape().dims2()?;
+        let (heads, rot) = (self.heads, self.rot);
+        let d = width / (3 * heads).max(1);
+        if width != 3 * heads * d || rot > d || rot % 2 != 0 || lc.shape().dims2()? != (t, rot / 2) || ls.shape().dims2()? != (t, rot / 2) {
+            candle_core::bail!("neox_qkv_rope: qkv {:?}, cos {:?}, sin {:?} for {heads} heads rotating {rot}", lq.dims(), lc.dims(), ls.dims());
+        }
+        let dev = qkv.device().clone();
+        fn run<T: Half>(name: &str, dev: &candle_core::CudaDevice, parts: [(&candle_core::CudaStorage, &candle_core::Layout); 3], (t, heads, d, rot): (usize, usize, usize, usize)) -> candle_core::Result<candle_core::CudaStorage> {
+            let (qkv, cos, sin) = (view::<T>(parts[0].0, parts[0].1)?, view::<T>(parts[1].0, parts[1].1)?, view::<T>(parts[2].0, parts[2].1)?);
+            // SAFETY: the kernel writes every one of the 3·t·heads·d values.
+            let out = unsafe { dev.alloc::<T>(3 * t * heads * d)? };
+            let func = dev.get_or_load_custom_func(name, "invscale_ops", OPS_PTX)?;
+            let mut builder = func.builder();
+            builder.arg(&qkv);
+            builder.arg(&cos);
+            builder.arg(&sin);
+            builder.arg(&out);
+            candle_core::builder_arg!(builder, t as i32, heads as i32, d as i32, rot as i32);
+            let blocks = (3 * t * heads * d).div_ceil(256).clamp(1, 65_535) as u32;
+            let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: reads t·heads·3·d values of `qkv` and t·rot/2 of `cos` and `sin`, writes `out` (grid-stride loop).
+            unsafe { builder.launch(cfg) }.w()?;
+            Ok(candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()))
+        }
+        let parts = [(qkv, lq), (cos, lc), (sin, ls)];
+        let out = match qkv.dtype() {
+            DType::BF16 => run::<half::bf16>("neox_qkv_rope_bf16", &dev, parts, (t, heads, d, rot))?,
+            DType::F16 => run::<half::f16>("neox_qkv_rope_f16", &dev, parts, (t, heads, d, rot))?,
+            other => candle_core::bail!("neox_qkv_rope: {other:?} is not a half type"),
+        };
+        Ok((out, (3, t, heads, d).into()))
+    }
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -273,6 +353,38 @@ mod tests {
             let twice = round(&(round(&x.matmul(&w.t().unwrap()).unwrap()).broadcast_add(&b).unwrap()));
             let (_, equal_twice) = ulps(&twice, &expected, dtype);
             assert!(equal_twice < 0.9, "the test cannot tell one rounding from two: {equal_twice} equal");
+        }
+    }
+
+    /// GPT-NeoX's partial rotary in one kernel: against transformers' steps on the CPU in f32
+    /// with its roundings made explicit (`q·cos` and `rotate_half(q)·sin` each rounded, then their
+    /// sum), q and k rotated on their first 16 of 64 dimensions (Pythia's rotary_pct 0.25) and
+    /// passed through on the rest, v copied: every value equal.
+    #[test]
+    fn neox_qkv_rope_rounds_as_transformers() {
+        let gpu = gpu();
+        let (t, heads, d, rot) = (37, 4, 64, 16);
+        let half = rot / 2;
+        for dtype in [DType::BF16, DType::F16] {
+            let round = |x: &Tensor| x.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
+            let qkv = round(&Tensor::randn(0f32, 2.0, (t, heads * 3 * d), &Device::Cpu).unwrap());
+            let angles = Tensor::randn(0f32, 3.0, (t, half), &Device::Cpu).unwrap();
+            let (cos, sin) = (round(&angles.cos().unwrap()), round(&angles.sin().unwrap()));
+            let parts = qkv.reshape((t, heads, 3, d)).unwrap();
+            let (c, s) = (cos.reshape((t, 1, half)).unwrap(), sin.reshape((t, 1, half)).unwrap());
+            let turn = |j: usize| {
+                let x = parts.narrow(2, j, 1).unwrap().squeeze(2).unwrap();
+                let (x1, x2, rest) = (x.narrow(2, 0, half).unwrap(), x.narrow(2, half, half).unwrap(), x.narrow(2, rot, d - rot).unwrap());
+                let first = round(&(round(&x1.broadcast_mul(&c).unwrap()) - round(&x2.broadcast_mul(&s).unwrap())).unwrap());
+                let second = round(&(round(&x2.broadcast_mul(&c).unwrap()) + round(&x1.broadcast_mul(&s).unwrap())).unwrap());
+                Tensor::cat(&[first, second, rest], 2).unwrap()
+            };
+            let expected = Tensor::stack(&[turn(0), turn(1), parts.narrow(2, 2, 1).unwrap().squeeze(2).unwrap()], 0).unwrap();
+            let on = |x: &Tensor| x.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+            let got = neox_qkv_rope(&on(&qkv), &on(&cos), &on(&sin), heads, rot).unwrap();
+            assert_eq!(got.dims(), &[3, t, heads, d]);
+            let (off, equal) = ulps(&got.to_device(&Device::Cpu).unwrap(), &expected, dtype);
+            assert!(equal == 1.0, "{dtype:?}: {off} ulps, {equal} equal");
         }
     }
 }

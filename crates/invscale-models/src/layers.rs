@@ -273,22 +273,31 @@ impl Rotary {
         profile::time("rotary", x.device(), || self.apply_inner(x, positions))
     }
 
+    /// Dimensions of a head that turn.
+    pub fn rotary_dim(&self) -> usize {
+        self.inv_freq.len() * 2
+    }
+
+    /// cos and sin, `[t, rotary_dim / 2]` in `dtype` on `device` (computed in f32 and cast, as
+    /// transformers does), made once for all the layers of a pass.
+    pub fn cos_sin(&self, positions: &[usize], dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(match &*last {
+            Some((p, d, cos, sin)) if p == positions && *d == dtype && cos.device().same_device(device) => (cos.clone(), sin.clone()),
+            _ => {
+                let (cos, sin) = self.tables(positions, device)?;
+                let (cos, sin) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
+                *last = Some((positions.to_vec(), dtype, cos.clone(), sin.clone()));
+                (cos, sin)
+            }
+        })
+    }
+
     fn apply_inner(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
         let (_, _, t, head_dim) = x.dims4()?;
         debug_assert_eq!(t, positions.len());
-        let (cos, sin) = {
-            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-            match &*last {
-                Some((p, dtype, cos, sin)) if p == positions && *dtype == x.dtype() && cos.device().same_device(x.device()) => (cos.clone(), sin.clone()),
-                _ => {
-                    let (cos, sin) = self.tables(positions, x.device())?;
-                    let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
-                    *last = Some((positions.to_vec(), x.dtype(), cos.clone(), sin.clone()));
-                    (cos, sin)
-                }
-            }
-        };
-        let rot = self.inv_freq.len() * 2;
+        let (cos, sin) = self.cos_sin(positions, x.dtype(), x.device())?;
+        let rot = self.rotary_dim();
         // A `[1, heads, t, d]` view of a `[1, t, heads, d]` tensor (`split_heads` on a GPU):
         // rotated in that layout, and returned as such a view again.
         let tokens_major = x.transpose(1, 2)?;

@@ -78,12 +78,22 @@ impl CausalLm for GptNeox {
         let mask = layout.mask(None, device)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
-            // [t, heads, 3, head_dim] → q, k, v as [1, heads, t, head_dim].
-            let qkv = b.qkv.forward(&b.ln_1.forward(&x)?)?.reshape((t, self.heads, 3, self.head_dim))?;
-            let part = |j: usize| -> Result<Tensor> { Ok(qkv.narrow(2, j, 1)?.squeeze(2)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?) };
-            let q = self.rotary.apply(&part(0)?, &layout.positions)?;
-            let k = self.rotary.apply(&part(1)?, &layout.positions)?;
-            let (k, v) = cache.append(i, k, part(2)?)?;
+            let qkv = b.qkv.forward(&b.ln_1.forward(&x)?)?;
+            let (q, k, v) = if crate::cuda_ops::half_on_cuda(&qkv) {
+                // One kernel: q, k, v token-major, q and k rotated; [1, heads, t, head_dim] views.
+                let parts = crate::layers::profile::time("rotary", device, || {
+                    let (cos, sin) = self.rotary.cos_sin(&layout.positions, qkv.dtype(), device)?;
+                    crate::cuda_ops::neox_qkv_rope(&qkv, &cos, &sin, self.heads, self.rotary.rotary_dim())
+                })?;
+                let part = |j: usize| -> Result<Tensor> { Ok(parts.get(j)?.unsqueeze(0)?.transpose(1, 2)?) };
+                (part(0)?, part(1)?, part(2)?)
+            } else {
+                // [t, heads, 3, head_dim] → q, k, v as [1, heads, t, head_dim].
+                let qkv = qkv.reshape((t, self.heads, 3, self.head_dim))?;
+                let part = |j: usize| -> Result<Tensor> { Ok(qkv.narrow(2, j, 1)?.squeeze(2)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?) };
+                (self.rotary.apply(&part(0)?, &layout.positions)?, self.rotary.apply(&part(1)?, &layout.positions)?, part(2)?)
+            };
+            let (k, v) = cache.append(i, k, v)?;
             let attn = b.dense.forward(&attention(&q, &k, &v, &mask, scale)?)?;
             if self.parallel {
                 let mlp = b.down.forward(&b.up.forward(&b.ln_2.forward(&x)?)?.gelu_erf()?)?;
