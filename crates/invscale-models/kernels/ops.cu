@@ -80,6 +80,24 @@ __device__ void neox_qkv_rope(const T* __restrict__ qkv, const T* __restrict__ c
     }
 }
 
+// GELU as PyTorch's CUDA kernels compute it for half types: in f32, rounded once. `tanh`: its
+// `approximate="tanh"` (Gemma's gelu_pytorch_tanh), else the erf form (nn.GELU(), GPT-NeoX's).
+template <typename T>
+__device__ void gelu(const T* __restrict__ x, T* __restrict__ out, size_t n, int tanh_form) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const float v = to_float(x[i]);
+        float y;
+        if (tanh_form) {
+            const float beta = 0.7978845608028654f;  // √2 · (2/√π) · ½
+            const float cube = v * v * v;
+            y = 0.5f * v * (1.0f + tanhf(beta * (v + 0.044715f * cube)));
+        } else {
+            y = v * 0.5f * (1.0f + erff(v * 0.7071067811865476f));
+        }
+        out[i] = from_float<T>(y);
+    }
+}
+
 }  // namespace
 
 extern "C" __global__ void rms_norm_bf16(const __nv_bfloat16* x, const float* w, __nv_bfloat16* out, int cols, float eps, int after) {
@@ -100,3 +118,5 @@ extern "C" __global__ void neox_qkv_rope_f16(const __half* qkv, const __half* co
                                              int d, int rot) {
     neox_qkv_rope(qkv, cos, sin, out, t, heads, d, rot);
 }
+extern "C" __global__ void gelu_bf16(const __nv_bfloat16* x, __nv_bfloat16* out, size_t n, int tanh_form) { gelu(x, out, n, tanh_form); }
+extern "C" __global__ void gelu_f16(const __half* x, __half* out, size_t n, int tanh_form) { gelu(x, out, n, tanh_form); }

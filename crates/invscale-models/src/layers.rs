@@ -986,6 +986,26 @@ pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// GELU, erf form (`nn.GELU()`; GPT-NeoX): on CUDA in half types computed in f32 and rounded
+/// once, as PyTorch does; candle's elsewhere.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    profile::time("activation", x.device(), || {
+        if crate::cuda_ops::half_on_cuda(x) {
+            return crate::cuda_ops::gelu(x, false);
+        }
+        Ok(x.gelu_erf()?)
+    })
+}
+
+/// GELU, tanh approximation, as PyTorch's `gelu(approximate="tanh")` computes it (Gemma's
+/// `gelu_pytorch_tanh`: one rounding on CUDA in half types); [`gelu_tanh`] elsewhere.
+pub fn gelu_pytorch_tanh(x: &Tensor) -> Result<Tensor> {
+    if crate::cuda_ops::half_on_cuda(x) {
+        return profile::time("activation", x.device(), || crate::cuda_ops::gelu(x, true));
+    }
+    gelu_tanh(x)
+}
+
 pub fn silu(x: &Tensor) -> Result<Tensor> {
     profile::time("activation", x.device(), || Ok(candle_nn::ops::silu(x)?))
 }

@@ -185,7 +185,7 @@ impl CausalLm for Gemma3 {
             let a = b.o.forward(&attention(&q, &k, &v, mask, self.scale)?)?;
             x = (x + b.post_attn_norm.forward(&a)?)?;
             let h = b.ffn_norm.forward(&x)?;
-            let m = b.down.forward(&(crate::layers::gelu_tanh(&b.gate.forward(&h)?)? * b.up.forward(&h)?)?)?;
+            let m = b.down.forward(&(crate::layers::gelu_pytorch_tanh(&b.gate.forward(&h)?)? * b.up.forward(&h)?)?)?;
             x = (&x + b.post_ffn_norm.forward(&m)?)?;
         }
         cache.advance(t);

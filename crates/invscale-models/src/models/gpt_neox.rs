@@ -7,7 +7,7 @@ use candle_core::Tensor;
 
 use crate::Result;
 use crate::hf::{HfConfig, HfWeights};
-use crate::layers::{KvCache, LayerNorm, Layout, Linear, RopeStyle, Rotary, attention};
+use crate::layers::{KvCache, LayerNorm, Layout, Linear, RopeStyle, Rotary, attention, gelu_erf};
 use crate::model::CausalLm;
 
 struct Block {
@@ -95,13 +95,14 @@ impl CausalLm for GptNeox {
             };
             let (k, v) = cache.append(i, k, v)?;
             let attn = b.dense.forward(&attention(&q, &k, &v, &mask, scale)?)?;
+            // transformers' order of the sums (in half types each rounds): mlp + attn + x.
             if self.parallel {
-                let mlp = b.down.forward(&b.up.forward(&b.ln_2.forward(&x)?)?.gelu_erf()?)?;
-                x = ((x + attn)? + mlp)?;
+                let mlp = b.down.forward(&gelu_erf(&b.up.forward(&b.ln_2.forward(&x)?)?)?)?;
+                x = ((mlp + attn)? + x)?;
             } else {
-                x = (x + attn)?;
-                let mlp = b.down.forward(&b.up.forward(&b.ln_2.forward(&x)?)?.gelu_erf()?)?;
-                x = (x + mlp)?;
+                x = (attn + x)?;
+                let mlp = b.down.forward(&gelu_erf(&b.up.forward(&b.ln_2.forward(&x)?)?)?)?;
+                x = (mlp + x)?;
             }
         }
         cache.advance(t);
