@@ -6,6 +6,7 @@
 //!   bias joins the f32 accumulator before the one rounding, as PyTorch's `addmm` (and its
 //!   cuBLASLt bias epilogue) does; a separate add rounds twice and passes over the output again;
 //! - [`gelu`]: GELU in f32 rounded once, as PyTorch's kernel (candle's rounds between steps);
+//! - [`layer_norm`]: one launch a LayerNorm in f32, rounded once;
 //! - [`neox_qkv_rope`]: GPT-NeoX's q, k, v out of its fused projection, q and k partially rotated,
 //!   in one pass (candle: a copy each, then narrow, rotate and concatenate q and k).
 
@@ -35,7 +36,10 @@ pub fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// GELU of a half-type tensor, computed in f32 and rounded once as PyTorch does: the erf form
 /// (`nn.GELU()`), or with `tanh_form` the tanh approximation (`approximate="tanh"`).
 pub fn gelu(x: &Tensor, tanh_form: bool) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op1_no_bwd(&Gelu { tanh_form })?)
+    let x = x.contiguous()?;
+    // The kernel reads two values at a time: its input starts on an even element.
+    let x = if x.layout().start_offset() % 2 == 0 { x } else { x.copy()? };
+    Ok(x.apply_op1_no_bwd(&Gelu { tanh_form })?)
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -68,8 +72,9 @@ impl candle_core::CustomOp1 for Gelu {
             builder.arg(&x);
             builder.arg(&out);
             candle_core::builder_arg!(builder, n, i32::from(tanh_form));
-            let cfg = LaunchConfig { grid_dim: (n.div_ceil(256).clamp(1, 65_535) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-            // SAFETY: reads and writes n values (grid-stride loop).
+            let cfg = LaunchConfig { grid_dim: ((n / 2).div_ceil(256).clamp(1, 65_535) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: reads and writes n values, two a thread (grid-stride loop): `out` is fresh and
+            // `x` starts on an even element (`gelu`), so both are 4-byte aligned.
             unsafe { builder.launch(cfg) }.w()?;
             Ok(candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()))
         }
@@ -85,9 +90,94 @@ impl candle_core::CustomOp1 for Gelu {
 /// GPT-NeoX's attention inputs: `qkv: [t, heads · 3 · d]` (each head's q, k, v side by side)
 /// → `[3, t, heads, d]`, q and k rotated (rotate_half) on their first `rot` dimensions by
 /// `cos`, `sin: [t, rot / 2]` (in `qkv`'s half type), with transformers' roundings.
+/// Needs an even head size and `rot` a multiple of 4 ([`neox_qkv_rope_fits`]).
 pub fn neox_qkv_rope(qkv: &Tensor, cos: &Tensor, sin: &Tensor, heads: usize, rot: usize) -> Result<Tensor> {
-    let (qkv, cos, sin) = (qkv.contiguous()?, cos.contiguous()?, sin.contiguous()?);
+    let even = |x: Tensor| -> Result<Tensor> {
+        let x = x.contiguous()?;
+        Ok(if x.layout().start_offset() % 2 == 0 { x } else { x.copy()? })
+    };
+    let (qkv, cos, sin) = (even(qkv.clone())?, even(cos.clone())?, even(sin.clone())?);
     Ok(qkv.apply_op3_no_bwd(&cos, &sin, &NeoxQkvRope { heads, rot })?)
+}
+
+/// Whether [`neox_qkv_rope`] takes heads of `head_dim` rotating `rot` dimensions (it moves two
+/// values at a time).
+pub fn neox_qkv_rope_fits(head_dim: usize, rot: usize) -> bool {
+    head_dim % 2 == 0 && rot % 4 == 0 && rot <= head_dim
+}
+
+/// LayerNorm over the last dimension in f32 with one rounding, as PyTorch's: `w`, `b` in `x`'s
+/// half type.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+    let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.contiguous()?);
+    Ok(x.apply_op3_no_bwd(&w, &b, &LayerNorm { eps })?)
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct LayerNorm {
+    eps: f32,
+}
+
+impl candle_core::CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "invscale-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        cpu_bail(self.name())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        lx: &candle_core::Layout,
+        w: &candle_core::CudaStorage,
+        lw: &candle_core::Layout,
+        b: &candle_core::CudaStorage,
+        lb: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        use cuda::*;
+
+        let cols = lx.dims().last().copied().unwrap_or(1);
+        let rows = lx.shape().elem_count() / cols.max(1);
+        if lw.shape().elem_count() != cols || lb.shape().elem_count() != cols {
+            candle_core::bail!("layer_norm: weight {:?} and bias {:?} for rows of {cols}", lw.dims(), lb.dims());
+        }
+        let dev = x.device().clone();
+        fn run<T: Half>(name: &str, dev: &candle_core::CudaDevice, parts: [(&candle_core::CudaStorage, &candle_core::Layout); 3], (rows, cols): (usize, usize), eps: f32) -> candle_core::Result<candle_core::CudaStorage> {
+            let (x, w, b) = (view::<T>(parts[0].0, parts[0].1)?, view::<T>(parts[1].0, parts[1].1)?, view::<T>(parts[2].0, parts[2].1)?);
+            // SAFETY: the kernel writes every value of every row.
+            let out = unsafe { dev.alloc::<T>(rows * cols)? };
+            let func = dev.get_or_load_custom_func(name, "invscale_ops", OPS_PTX)?;
+            let mut builder = func.builder();
+            builder.arg(&x);
+            builder.arg(&w);
+            builder.arg(&b);
+            builder.arg(&out);
+            candle_core::builder_arg!(builder, cols as i32, eps);
+            let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: one CTA a row reads its `cols` inputs, the weight and the bias, writes its `cols` outputs.
+            unsafe { builder.launch(cfg) }.w()?;
+            Ok(candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()))
+        }
+        let parts = [(x, lx), (w, lw), (b, lb)];
+        let out = match x.dtype() {
+            DType::BF16 => run::<half::bf16>("layer_norm_bf16", &dev, parts, (rows, cols), self.eps)?,
+            DType::F16 => run::<half::f16>("layer_norm_f16", &dev, parts, (rows, cols), self.eps)?,
+            other => candle_core::bail!("layer_norm: {other:?} is not a half type"),
+        };
+        Ok((out, lx.shape().clone()))
+    }
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -129,7 +219,7 @@ impl candle_core::CustomOp3 for NeoxQkvRope {
         let (t, width) = lq.shape().dims2()?;
         let (heads, rot) = (self.heads, self.rot);
         let d = width / (3 * heads).max(1);
-        if width != 3 * heads * d || rot > d || rot % 2 != 0 || lc.shape().dims2()? != (t, rot / 2) || ls.shape().dims2()? != (t, rot / 2) {
+        if width != 3 * heads * d || d % 2 != 0 || rot > d || rot % 4 != 0 || lc.shape().dims2()? != (t, rot / 2) || ls.shape().dims2()? != (t, rot / 2) {
             candle_core::bail!("neox_qkv_rope: qkv {:?}, cos {:?}, sin {:?} for {heads} heads rotating {rot}", lq.dims(), lc.dims(), ls.dims());
         }
         let dev = qkv.device().clone();
@@ -144,9 +234,11 @@ impl candle_core::CustomOp3 for NeoxQkvRope {
             builder.arg(&sin);
             builder.arg(&out);
             candle_core::builder_arg!(builder, t as i32, heads as i32, d as i32, rot as i32);
-            let blocks = (3 * t * heads * d).div_ceil(256).clamp(1, 65_535) as u32;
-            let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-            // SAFETY: reads t·heads·3·d values of `qkv` and t·rot/2 of `cos` and `sin`, writes `out` (grid-stride loop).
+            let threads = (heads * d / 2).next_multiple_of(32).min(1024) as u32;
+            let cfg = LaunchConfig { grid_dim: (t as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: a CTA per token reads its heads' q, k, v and its cos and sin and writes its
+            // three parts of `out`, two values at a time at even offsets of buffers that start on
+            // an even element (fresh ones, and `qkv` checked in `neox_qkv_rope`).
             unsafe { builder.launch(cfg) }.w()?;
             Ok(candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()))
         }
@@ -465,6 +557,27 @@ mod tests {
             1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f)
         };
         (sign * value) as f32
+    }
+
+    /// LayerNorm rounds once: against PyTorch's formula in f32 on the CPU (mean and biased
+    /// variance of the row), rounded: within one ulp of the half type, ≥ 99% equal (the sums'
+    /// order and rsqrt's last bit differ); rows wider than a CTA.
+    #[test]
+    fn layer_norm_rounds_as_pytorch() {
+        let gpu = gpu();
+        for dtype in [DType::BF16, DType::F16] {
+            let round = |x: &Tensor| x.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
+            let x = round(&(Tensor::randn(0f32, 2.0, (37, 1000), &Device::Cpu).unwrap() + 0.5).unwrap());
+            let w = round(&Tensor::randn(1f32, 0.3, 1000, &Device::Cpu).unwrap());
+            let b = round(&Tensor::randn(0f32, 0.3, 1000, &Device::Cpu).unwrap());
+            let centred = x.broadcast_sub(&x.mean_keepdim(1).unwrap()).unwrap();
+            let rstd = (centred.sqr().unwrap().mean_keepdim(1).unwrap() + 1e-5).unwrap().sqrt().unwrap().recip().unwrap();
+            let expected = round(&centred.broadcast_mul(&rstd).unwrap().broadcast_mul(&w).unwrap().broadcast_add(&b).unwrap());
+            let on = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+            let got = layer_norm(&on(&x), &on(&w), &on(&b), 1e-5).unwrap();
+            let (off, equal) = ulps(&got.to_device(&Device::Cpu).unwrap(), &expected, dtype);
+            assert!(off <= 1.0 && equal >= 0.99, "{dtype:?}: {off} ulps, {equal} equal");
+        }
     }
 
     /// GPT-NeoX's partial rotary in one kernel: against transformers' steps on the CPU in f32

@@ -223,7 +223,12 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        profile::time("norm", x.device(), || Ok(candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)?))
+        profile::time("norm", x.device(), || {
+            if crate::cuda_ops::half_on_cuda(x) && self.weight.dtype() == x.dtype() && self.bias.dtype() == x.dtype() {
+                return crate::cuda_ops::layer_norm(x, &self.weight, &self.bias, self.eps);
+            }
+            Ok(candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)?)
+        })
     }
 }
 

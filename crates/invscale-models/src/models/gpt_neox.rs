@@ -79,7 +79,7 @@ impl CausalLm for GptNeox {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let qkv = b.qkv.forward(&b.ln_1.forward(&x)?)?;
-            let (q, k, v) = if crate::cuda_ops::half_on_cuda(&qkv) {
+            let (q, k, v) = if crate::cuda_ops::half_on_cuda(&qkv) && crate::cuda_ops::neox_qkv_rope_fits(self.head_dim, self.rotary.rotary_dim()) {
                 // One kernel: q, k, v token-major, q and k rotated; [1, heads, t, head_dim] views.
                 let parts = crate::layers::profile::time("rotary", device, || {
                     let (cos, sin) = self.rotary.cos_sin(&layout.positions, qkv.dtype(), device)?;
