@@ -36,10 +36,14 @@ pub fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// GELU of a half-type tensor, computed in f32 and rounded once as PyTorch does: the erf form
 /// (`nn.GELU()`), or with `tanh_form` the tanh approximation (`approximate="tanh"`).
 pub fn gelu(x: &Tensor, tanh_form: bool) -> Result<Tensor> {
+    Ok(pair_aligned(x)?.apply_op1_no_bwd(&Gelu { tanh_form })?)
+}
+
+/// `x` contiguous and starting on an even element, for kernels that move two half values (4
+/// bytes) at a time.
+fn pair_aligned(x: &Tensor) -> Result<Tensor> {
     let x = x.contiguous()?;
-    // The kernel reads two values at a time: its input starts on an even element.
-    let x = if x.layout().start_offset() % 2 == 0 { x } else { x.copy()? };
-    Ok(x.apply_op1_no_bwd(&Gelu { tanh_form })?)
+    Ok(if x.layout().start_offset() % 2 == 0 { x } else { x.copy()? })
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -74,7 +78,7 @@ impl candle_core::CustomOp1 for Gelu {
             candle_core::builder_arg!(builder, n, i32::from(tanh_form));
             let cfg = LaunchConfig { grid_dim: ((n / 2).div_ceil(256).clamp(1, 65_535) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
             // SAFETY: reads and writes n values, two a thread (grid-stride loop): `out` is fresh and
-            // `x` starts on an even element (`gelu`), so both are 4-byte aligned.
+            // `x` starts on an even element (`pair_aligned`), so both are 4-byte aligned.
             unsafe { builder.launch(cfg) }.w()?;
             Ok(candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()))
         }
@@ -92,11 +96,7 @@ impl candle_core::CustomOp1 for Gelu {
 /// `cos`, `sin: [t, rot / 2]` (in `qkv`'s half type), with transformers' roundings.
 /// Needs an even head size and `rot` a multiple of 4 ([`neox_qkv_rope_fits`]).
 pub fn neox_qkv_rope(qkv: &Tensor, cos: &Tensor, sin: &Tensor, heads: usize, rot: usize) -> Result<Tensor> {
-    let even = |x: Tensor| -> Result<Tensor> {
-        let x = x.contiguous()?;
-        Ok(if x.layout().start_offset() % 2 == 0 { x } else { x.copy()? })
-    };
-    let (qkv, cos, sin) = (even(qkv.clone())?, even(cos.clone())?, even(sin.clone())?);
+    let (qkv, cos, sin) = (pair_aligned(qkv)?, pair_aligned(cos)?, pair_aligned(sin)?);
     Ok(qkv.apply_op3_no_bwd(&cos, &sin, &NeoxQkvRope { heads, rot })?)
 }
 
@@ -238,7 +238,7 @@ impl candle_core::CustomOp3 for NeoxQkvRope {
             let cfg = LaunchConfig { grid_dim: (t as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
             // SAFETY: a CTA per token reads its heads' q, k, v and its cos and sin and writes its
             // three parts of `out`, two values at a time at even offsets of buffers that start on
-            // an even element (fresh ones, and `qkv` checked in `neox_qkv_rope`).
+            // an even element (`out` fresh, the inputs through `pair_aligned`).
             unsafe { builder.launch(cfg) }.w()?;
             Ok(candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()))
         }
