@@ -14,6 +14,7 @@ pub mod layers;
 pub mod model;
 pub mod models;
 pub mod prefix_tree;
+pub mod sentencepiece;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

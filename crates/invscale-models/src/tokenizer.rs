@@ -7,13 +7,12 @@
 //!
 //! * `gpt2` (byte-level BPE; SmolLM2, Qwen2, Llama 3): the file's vocabulary and merges, and the
 //!   pre-tokenizer split that `tokenizer.ggml.pre` names (GPT-2's default split otherwise).
-//! * `llama` (SentencePiece BPE): byte fallback, spaces as `▁`; merges from the file, or derived
-//!   from the vocabulary by score. Gemma files need two fixes: all-space tokens are stored with real
-//!   spaces, and the merge order is the vocabulary order, not the scores.
+//! * `llama` (SentencePiece BPE): byte fallback, spaces as `▁`, merges derived from the vocabulary
+//!   by score; computed by [`SentencePiece`] without `tokenizers` (same ids, a tenth of the memory).
+//!   Gemma files need two fixes: all-space tokens are stored with real spaces, and the merge order
+//!   is the vocabulary order, not the scores.
 //! * Control tokens (type 3) become special added tokens, user-defined ones (type 4) plain added
 //!   tokens, so they are matched whole in the text as both references do.
-
-use std::collections::HashMap;
 
 use ahash::AHashMap;
 use std::path::Path;
@@ -25,10 +24,11 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use crate::gguf::GgufFile;
+use crate::sentencepiece::SentencePiece;
 use crate::{ModelError, Result};
 
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Inner,
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
     /// Whether the tokenizer adds BOS by default (`--bos auto` follows this).
@@ -40,6 +40,13 @@ pub struct Tokenizer {
     vocab_size: std::sync::OnceLock<usize>,
 }
 
+/// The engine: HF `tokenizers`, or SentencePiece BPE computed from a GGUF vocabulary directly
+/// (see [`SentencePiece`]: the same ids without `tokenizers`' ~78 MB of tables for Gemma 3).
+enum Inner {
+    Hf(tokenizers::Tokenizer),
+    SentencePiece(SentencePiece),
+}
+
 fn tok_err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Tokenizer(e.to_string())
 }
@@ -47,22 +54,31 @@ fn tok_err(e: impl std::fmt::Display) -> ModelError {
 impl Tokenizer {
     /// Token ids of `text`, without special tokens (lm-eval's `add_special_tokens=False`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self.inner.encode_fast(text, false).map_err(tok_err)?.get_ids().to_vec())
+        match &self.inner {
+            Inner::Hf(t) => Ok(t.encode_fast(text, false).map_err(tok_err)?.get_ids().to_vec()),
+            Inner::SentencePiece(t) => Ok(t.encode(text)),
+        }
     }
 
     /// The text of one token (for `invscale logprobs`): decoded bytes, lossy.
     pub fn token_text(&self, id: u32) -> String {
-        self.inner.decode(&[id], false).unwrap_or_default()
+        match &self.inner {
+            Inner::Hf(t) => t.decode(&[id], false).unwrap_or_default(),
+            Inner::SentencePiece(t) => t.token_text(id),
+        }
     }
 
     pub fn vocab_size(&self) -> usize {
-        *self.vocab_size.get_or_init(|| self.inner.get_vocab_size(true))
+        *self.vocab_size.get_or_init(|| match &self.inner {
+            Inner::Hf(t) => t.get_vocab_size(true),
+            Inner::SentencePiece(t) => t.vocab_size(),
+        })
     }
 
     /// A tokenizer.json with the BOS/EOS and default of its checkpoint's config.
     pub fn from_tokenizer_json(path: &Path, bos_id: Option<u32>, eos_id: Option<u32>, add_bos: bool) -> Result<Tokenizer> {
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::corrupt(path, e.to_string()))?;
-        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind: "tokenizer.json".into(), vocab_size: Default::default() })
+        Ok(Tokenizer { inner: Inner::Hf(inner), bos_id, eos_id, add_bos, kind: "tokenizer.json".into(), vocab_size: Default::default() })
     }
 
     /// A Hugging Face checkpoint's `tokenizer.json`, with BOS/EOS from `tokenizer_config.json`
@@ -96,7 +112,7 @@ impl Tokenizer {
                 bos_id.is_some() && probe.get_ids().first().copied() == bos_id
             }
         };
-        Ok(Tokenizer { inner, bos_id, eos_id, add_bos, kind: "tokenizer.json".into(), vocab_size: Default::default() })
+        Ok(Tokenizer { inner: Inner::Hf(inner), bos_id, eos_id, add_bos, kind: "tokenizer.json".into(), vocab_size: Default::default() })
     }
 
     pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
@@ -111,17 +127,25 @@ impl Tokenizer {
         let eos_id = id("tokenizer.ggml.eos_token_id");
         let unsupported = |m: String| ModelError::unsupported(&g.path, m);
 
-        let (mut inner, byte_level) = match model.as_str() {
-            "gpt2" => (byte_level_bpe(&tokens, merges.as_deref(), pre.as_deref(), &g.path)?, true),
+        let inner = match model.as_str() {
+            "gpt2" => {
+                let mut inner = byte_level_bpe(&tokens, merges.as_deref(), pre.as_deref(), &g.path)?;
+                add_typed_tokens(&mut inner, &tokens, &types);
+                Inner::Hf(inner)
+            }
             "llama" => {
-                let gemma = arch.starts_with("gemma");
-                let scores = match g.get("tokenizer.ggml.scores") {
+                if merges.is_some() {
+                    return Err(unsupported(
+                        "a SentencePiece vocabulary with merges of its own (transformers derives them from the scores)".into(),
+                    ));
+                }
+                let scores: Vec<f32> = match g.get("tokenizer.ggml.scores") {
                     Some(candle_core::quantized::gguf_file::Value::Array(v)) => {
                         v.iter().map(|x| x.to_f32().unwrap_or(0.0)).collect()
                     }
-                    _ => vec![0.0; tokens.len()],
+                    _ => Vec::new(),
                 };
-                (sentencepiece_bpe(&tokens, merges.as_deref(), &scores, gemma)?, false)
+                Inner::SentencePiece(SentencePiece::new(&tokens, &scores, &types, arch.starts_with("gemma")))
             }
             other => {
                 return Err(unsupported(format!(
@@ -129,7 +153,6 @@ impl Tokenizer {
                 )));
             }
         };
-        add_typed_tokens(&mut inner, &tokens, &types, byte_level);
         // transformers: a SentencePiece vocabulary adds BOS unless the file says otherwise.
         let add_bos = g.opt_bool("tokenizer.ggml.add_bos_token").unwrap_or(model == "llama");
         let kind = format!("gguf {model}{}", pre.map(|p| format!("/{p}")).unwrap_or_default());
@@ -222,110 +245,16 @@ fn byte_level_bpe(tokens: &[String], merges: Option<&[String]>, pre: Option<&str
     Ok(tok)
 }
 
-/// Python's `str.isspace`: Unicode White_Space plus the four information separators.
-fn py_isspace(c: char) -> bool {
-    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
-}
-
-fn sentencepiece_bpe(tokens: &[String], merges: Option<&[String]>, scores: &[f32], gemma: bool) -> Result<tokenizers::Tokenizer> {
-    let tokens: Vec<String> = if gemma {
-        tokens
-            .iter()
-            .map(|t| {
-                if t.contains(' ') && t.chars().all(py_isspace) { "▁".repeat(t.chars().count()) } else { t.clone() }
-            })
-            .collect()
-    } else {
-        tokens.to_vec()
-    };
-    // Python dict semantics: a repeated token keeps its first position and its last value.
-    let mut vocab: AHashMap<String, u32> = AHashMap::with_capacity(tokens.len());
-    let mut order: Vec<String> = Vec::with_capacity(tokens.len());
-    for (i, t) in tokens.iter().enumerate() {
-        if vocab.insert(t.clone(), i as u32).is_none() {
-            order.push(t.clone());
-        }
-    }
-    let merges: Vec<(String, String)> = match merges {
-        Some(m) => parse_merges(m),
-        None => {
-            // Gemma: the vocabulary order is the merge order (score = -index); otherwise the
-            // file's scores (score of the last occurrence, as a dict built by zip would hold).
-            let score: HashMap<&str, f64> = if gemma {
-                tokens.iter().enumerate().map(|(i, t)| (t.as_str(), -(i as f64))).collect()
-            } else {
-                tokens.iter().zip(scores).map(|(t, s)| (t.as_str(), f64::from(*s))).collect()
-            };
-            merges_from_vocab(&order, &vocab, &score)
-        }
-    };
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .unk_token("<unk>".into())
-        .fuse_unk(true)
-        .byte_fallback(true)
-        .build()
-        .map_err(tok_err)?;
-    let mut tok = tokenizers::Tokenizer::new(bpe);
-    tok.with_normalizer(Some(tokenizers::normalizers::replace::Replace::new(" ", "▁").map_err(tok_err)?));
-    // GemmaTokenizer's split on " " after the normalizer turned spaces into "▁": kept for
-    // fidelity (it never fires).
-    let split = Split::new(SplitPattern::String(" ".into()), SplitDelimiterBehavior::MergedWithPrevious, false).map_err(tok_err)?;
-    tok.with_pre_tokenizer(Some(split));
-    tok.with_decoder(Some(tokenizers::decoders::sequence::Sequence::new(vec![
-        tokenizers::normalizers::replace::Replace::new("▁", " ").map_err(tok_err)?.into(),
-        tokenizers::decoders::byte_fallback::ByteFallback::default().into(),
-        tokenizers::decoders::fuse::Fuse::default().into(),
-    ])));
-    Ok(tok)
-}
-
-/// transformers' `generate_merges(vocab, vocab_scores)`: every split of every token into two
-/// vocabulary pieces, ordered by the token's score (best first), then the pieces' lengths
-/// (longest first), stably; within one token by the pieces' ids. Lengths count characters.
-fn merges_from_vocab(order: &[String], vocab: &AHashMap<String, u32>, score: &HashMap<&str, f64>) -> Vec<(String, String)> {
-    struct Merge {
-        left: String,
-        right: String,
-        score: f64,
-        left_len: usize,
-        right_len: usize,
-    }
-    let mut merges: Vec<Merge> = Vec::new();
-    for token in order {
-        let s = score[token.as_str()];
-        let boundaries: Vec<usize> = token.char_indices().map(|(i, _)| i).skip(1).collect();
-        let mut local: Vec<(u32, u32, Merge)> = boundaries
-            .into_iter()
-            .filter_map(|i| {
-                let (l, r) = token.split_at(i);
-                Some((*vocab.get(l)?, *vocab.get(r)?, Merge {
-                    left: l.to_string(),
-                    right: r.to_string(),
-                    score: s,
-                    left_len: l.chars().count(),
-                    right_len: r.chars().count(),
-                }))
-            })
-            .collect();
-        local.sort_by_key(|(a, b, _)| (*a, *b));
-        merges.extend(local.into_iter().map(|(_, _, m)| m));
-    }
-    // Python's sorted(reverse=True) is stable: equal keys keep their order.
-    merges.sort_by(|a, b| {
-        (b.score, b.left_len, b.right_len).partial_cmp(&(a.score, a.left_len, a.right_len)).expect("finite scores")
-    });
-    merges.into_iter().map(|m| (m.left, m.right)).collect()
-}
-
-fn add_typed_tokens(tok: &mut tokenizers::Tokenizer, tokens: &[String], types: &[i64], byte_level: bool) {
+/// Control tokens (type 3) become special added tokens, user-defined ones (type 4) plain added
+/// tokens; control tokens outside the byte alphabet are left out, as transformers leaves them.
+fn add_typed_tokens(tok: &mut tokenizers::Tokenizer, tokens: &[String], types: &[i64]) {
     const CONTROL: i64 = 3;
     const USER_DEFINED: i64 = 4;
     let alphabet = byte_alphabet();
     let control: Vec<AddedToken> = tokens
         .iter()
         .zip(types)
-        .filter(|(t, ty)| **ty == CONTROL && (!byte_level || t.chars().all(|c| alphabet.contains(&c))))
+        .filter(|(t, ty)| **ty == CONTROL && t.chars().all(|c| alphabet.contains(&c)))
         .map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false))
         .collect();
     if !control.is_empty() {
@@ -341,3 +270,4 @@ fn add_typed_tokens(tok: &mut tokenizers::Tokenizer, tokens: &[String], types: &
         tok.add_tokens(&user);
     }
 }
+
