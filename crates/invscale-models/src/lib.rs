@@ -2,6 +2,8 @@
 //! from Hugging Face checkpoints (safetensors) or GGUF files.
 
 pub mod block_quant;
+pub mod byte_level;
+pub mod bpe;
 pub mod cpu_attention;
 pub mod cpu_gelu;
 pub mod cuda_attention;

@@ -1,28 +1,28 @@
 //! Tokenizers: from a `tokenizer.json` (HF checkpoints), or built from a GGUF file's metadata.
 //!
 //! A GGUF stores the vocabulary, merges, token types and special ids under llama.cpp's keys, and
-//! no `tokenizer.json`. The tokenizer is rebuilt here with the same components transformers'
-//! GGUF loader (`integrations/gguf/gguf_tokenizer_mapping.py`, transformers 5) assembles, on the
-//! same engine (HF `tokenizers`), because lm-evaluation-harness tokenizes with exactly that:
+//! no `tokenizer.json`. lm-evaluation-harness tokenizes such a file with what transformers' GGUF
+//! loader (`integrations/gguf/gguf_tokenizer_mapping.py`, transformers 5) assembles on HF
+//! `tokenizers`; the tokenizers here compute the same ids from the file without `tokenizers`'
+//! tables (see [`crate::bpe`]: Gemma 3's took ~78 MB):
 //!
 //! * `gpt2` (byte-level BPE; SmolLM2, Qwen2, Llama 3): the file's vocabulary and merges, and the
-//!   pre-tokenizer split that `tokenizer.ggml.pre` names (GPT-2's default split otherwise).
+//!   pre-tokenizer split that `tokenizer.ggml.pre` names (GPT-2's default split otherwise):
+//!   [`ByteLevel`].
 //! * `llama` (SentencePiece BPE): byte fallback, spaces as `▁`, merges derived from the vocabulary
-//!   by score; computed by [`SentencePiece`] without `tokenizers` (same ids, a tenth of the memory).
-//!   Gemma files need two fixes: all-space tokens are stored with real spaces, and the merge order
-//!   is the vocabulary order, not the scores.
-//! * Control tokens (type 3) become special added tokens, user-defined ones (type 4) plain added
-//!   tokens, so they are matched whole in the text as both references do.
+//!   by score: [`SentencePiece`]. Gemma files need two fixes: all-space tokens are stored with
+//!   real spaces, and the merge order is the vocabulary order, not the scores.
+//! * Control tokens (type 3) and user-defined ones (type 4) are matched whole in the text, as
+//!   both references match them.
 
-use ahash::AHashMap;
 use std::path::Path;
 
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel as ByteLevelSplit;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, SplitDelimiterBehavior};
+use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
 
+use crate::byte_level::{BadMerge, ByteLevel};
 use crate::gguf::GgufFile;
 use crate::sentencepiece::SentencePiece;
 use crate::{ModelError, Result};
@@ -45,6 +45,7 @@ pub struct Tokenizer {
 enum Inner {
     Hf(tokenizers::Tokenizer),
     SentencePiece(SentencePiece),
+    ByteLevel(ByteLevel),
 }
 
 fn tok_err(e: impl std::fmt::Display) -> ModelError {
@@ -57,6 +58,7 @@ impl Tokenizer {
         match &self.inner {
             Inner::Hf(t) => Ok(t.encode_fast(text, false).map_err(tok_err)?.get_ids().to_vec()),
             Inner::SentencePiece(t) => Ok(t.encode(text)),
+            Inner::ByteLevel(t) => t.encode(text).map_err(ModelError::Tokenizer),
         }
     }
 
@@ -65,6 +67,7 @@ impl Tokenizer {
         match &self.inner {
             Inner::Hf(t) => t.decode(&[id], false).unwrap_or_default(),
             Inner::SentencePiece(t) => t.token_text(id),
+            Inner::ByteLevel(t) => t.token_text(id),
         }
     }
 
@@ -72,6 +75,7 @@ impl Tokenizer {
         *self.vocab_size.get_or_init(|| match &self.inner {
             Inner::Hf(t) => t.get_vocab_size(true),
             Inner::SentencePiece(t) => t.vocab_size(),
+            Inner::ByteLevel(t) => t.vocab_size(),
         })
     }
 
@@ -129,9 +133,12 @@ impl Tokenizer {
 
         let inner = match model.as_str() {
             "gpt2" => {
-                let mut inner = byte_level_bpe(&tokens, merges.as_deref(), pre.as_deref(), &g.path)?;
-                add_typed_tokens(&mut inner, &tokens, &types);
-                Inner::Hf(inner)
+                let merges = merges.ok_or_else(|| ModelError::unsupported(&g.path, "a byte-level BPE vocabulary without merges"))?;
+                let split = pre_tokenizer(pre.as_deref())?;
+                let bpe = ByteLevel::new(&tokens, &merges, &types, split).map_err(|BadMerge(i, why)| {
+                    ModelError::corrupt(&g.path, format!("tokenizer.ggml.merges[{i}]: {why}"))
+                })?;
+                Inner::ByteLevel(bpe)
             }
             "llama" => {
                 if merges.is_some() {
@@ -160,40 +167,6 @@ impl Tokenizer {
     }
 }
 
-/// GPT-2's map from bytes to printable characters, in which byte-level vocabularies are spelled.
-fn bytes_to_unicode() -> Vec<char> {
-    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
-    let mut chars: Vec<u32> = printable.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !printable.contains(&b) {
-            printable.push(b);
-            chars.push(256 + n);
-            n += 1;
-        }
-    }
-    let mut table = vec!['\0'; 256];
-    for (b, c) in printable.into_iter().zip(chars) {
-        table[b as usize] = char::from_u32(c).expect("valid code points");
-    }
-    table
-}
-
-fn byte_alphabet() -> std::collections::HashSet<char> {
-    bytes_to_unicode().into_iter().collect()
-}
-
-/// GGUF merges are `"left right"` strings.
-fn parse_merges(merges: &[String]) -> Vec<(String, String)> {
-    merges
-        .iter()
-        .map(|m| {
-            let (a, b) = m.split_once(' ').unwrap_or((m, ""));
-            (a.to_string(), b.to_string())
-        })
-        .collect()
-}
-
 /// The pre-tokenizer splits transformers picks by `tokenizer.ggml.pre`.
 fn split_regex(pre: &str) -> Option<&'static str> {
     const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -208,66 +181,15 @@ fn split_regex(pre: &str) -> Option<&'static str> {
     })
 }
 
-fn byte_level_bpe(tokens: &[String], merges: Option<&[String]>, pre: Option<&str>, path: &Path) -> Result<tokenizers::Tokenizer> {
-    let spelling = bytes_to_unicode();
-    let alphabet = byte_alphabet();
-    let mut vocab = AHashMap::with_capacity(tokens.len());
-    for (i, t) in tokens.iter().enumerate() {
-        // Tokens outside the byte alphabet are respelled byte by byte, as transformers does.
-        let key = if t.chars().all(|c| alphabet.contains(&c)) {
-            t.clone()
-        } else {
-            t.bytes().map(|b| spelling[b as usize]).collect()
-        };
-        vocab.insert(key, i as u32);
-    }
-    let merges = merges.ok_or_else(|| ModelError::unsupported(path, "a byte-level BPE vocabulary without merges"))?;
-    let merges = parse_merges(merges);
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .continuing_subword_prefix(String::new())
-        .end_of_word_suffix(String::new())
-        .fuse_unk(false)
-        .build()
-        .map_err(tok_err)?;
-    let mut tok = tokenizers::Tokenizer::new(bpe);
-    match pre.and_then(split_regex) {
+/// The split before byte-level BPE: the regex `tokenizer.ggml.pre` names and the byte mapping,
+/// or GPT-2's ByteLevel split.
+fn pre_tokenizer(pre: Option<&str>) -> Result<PreTokenizerWrapper> {
+    Ok(match pre.and_then(split_regex) {
         Some(regex) => {
             let split = Split::new(SplitPattern::Regex(regex.into()), SplitDelimiterBehavior::Isolated, false).map_err(tok_err)?;
-            let bytes = ByteLevel::default().add_prefix_space(false).use_regex(false);
-            tok.with_pre_tokenizer(Some(PreSequence::new(vec![split.into(), bytes.into()])));
+            let bytes = ByteLevelSplit::default().add_prefix_space(false).use_regex(false);
+            PreSequence::new(vec![split.into(), bytes.into()]).into()
         }
-        None => {
-            tok.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false).use_regex(true)));
-        }
-    }
-    tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
-    Ok(tok)
+        None => ByteLevelSplit::default().add_prefix_space(false).use_regex(true).into(),
+    })
 }
-
-/// Control tokens (type 3) become special added tokens, user-defined ones (type 4) plain added
-/// tokens; control tokens outside the byte alphabet are left out, as transformers leaves them.
-fn add_typed_tokens(tok: &mut tokenizers::Tokenizer, tokens: &[String], types: &[i64]) {
-    const CONTROL: i64 = 3;
-    const USER_DEFINED: i64 = 4;
-    let alphabet = byte_alphabet();
-    let control: Vec<AddedToken> = tokens
-        .iter()
-        .zip(types)
-        .filter(|(t, ty)| **ty == CONTROL && t.chars().all(|c| alphabet.contains(&c)))
-        .map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false))
-        .collect();
-    if !control.is_empty() {
-        tok.add_special_tokens(&control);
-    }
-    let user: Vec<AddedToken> = tokens
-        .iter()
-        .zip(types)
-        .filter(|(t, ty)| **ty == USER_DEFINED && tok.token_to_id(t).is_some())
-        .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
-        .collect();
-    if !user.is_empty() {
-        tok.add_tokens(&user);
-    }
-}
-
