@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use invscale_models::layers::profile::stamp;
 use invscale_models::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
+use invscale_models::tokenizer::Tokenizer;
 use invscale_models::{BosPolicy, Model, ModelError, TokenScore};
 use invscale_tasks::spec::{Metric, RequestMode, TaskType};
 use invscale_tasks::{DocBody, Document, TaskSpec};
@@ -141,11 +142,11 @@ pub struct Progress<'a> {
     pub counts: Counts,
 }
 
-struct ModelEncoder<'a>(&'a Model);
+struct ModelEncoder<'a>(&'a Tokenizer);
 
 impl Encoder for ModelEncoder<'_> {
     fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
-        self.0.tokenizer.encode(text).map_err(|e| e.to_string())
+        self.0.encode(text).map_err(|e| e.to_string())
     }
 }
 
@@ -201,6 +202,23 @@ pub fn run_task_on(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TaskResult, EvalError> {
     let model = *models.first().expect("at least one model");
+    score_task_on(models, cache, plan_task(model, spec, docs, settings)?, settings, progress)
+}
+
+/// A task tokenised and cut into batches, ready for [`score_task_on`]. Planning is host work
+/// only, so a GPU run plans the next task while this one's passes run (see [`run_tasks_on`]).
+pub struct TaskPlan<'d> {
+    spec: &'d TaskSpec,
+    mode: RequestMode,
+    max_length: usize,
+    metrics: Vec<Metric>,
+    mutual_info: bool,
+    docs: usize,
+    batches: Vec<Vec<Prepared<'d>>>,
+}
+
+/// Tokenises a task's documents (on `model`'s tokenizer) and cuts them into batches.
+pub fn plan_task<'d>(model: &Model, spec: &'d TaskSpec, docs: &'d [Document], settings: &RunSettings) -> Result<TaskPlan<'d>, EvalError> {
     stamp(format!("task {}: preparing", spec.name));
     let mode = settings.mode.unwrap_or(spec.scoring.mode);
     let max_length = settings.max_length.unwrap_or(match mode {
@@ -215,11 +233,8 @@ pub fn run_task_on(
     };
     let metrics = task_metrics(spec, settings);
     let mutual_info = metrics.contains(&Metric::AccMutualInfo);
-    let encoder = ModelEncoder(model);
-    let absolute = spec.task_type == TaskType::AbsoluteLogodds;
-    let mut counts = Counts::default();
-    let mut results = Vec::with_capacity(docs.len());
-    let mut prepared = prepare_all(docs, spec, &encoder, &enc_settings, mutual_info, settings.prepare_threads)?;
+    let mut prepared = prepare_all(docs, spec, model, &enc_settings, mutual_info, settings.prepare_threads)?;
+    stamp(format!("task {}: tokenized", spec.name));
     // Where the task's contexts share prefixes, found over all of them, so that every document
     // runs as the same segments whatever it is batched with.
     let mut task_tree = PrefixTree::new();
@@ -256,6 +271,21 @@ pub fn run_task_on(
         }
     }
     stamp(format!("task {}: {} batches planned", spec.name, batches.len()));
+    Ok(TaskPlan { spec, mode, max_length, metrics, mutual_info, docs: docs.len(), batches })
+}
+
+/// Scores a planned task on one copy of the model per device (see [`run_task_on`]).
+pub fn score_task_on(
+    models: &[&Model],
+    cache: &mut ScoreCache,
+    plan: TaskPlan,
+    settings: &RunSettings,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TaskResult, EvalError> {
+    let TaskPlan { spec, mode, max_length, metrics, mutual_info, docs, batches } = plan;
+    let absolute = spec.task_type == TaskType::AbsoluteLogodds;
+    let mut counts = Counts::default();
+    let mut results = Vec::with_capacity(docs);
     let mut batches = batches.into_iter().peekable();
     while batches.peek().is_some() {
         let turn: Vec<Vec<Prepared>> = batches.by_ref().take(models.len()).collect();
@@ -269,7 +299,7 @@ pub fn run_task_on(
                 counts += doc_counts;
                 results.push(p.finish(scores, mutual_info, &metrics, absolute));
             }
-            progress(Progress { task: &spec.name, done: results.len(), total: docs.len(), counts });
+            progress(Progress { task: &spec.name, done: results.len(), total: docs, counts });
         }
         stamp("turn finished");
     }
@@ -282,6 +312,50 @@ pub fn run_task_on(
         })
         .collect();
     Ok(TaskResult { task: spec.name.clone(), mode, max_length, metrics: aggregates, docs: results, counts })
+}
+
+/// Runs several tasks in order, calling `started` before each and `finished` with each result
+/// (the first error ends the run: results already finished were handed over). On a GPU the next
+/// task is planned on other cores while this one's passes run, so its tokenising (the suite's
+/// sig-figs: ~2 s on 16 cores) hides behind the GPU's work; on a CPU the passes use every core,
+/// and tasks are planned one after another.
+pub fn run_tasks_on<'d>(
+    models: &[&Model],
+    cache: &mut ScoreCache,
+    tasks: &[(&'d TaskSpec, &'d [Document])],
+    settings: &RunSettings,
+    started: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(Progress),
+    finished: &mut dyn FnMut(usize, TaskResult),
+) -> Result<(), EvalError> {
+    let model = *models.first().expect("at least one model");
+    if model.on_cpu() {
+        for (i, (spec, docs)) in tasks.iter().enumerate() {
+            started(i);
+            finished(i, run_task_on(models, cache, spec, docs, settings, progress)?);
+        }
+        return Ok(());
+    }
+    // Planning beside the passes leaves a core to the thread that drives the GPU.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ahead = RunSettings { prepare_threads: settings.prepare_threads.or(Some(cores.saturating_sub(1).max(1))), ..settings.clone() };
+    std::thread::scope(|s| {
+        let plan_at = |i: usize, settings: &RunSettings| plan_task(model, tasks[i].0, tasks[i].1, settings);
+        let mut next = None;
+        for i in 0..tasks.len() {
+            started(i);
+            let plan = match next.take() {
+                Some(handle) => joined(handle)?,
+                None => plan_at(i, settings)?,
+            };
+            if i + 1 < tasks.len() {
+                let ahead = &ahead;
+                next = Some(s.spawn(move || plan_at(i + 1, ahead)));
+            }
+            finished(i, score_task_on(models, cache, plan, settings, progress)?);
+        }
+        Ok(())
+    })
 }
 
 /// One document's requests, as text and tokens, ready to score.
@@ -303,21 +377,29 @@ struct Prepared<'d> {
 fn prepare_all<'d>(
     docs: &'d [Document],
     spec: &TaskSpec,
-    encoder: &ModelEncoder,
+    model: &Model,
     enc_settings: &EncodeSettings,
     mutual_info: bool,
     threads: Option<usize>,
 ) -> Result<Vec<Prepared<'d>>, EvalError> {
     let all_cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = threads.unwrap_or_else(|| if encoder.0.on_cpu() { 1 } else { all_cores() }).min(docs.len().div_ceil(8)).max(1);
+    let threads = threads.unwrap_or_else(|| if model.on_cpu() { 1 } else { all_cores() }).min(docs.len().div_ceil(8)).max(1);
     if threads == 1 {
-        return docs.iter().map(|doc| prepare(doc, spec, encoder, enc_settings, mutual_info)).collect();
+        let encoder = ModelEncoder(&model.tokenizer);
+        return docs.iter().map(|doc| prepare(doc, spec, &encoder, enc_settings, mutual_info)).collect();
     }
     let per = docs.len().div_ceil(threads);
     let parts: Vec<Result<Vec<Prepared<'d>>, EvalError>> = std::thread::scope(|s| {
         let handles: Vec<_> = docs
             .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(|doc| prepare(doc, spec, encoder, enc_settings, mutual_info)).collect()))
+            .map(|part| {
+                s.spawn(move || {
+                    // Each thread on its own copy where sharing one would contend.
+                    let own = model.tokenizer.fork();
+                    let encoder = ModelEncoder(own.as_ref().unwrap_or(&model.tokenizer));
+                    part.iter().map(|doc| prepare(doc, spec, &encoder, enc_settings, mutual_info)).collect()
+                })
+            })
             .collect();
         handles.into_iter().map(joined).collect()
     });

@@ -7,5 +7,5 @@ pub mod engine;
 pub mod metrics;
 
 pub use cache::{ScoreCache, fingerprint};
-pub use engine::{Counts, DocResult, EvalError, Progress, RequestResult, RunSettings, TaskResult, run_task, run_task_on};
+pub use engine::{Counts, DocResult, EvalError, Progress, RequestResult, RunSettings, TaskPlan, TaskResult, plan_task, run_task, run_task_on, run_tasks_on, score_task_on};
 pub use metrics::{Aggregate, DocScores};

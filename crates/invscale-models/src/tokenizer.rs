@@ -62,6 +62,24 @@ impl Tokenizer {
         }
     }
 
+    /// A copy for another thread where sharing this one would contend: `tokenizers`' BPE keeps
+    /// its word cache behind one lock, which 16 threads tokenising a task at once fight over
+    /// (a copy starts with an empty cache). `None`: share this one (the GGUF tokenizers hold no
+    /// lock).
+    pub fn fork(&self) -> Option<Tokenizer> {
+        match &self.inner {
+            Inner::Hf(t) => Some(Tokenizer {
+                inner: Inner::Hf(t.clone()),
+                bos_id: self.bos_id,
+                eos_id: self.eos_id,
+                add_bos: self.add_bos,
+                kind: self.kind.clone(),
+                vocab_size: self.vocab_size.clone(),
+            }),
+            Inner::SentencePiece(_) | Inner::ByteLevel(_) => None,
+        }
+    }
+
     /// The text of one token (for `invscale logprobs`): decoded bytes, lossy.
     pub fn token_text(&self, id: u32) -> String {
         match &self.inner {

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use invscale_eval::metrics::group as group_aggregate;
-use invscale_eval::{RunSettings, ScoreCache, TaskResult, fingerprint, run_task_on};
+use invscale_eval::{RunSettings, ScoreCache, TaskResult, fingerprint, run_tasks_on};
 use invscale_models::{BosPolicy, Model, resolve};
 use invscale_report::markdown::{Row, group_table, table};
 use invscale_report::output::{OutputPaths, write_atomic};
@@ -15,7 +15,7 @@ use invscale_report::samples::sample_line;
 use invscale_report::{GroupReport, RunInfo, Skipped, TaskReport};
 use invscale_tasks::dataset::Dataset;
 use invscale_tasks::spec::{Metric, RequestMode};
-use invscale_tasks::{DataOptions, Document, Registry, load, locate};
+use invscale_tasks::{DataOptions, Document, Registry, TaskSpec, load, locate};
 
 use super::{BAD_INPUT, Dtype};
 use super::logprobs::Bos;
@@ -207,14 +207,27 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
 
     let mut results: Vec<(usize, TaskResult)> = Vec::new();
     let scoring_started = Instant::now();
-    for (i, ds) in datasets.iter().enumerate() {
-        let docs = limited(&ds.docs, args.limit);
-        let mut bar = ProgressLine::new(&ds.spec.name, docs.len());
-        let on: Vec<&Model> = models.iter().collect();
-        let result = run_task_on(&on, &mut cache, &ds.spec, docs, &settings, &mut |p| bar.update(p.done, p.counts))?;
-        bar.finish(result.counts);
-        results.push((i, result));
-    }
+    let tasks: Vec<(&TaskSpec, &[Document])> = datasets.iter().map(|ds| (&ds.spec, limited(&ds.docs, args.limit))).collect();
+    let on: Vec<&Model> = models.iter().collect();
+    let bar: std::cell::RefCell<Option<ProgressLine>> = std::cell::RefCell::new(None);
+    run_tasks_on(
+        &on,
+        &mut cache,
+        &tasks,
+        &settings,
+        &mut |i| *bar.borrow_mut() = Some(ProgressLine::new(&tasks[i].0.name, tasks[i].1.len())),
+        &mut |p| {
+            if let Some(bar) = bar.borrow_mut().as_mut() {
+                bar.update(p.done, p.counts);
+            }
+        },
+        &mut |i, result| {
+            if let Some(mut bar) = bar.borrow_mut().take() {
+                bar.finish(result.counts);
+            }
+            results.push((i, result));
+        },
+    )?;
     let scoring_seconds = scoring_started.elapsed().as_secs_f64();
     let end_time = now();
 
