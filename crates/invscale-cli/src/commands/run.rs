@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::{Args, ValueEnum};
 use invscale_eval::metrics::group as group_aggregate;
 use invscale_eval::{RunSettings, ScoreCache, TaskResult, fingerprint, run_tasks_on};
+use invscale_models::layers::profile::stamp;
 use invscale_models::{BosPolicy, Model, resolve};
 use invscale_report::markdown::{Row, group_table, table};
 use invscale_report::output::{OutputPaths, write_atomic};
@@ -137,6 +138,7 @@ fn now() -> f64 {
 pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let start_time = now();
     let started = Instant::now();
+    stamp("run: started");
     let devices = match args.device.split(',').map(|d| super::parse_device(d.trim())).collect::<Result<Vec<_>, _>>() {
         Ok(d) => d,
         Err(e) => return fail(e),
@@ -176,6 +178,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(BAD_INPUT));
     };
 
+    stamp("run: data read");
     let precision = args.dtype.precision();
     let hub = invscale_hub::Hub::from_env();
     let load_started = Instant::now();
@@ -229,6 +232,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         },
     )?;
     let scoring_seconds = scoring_started.elapsed().as_secs_f64();
+    stamp("run: scored");
     let end_time = now();
 
     // Group rows for the groups named in --tasks, over their tasks that ran.
@@ -297,12 +301,24 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", paths.results.display()))?;
         eprintln!("results: {}", paths.results.display());
         if args.log_samples {
-            for t in &reports {
-                let text: String = t.docs.iter().zip(&t.result.docs).map(|(d, r)| sample_line(d, r) + "\n").collect();
+            let lines = |t: &TaskReport| t.docs.iter().zip(&t.result.docs).map(|(d, r)| sample_line(d, r) + "\n").collect::<String>();
+            // On a GPU machine each task's lines are made on a core of their own (the suite's
+            // sig-figs alone: 62 MB); a CPU run makes one file at a time (its peak RSS is judged).
+            let made: Vec<Option<String>> = if model.on_cpu() {
+                reports.iter().map(|_| None).collect()
+            } else {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = reports.iter().map(|t| s.spawn(move || lines(t))).collect();
+                    handles.into_iter().map(|h| Some(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))).collect()
+                })
+            };
+            for (t, text) in reports.iter().zip(made) {
+                let text = text.unwrap_or_else(|| lines(t));
                 let path = paths.samples(&t.spec.name);
                 write_atomic(&path, text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 eprintln!("samples: {}", path.display());
             }
+            stamp("run: samples written");
         }
     }
 
