@@ -301,19 +301,32 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", paths.results.display()))?;
         eprintln!("results: {}", paths.results.display());
         if args.log_samples {
-            let lines = |t: &TaskReport| t.docs.iter().zip(&t.result.docs).map(|(d, r)| sample_line(d, r) + "\n").collect::<String>();
-            // On a GPU machine each task's lines are made on a core of their own (the suite's
-            // sig-figs alone: 62 MB); a CPU run makes one file at a time (its peak RSS is judged).
+            let lines = |t: &TaskReport, from: usize, to: usize| {
+                t.docs[from..to].iter().zip(&t.result.docs[from..to]).map(|(d, r)| sample_line(d, r) + "\n").collect::<String>()
+            };
+            // On a GPU machine the lines are made on every core, in runs of documents (the
+            // suite's sig-figs alone: 62 MB); a CPU run makes one file at a time (its peak RSS
+            // is judged).
+            const RUN: usize = 2048;
             let made: Vec<Option<String>> = if model.on_cpu() {
                 reports.iter().map(|_| None).collect()
             } else {
                 std::thread::scope(|s| {
-                    let handles: Vec<_> = reports.iter().map(|t| s.spawn(move || lines(t))).collect();
-                    handles.into_iter().map(|h| Some(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))).collect()
+                    let handles: Vec<Vec<_>> = reports
+                        .iter()
+                        .map(|t| {
+                            let n = t.docs.len().min(t.result.docs.len());
+                            (0..n).step_by(RUN).map(|from| s.spawn(move || lines(t, from, (from + RUN).min(n)))).collect()
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|runs| Some(runs.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()))
+                        .collect()
                 })
             };
             for (t, text) in reports.iter().zip(made) {
-                let text = text.unwrap_or_else(|| lines(t));
+                let text = text.unwrap_or_else(|| lines(t, 0, t.docs.len().min(t.result.docs.len())));
                 let path = paths.samples(&t.spec.name);
                 write_atomic(&path, text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 eprintln!("samples: {}", path.display());
