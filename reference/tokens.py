@@ -7,6 +7,10 @@ hold nothing of the data). invscale's tokenizer test compares against these.
 
     reference/tokens.py transformers   # AutoTokenizer.from_pretrained(dir, gguf_file=...)
     reference/tokens.py llama.cpp      # llama_cpp.Llama(vocab_only=True).tokenize(add_bos=False, special=True)
+    reference/tokens.py transformers --edge   # EDGE_CASES below, with their full ids
+
+`--edge` writes edge-<tool>-<model>.jsonl: hard strings (special tokens inside text, characters
+outside the vocabulary, unusual whitespace, scripts, digits) and the ids the tool gives them.
 
 Needs: transformers + gguf + torch (transformers' GGUF reader imports torch), or llama-cpp-python.
 Models: scripts/fetch-models.sh (INVSCALE_MODELS_DIR, default ~/.cache/invscale/models).
@@ -63,10 +67,36 @@ def llama_cpp_tokenizer(path):
     return lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=True), f"llama-cpp-python {llama_cpp.__version__}"
 
 
+EDGE_CASES = [
+    "", " ", "  ", "   abc", "abc   ", "\t", "\n", "\r\n", "\n\n\n", "a  \t b\n\n c   ",
+    "Hello<|endoftext|>world", "<|im_start|>user\nHi there<|im_end|>\n", "<|endoftext|><|endoftext|>",
+    "<start_of_turn>user\nHi<end_of_turn>\n", "<bos>x", "<eos>", "<pad> <unk>", "<mask>", "<unused7>",
+    "😀👍🏽 emoji", "中文字符和日本語のテキスト", "مرحبا بالعالم", "e\u0301 naïve café Ångström",
+    "a\u200bb", "a\u00a0b", "a\u3000b", "\x00\x01\x1f\x7f", "\ue000 private use", "\U0001f9ea",
+    "1234567890", "3.14159 and 1,000,000", "I'm, you're, they'll, it's, WE'VE, O'Neil",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "=========== ----------- ...........",
+    "def f(x):\n    return x**2  # square\n", "<0x41> is not a byte", "▁already▁has▁markers",
+    "    leading four spaces", "trailing newline\n", "Ελληνικά and кириллица",
+]
+
+
+def edge(tool, make):
+    for model, file in MODEL_FILES.items():
+        encode, version = make(MODELS / file)
+        out = OUT / f"edge-{tool}-{model}.jsonl"
+        with open(out, "w") as f:
+            f.write(json.dumps({"tool": version, "model": file}) + "\n")
+            for text in EDGE_CASES:
+                f.write(json.dumps({"text": text, "ids": list(encode(text))}, ensure_ascii=True) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+
+
 def main():
     tool = sys.argv[1]
     make = {"transformers": transformers_tokenizer, "llama.cpp": llama_cpp_tokenizer}[tool]
     OUT.mkdir(parents=True, exist_ok=True)
+    if "--edge" in sys.argv:
+        return edge(tool, make)
     for model, file in MODEL_FILES.items():
         encode, version = make(MODELS / file)
         out = OUT / f"{tool}-{model}.jsonl"

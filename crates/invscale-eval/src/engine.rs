@@ -45,6 +45,9 @@ pub struct RunSettings {
     /// one on the CPU (tokenising is ~0.1% of a CPU run there, and each extra thread's malloc
     /// arena stays resident: +6 MiB peak RSS on SmolLM2's three tasks).
     pub prepare_threads: Option<usize>,
+    /// Whether [`run_tasks_on`] plans the next tasks while one is scored; `None`: when a GPU runs
+    /// the passes (on a CPU the passes use every core).
+    pub plan_ahead: Option<bool>,
 }
 
 impl Default for RunSettings {
@@ -58,6 +61,7 @@ impl Default for RunSettings {
             batch_tokens: DEFAULT_BATCH_TOKENS,
             batch_requests: None,
             prepare_threads: None,
+            plan_ahead: None,
         }
     }
 }
@@ -318,7 +322,8 @@ pub fn score_task_on(
 /// (the first error ends the run: results already finished were handed over). On a GPU, tasks
 /// are planned on other cores (one planner, up to [`PLANS_AHEAD`] plans ready) while the passes
 /// run, so their tokenising (the suite's sig-figs: ~1.4 s on 15 cores) hides behind the GPU's
-/// work; on a CPU the passes use every core, and tasks are planned one after another.
+/// work; on a CPU the passes use every core, and tasks are planned one after another (see
+/// [`RunSettings::plan_ahead`]). Either way the results are the same, bit for bit.
 pub fn run_tasks_on<'d>(
     models: &[&Model],
     cache: &mut ScoreCache,
@@ -329,7 +334,7 @@ pub fn run_tasks_on<'d>(
     finished: &mut dyn FnMut(usize, TaskResult),
 ) -> Result<(), EvalError> {
     let model = *models.first().expect("at least one model");
-    if model.on_cpu() {
+    if !settings.plan_ahead.unwrap_or(!model.on_cpu()) {
         for (i, (spec, docs)) in tasks.iter().enumerate() {
             started(i);
             finished(i, run_task_on(models, cache, spec, docs, settings, progress)?);

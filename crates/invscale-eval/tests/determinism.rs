@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use invscale_eval::{RunSettings, ScoreCache, run_task, run_task_on};
+use invscale_eval::{RunSettings, ScoreCache, TaskResult, run_task, run_task_on, run_tasks_on};
 use invscale_models::{Model, Precision};
 use invscale_tasks::{DataOptions, Registry, load, locate};
 
@@ -116,6 +116,47 @@ fn tokenising_on_several_threads_changes_nothing() {
     for (a, b) in one.docs.iter().zip(&three.docs) {
         for (ra, rb) in a.requests.iter().zip(&b.requests) {
             assert_eq!((ra.ll.to_bits(), ra.greedy), (rb.ll.to_bits(), rb.greedy), "doc {}", a.doc_id);
+        }
+    }
+}
+
+/// Planning tasks ahead on another thread (as GPU runs do) with the tokenising on several
+/// threads, each on its own copy of an HF `tokenizers` tokenizer, gives the results of planning
+/// each task on one thread just before it runs, bit for bit and in order.
+#[test]
+fn planning_ahead_changes_nothing() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../invscale-models/tests/fixtures/tiny/gpt-neox");
+    let model = Model::load_checkpoint(&dir).unwrap();
+    let opts = data_options();
+    let loaded: Vec<_> = ["neqa", "memo_trap", "hindsight_neglect"]
+        .iter()
+        .map(|t| {
+            let spec = Registry::builtin().task(t).unwrap();
+            (spec, load(spec, &locate(spec, &opts).unwrap()).unwrap())
+        })
+        .collect();
+    let tasks: Vec<_> = loaded.iter().zip([40, 60, 4]).map(|((spec, data), n)| (*spec, &data.docs[..n])).collect();
+    let run = |plan_ahead: bool, threads: usize| {
+        let settings = RunSettings { plan_ahead: Some(plan_ahead), prepare_threads: Some(threads), ..RunSettings::default() };
+        let mut results: Vec<(usize, TaskResult)> = Vec::new();
+        let mut started = Vec::new();
+        run_tasks_on(&[&model], &mut ScoreCache::disabled(), &tasks, &settings, &mut |i| started.push(i), &mut |_| {}, &mut |i, r| {
+            results.push((i, r))
+        })
+        .unwrap();
+        assert_eq!(started, [0, 1, 2]);
+        results
+    };
+    let (plain, ahead) = (run(false, 1), run(true, 3));
+    assert_eq!(plain.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(ahead.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
+    for ((_, a), (_, b)) in plain.iter().zip(&ahead) {
+        assert_eq!(a.counts, b.counts, "{}", a.task);
+        for (da, db) in a.docs.iter().zip(&b.docs) {
+            assert_eq!(da.doc_id, db.doc_id);
+            for (ra, rb) in da.requests.iter().zip(&db.requests) {
+                assert_eq!((ra.ll.to_bits(), ra.greedy), (rb.ll.to_bits(), rb.greedy), "{} doc {}", a.task, da.doc_id);
+            }
         }
     }
 }

@@ -146,6 +146,18 @@ impl AddedTokens {
         Some(AddedTokens { matcher, ids, extra })
     }
 
+    /// Ids of `vocab`, plus the added tokens outside it.
+    pub fn id_count(added: Option<&AddedTokens>, vocab: &Vocab) -> usize {
+        vocab.len() + added.map_or(0, |a| a.extra.len())
+    }
+
+    /// The text of an id past `vocab` (an added token outside it; empty for an unknown id), or
+    /// `None` for an id of `vocab`.
+    pub fn text_past(added: Option<&AddedTokens>, vocab: &Vocab, id: u32) -> Option<String> {
+        let past = (id as usize).checked_sub(vocab.len())?;
+        Some(added.and_then(|a| a.extra.get(past).cloned()).unwrap_or_default())
+    }
+
     /// Splits `text` at the added tokens: `piece` gets each stretch between them, `out` the
     /// added tokens' ids in place.
     pub fn split(added: Option<&AddedTokens>, text: &str, out: &mut Vec<u32>, mut piece: impl FnMut(&str, &mut Vec<u32>)) {

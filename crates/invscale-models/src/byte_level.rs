@@ -81,15 +81,14 @@ impl ByteLevel {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.vocab.len() + self.added.as_ref().map_or(0, |a| a.extra.len())
+        AddedTokens::id_count(self.added.as_ref(), &self.vocab)
     }
 
     /// One token's text: its characters mapped back to bytes (a token with a character outside
     /// the byte alphabet as its own UTF-8), lossy.
     pub fn token_text(&self, id: u32) -> String {
-        let i = id as usize;
-        if i >= self.vocab.len() {
-            return self.added.as_ref().and_then(|a| a.extra.get(i - self.vocab.len()).cloned()).unwrap_or_default();
+        if let Some(text) = AddedTokens::text_past(self.added.as_ref(), &self.vocab, id) {
+            return text;
         }
         let piece = self.vocab.piece(id);
         let alphabet = ByteAlphabet::new();

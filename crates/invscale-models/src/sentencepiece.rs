@@ -86,14 +86,13 @@ impl SentencePiece {
 
     /// Ids in the vocabulary, plus added tokens outside it.
     pub fn vocab_size(&self) -> usize {
-        self.vocab.len() + self.added.as_ref().map_or(0, |a| a.extra.len())
+        AddedTokens::id_count(self.added.as_ref(), &self.vocab)
     }
 
     /// One token's text as decoded alone: `▁` as a space, a byte token as its byte (lossy).
     pub fn token_text(&self, id: u32) -> String {
-        let i = id as usize;
-        if i >= self.vocab.len() {
-            return self.added.as_ref().and_then(|a| a.extra.get(i - self.vocab.len()).cloned()).unwrap_or_default();
+        if let Some(text) = AddedTokens::text_past(self.added.as_ref(), &self.vocab, id) {
+            return text;
         }
         if let Some(b) = self.byte_ids.iter().position(|&b| b == Some(id)) {
             return String::from_utf8_lossy(&[b as u8]).into_owned();

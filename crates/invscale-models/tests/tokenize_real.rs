@@ -85,3 +85,46 @@ fn special_ids_and_bos_defaults_come_from_the_metadata() {
     let im_start = smol.encode("<|im_start|>").unwrap();
     assert_eq!(im_start.len(), 1, "{im_start:?}");
 }
+
+#[derive(serde::Deserialize)]
+struct EdgeRow {
+    text: String,
+    ids: Vec<u32>,
+}
+
+fn edge_rows(tool: &str, name: &str) -> Vec<EdgeRow> {
+    let path = fixtures().join("tokens").join(format!("edge-{tool}-{name}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (made by reference/tokens.py {tool} --edge)", path.display()));
+    text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Hard strings (reference/tokens.py's EDGE_CASES: special tokens inside text, characters outside
+/// the vocabulary, unusual whitespace, other scripts, digits): the ids transformers gives, every
+/// one; llama.cpp's too, wherever llama.cpp and transformers agree (where they differ, invscale
+/// follows transformers, which lm-eval tokenizes with; the differences are printed).
+#[test]
+fn gguf_tokenizers_match_the_references_on_edge_cases() {
+    let mut report = Vec::new();
+    for (name, file) in MODELS {
+        let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&model_path(file)).unwrap()).unwrap();
+        let transformers = edge_rows("transformers", name);
+        let llama = edge_rows("llama.cpp", name);
+        assert!(transformers.len() >= 40, "{name}: only {} edge cases", transformers.len());
+        assert_eq!(transformers.len(), llama.len(), "{name}: the two fixtures list different strings");
+        for (t, l) in transformers.iter().zip(&llama) {
+            assert_eq!(t.text, l.text);
+            let ids = tokenizer.encode(&t.text).unwrap();
+            if ids != t.ids {
+                report.push(format!("{name} {:?}: {ids:?}, transformers {:?}", t.text, t.ids));
+            }
+            if t.ids == l.ids {
+                if ids != l.ids {
+                    report.push(format!("{name} {:?}: {ids:?}, llama.cpp {:?}", t.text, l.ids));
+                }
+            } else {
+                eprintln!("{name} {:?}: transformers {:?} and llama.cpp {:?} differ", t.text, t.ids, l.ids);
+            }
+        }
+    }
+    assert!(report.is_empty(), "{}", report.join("\n"));
+}
