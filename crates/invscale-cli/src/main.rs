@@ -53,7 +53,6 @@ enum Command {
 
 fn main() -> ExitCode {
     invscale_models::pin_cpu_thread_count();
-    invscale_models::tune_allocator();
     let cli = Cli::parse();
     let data = invscale_tasks::DataOptions::from_env(cli.data_dirs);
     let result = match cli.command {

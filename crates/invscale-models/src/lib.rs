@@ -39,13 +39,14 @@ pub fn pin_cpu_thread_count() {
     }
 }
 
-/// Call first thing in `main`: fixes glibc's thresholds for a process that allocates the same
-/// large activation buffers pass after pass. By default a buffer over 128 KiB is its own `mmap`,
+/// Call at the start of a CPU run: fixes glibc's thresholds for a process that allocates the
+/// same large activation buffers pass after pass. By default a buffer over 128 KiB is its own `mmap`,
 /// faulted in page by page and unmapped when freed, until a freed one raises the threshold; a
 /// run whose loading freed no large block (the GGUF tokenizers keep none) stays there: Gemma 3's
 /// quantized hindsight-neglect took 3.4 M page faults instead of 0.5 M, and 15% longer. Buffers up
 /// to 32 MiB now come from the heap and stay there between passes (after each CPU pass the heap's
-/// free pages are still handed back, see `release_freed_memory`), so peak RSS is unchanged.
+/// free pages are still handed back, see `release_freed_memory`), so peak RSS is unchanged. Not
+/// measured on a GPU run, which therefore keeps glibc's defaults.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -54,7 +55,7 @@ pub fn tune_allocator() {
         }
         const M_TRIM_THRESHOLD: i32 = -1;
         const M_MMAP_THRESHOLD: i32 = -3;
-        // SAFETY: mallopt only sets allocator parameters; called before other threads start.
+        // SAFETY: mallopt only sets allocator parameters (under the arena's lock).
         unsafe {
             mallopt(M_MMAP_THRESHOLD, 32 << 20);
             mallopt(M_TRIM_THRESHOLD, 64 << 20);

@@ -92,7 +92,7 @@ impl Model {
         if let Device::Cuda(d) = device {
             crate::cuda_upload::keep_freed_memory(d)?;
         }
-        let model = match source {
+        match source {
             crate::ModelSource::Gguf(path) => Model::load_gguf_on(path, precision, device),
             crate::ModelSource::Checkpoint(dir) => match precision {
                 Precision::Quantized => Err(ModelError::unsupported(
@@ -101,27 +101,7 @@ impl Model {
                 )),
                 _ => Model::load_checkpoint_on(dir, precision, device),
             },
-        }?;
-        if !device.is_cpu() {
-            model.warm_up()?;
         }
-        Ok(model)
-    }
-
-    /// One small pass on a GPU right after loading: the first pass of a run loads the kernels it
-    /// uses (ours, and cuBLAS's for its shapes: CUDA loads modules lazily) and sets up cuBLAS,
-    /// ~150 ms on an H200 that would otherwise fall on the first task. lm-eval's batch-size probe
-    /// does the same for it before its log-likelihood phase. Nothing of it is kept.
-    fn warm_up(&self) -> Result<()> {
-        let started = std::time::Instant::now();
-        let ids: Vec<u32> = (1..=2064u32).map(|i| i % 64 + 1).collect();
-        let (context, rest) = ids.split_at(2048);
-        self.score_forest(&[(context, vec![&rest[..8], &rest[8..]])])?;
-        self.device.synchronize()?;
-        if profiling() {
-            eprintln!("profile: load: warm-up pass in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
-        }
-        Ok(())
     }
 
     /// Loads a Hugging Face checkpoint folder (`config.json`, safetensors, `tokenizer.json`) on

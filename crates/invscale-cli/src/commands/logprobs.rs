@@ -62,6 +62,9 @@ pub fn run(args: LogprobsArgs) -> anyhow::Result<ExitCode> {
         args.text.clone()
     };
     let precision = args.dtype.precision();
+    if args.device == "cpu" {
+        invscale_models::tune_allocator();
+    }
     let device = match super::parse_device(&args.device) {
         Ok(d) => d,
         Err(e) => {

@@ -139,6 +139,9 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let start_time = now();
     let started = Instant::now();
     stamp("run: started");
+    if args.device.split(',').all(|d| d.trim() == "cpu") {
+        invscale_models::tune_allocator();
+    }
     let devices = match args.device.split(',').map(|d| super::parse_device(d.trim())).collect::<Result<Vec<_>, _>>() {
         Ok(d) => d,
         Err(e) => return fail(e),
