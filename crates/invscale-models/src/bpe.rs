@@ -115,7 +115,8 @@ impl AddedTokens {
         let mut ids = Vec::new();
         let mut extra = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (t, _) in tokens.iter().zip(types).filter(|(t, ty)| **ty == CONTROL && control(t)) {
+        // `tokenizers` skips empty ones (they would match everywhere).
+        for (t, _) in tokens.iter().zip(types).filter(|(t, ty)| **ty == CONTROL && !t.is_empty() && control(t)) {
             if !seen.insert(t.as_str()) {
                 continue;
             }
@@ -126,7 +127,7 @@ impl AddedTokens {
             patterns.push(t);
             ids.push(id);
         }
-        for (t, _) in tokens.iter().zip(types).filter(|(_, ty)| **ty == USER_DEFINED) {
+        for (t, _) in tokens.iter().zip(types).filter(|(t, ty)| **ty == USER_DEFINED && !t.is_empty()) {
             if seen.contains(t.as_str()) {
                 continue;
             }
