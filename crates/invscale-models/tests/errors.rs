@@ -74,7 +74,8 @@ fn unknown_architecture_and_misfit_tokenizer() {
     let meta: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
     gguf_file::write(&mut std::fs::File::create(&p).unwrap(), &meta, &[("token_embd.weight", &embed)]).unwrap();
     let e = load_err(&p);
-    assert!(e.contains("broken-tokenizer.gguf: tokenizer:") && e.contains("out of vocabulary"), "{e}");
+    // The file, the field and its entry, and what is wrong with it.
+    assert!(e.contains("broken-tokenizer.gguf: tokenizer.ggml.merges[0]: merge `a z`: `z` is not in the vocabulary"), "{e}");
 
     let p = dir.path().join("misfit.gguf");
     tiny_gguf(&p, "llama", 10, 5);
