@@ -43,29 +43,28 @@ def main():
         sys.exit(p.stderr[-3000:])
     [results] = list((tmp / "run").glob("**/results_*.json"))
     timing = json.loads(results.read_text())["invscale"]["timing"]
-    # Per task: from "preparing" to "batches planned" is host work; pass lines carry GPU times.
-    tasks, current = {}, None
+    # Per task: from "preparing" to "batches planned" is host work (on a GPU it runs beside the
+    # passes of the task before); the passes before a task's "done" line are its own.
+    tasks, passes = {}, []
     for line in p.stderr.splitlines():
         if m := re.match(r"profile: at ([\d.]+) ms: task (\S+): preparing", line):
-            current = m.group(2)
-            tasks[current] = {"start": float(m.group(1)), "prep_ms": 0.0, "passes": 0, "pass_ms": 0.0}
-        elif (m := re.match(r"profile: at ([\d.]+) ms: task (\S+): \d+ batches planned", line)) and current:
-            tasks[current]["prep_ms"] = float(m.group(1)) - tasks[current]["start"]
-        elif (m := re.match(r"profile: pass .*masks ([\d.]+) ms, forward ([\d.]+) ms, LM head on \d+ rows ([\d.]+) ms", line)) and current:
-            tasks[current]["passes"] += 1
-            tasks[current]["pass_ms"] += sum(float(x) for x in m.groups())
-        elif (m := re.match(r"profile: at ([\d.]+) ms: turn finished", line)) and current:
-            tasks[current]["end"] = float(m.group(1))
+            tasks[m.group(2)] = {"start": float(m.group(1)), "prep_ms": 0.0, "passes": 0, "pass_ms": 0.0}
+        elif m := re.match(r"profile: at ([\d.]+) ms: task (\S+): \d+ batches planned", line):
+            tasks[m.group(2)]["prep_ms"] = float(m.group(1)) - tasks[m.group(2)]["start"]
+        elif m := re.match(r"profile: pass .*masks ([\d.]+) ms, forward ([\d.]+) ms, LM head on \d+ rows ([\d.]+) ms", line):
+            passes.append(sum(float(x) for x in m.groups()))
+        elif (m := re.match(r"(\S+): done in", line)) and m.group(1) in tasks:
+            tasks[m.group(1)]["passes"] += len(passes)
+            tasks[m.group(1)]["pass_ms"] += sum(passes)
+            passes = []
     print(f"{args.shape} {args.workload}: wall {wall:.2f} s, load {timing['model_load_seconds']:.2f} s, "
           f"scoring {timing['scoring_seconds']:.2f} s")
     prep = sum(t["prep_ms"] for t in tasks.values())
     passes = sum(t["pass_ms"] for t in tasks.values())
     for name, t in tasks.items():
-        span = t.get("end", t["start"]) - t["start"]
-        print(f"  {name:60} prep {t['prep_ms']:8.1f} ms  {t['passes']:5} passes {t['pass_ms']:9.1f} ms  span {span:9.1f} ms")
-    print(f"  all tasks: prep {prep / 1e3:.2f} s, passes {passes / 1e3:.2f} s, the rest of scoring "
-          f"{timing['scoring_seconds'] - (prep + passes) / 1e3:.2f} s")
-
+        print(f"  {name:60} prep {t['prep_ms']:8.1f} ms  {t['passes']:5} passes {t['pass_ms']:9.1f} ms")
+    print(f"  all tasks: planning {prep / 1e3:.2f} s (beside the passes, except the first task's), "
+          f"passes {passes / 1e3:.2f} s, scoring phase {timing['scoring_seconds']:.2f} s")
 
 if __name__ == "__main__":
     main()
