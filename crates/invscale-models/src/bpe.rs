@@ -108,15 +108,17 @@ pub struct AddedTokens {
 }
 
 impl AddedTokens {
-    /// transformers' choice: every control token that `control` accepts, then each user-defined
-    /// token already known (in the vocabulary or among the control tokens).
-    pub fn new(tokens: &[String], types: &[i64], vocab: &Vocab, control: impl Fn(&str) -> bool) -> Option<AddedTokens> {
+    /// transformers' choice: every control token that `control` accepts and the tokens the file
+    /// names as BOS, EOS, unknown and padding (`specials`: transformers registers them as special
+    /// tokens, whatever their type), then each user-defined token already known.
+    pub fn new(tokens: &[String], types: &[i64], specials: &[u32], vocab: &Vocab, control: impl Fn(&str) -> bool) -> Option<AddedTokens> {
         let mut patterns: Vec<&str> = Vec::new();
         let mut ids = Vec::new();
         let mut extra = Vec::new();
         let mut seen = std::collections::HashSet::new();
         // `tokenizers` skips empty ones (they would match everywhere).
-        for (t, _) in tokens.iter().zip(types).filter(|(t, ty)| **ty == CONTROL && !t.is_empty() && control(t)) {
+        let special = |i: usize| types.get(i) == Some(&CONTROL) || specials.contains(&(i as u32));
+        for (_, t) in tokens.iter().enumerate().filter(|(i, t)| special(*i) && !t.is_empty() && control(t)) {
             if !seen.insert(t.as_str()) {
                 continue;
             }
@@ -159,18 +161,18 @@ impl AddedTokens {
         Some(added.and_then(|a| a.extra.get(past).cloned()).unwrap_or_default())
     }
 
-    /// Splits `text` at the added tokens: `piece` gets each stretch between them, `out` the
-    /// added tokens' ids in place.
-    pub fn split(added: Option<&AddedTokens>, text: &str, out: &mut Vec<u32>, mut piece: impl FnMut(&str, &mut Vec<u32>)) {
+    /// Splits `text` at the added tokens: `piece` gets each stretch between them (and where in
+    /// `text` it starts), `out` the added tokens' ids in place.
+    pub fn split(added: Option<&AddedTokens>, text: &str, out: &mut Vec<u32>, mut piece: impl FnMut(&str, usize, &mut Vec<u32>)) {
         let mut from = 0;
         if let Some(a) = added {
             for m in a.matcher.find_iter(text) {
-                piece(&text[from..m.start()], out);
+                piece(&text[from..m.start()], from, out);
                 out.push(a.ids[m.pattern().as_usize()]);
                 from = m.end();
             }
         }
-        piece(&text[from..], out);
+        piece(&text[from..], from, out);
     }
 }
 

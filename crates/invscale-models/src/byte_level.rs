@@ -27,8 +27,8 @@ pub struct ByteLevel {
 pub struct BadMerge(pub usize, pub String);
 
 impl ByteLevel {
-    /// `pre`: the split before BPE (a regex split and the byte mapping, or GPT-2's ByteLevel).
-    pub fn new(tokens: &[String], merges: &[String], types: &[i64], pre: PreTokenizerWrapper) -> Result<ByteLevel, BadMerge> {
+    /// `specials`: the ids the file names as BOS, EOS, unknown and padding. `pre`: the split before BPE (a regex split and the byte mapping, or GPT-2's ByteLevel).
+    pub fn new(tokens: &[String], merges: &[String], types: &[i64], specials: &[u32], pre: PreTokenizerWrapper) -> Result<ByteLevel, BadMerge> {
         let alphabet = ByteAlphabet::new();
         let in_alphabet = |t: &str| t.chars().all(|c| alphabet.byte(c).is_some());
         let vocab = Vocab::new(tokens.iter().map(|t| {
@@ -42,7 +42,7 @@ impl ByteLevel {
             let new_id = id(&format!("{a}{b}"))?;
             map.insert((l, r), (i as u32, new_id));
         }
-        let added = AddedTokens::new(tokens, types, &vocab, in_alphabet);
+        let added = AddedTokens::new(tokens, types, specials, &vocab, in_alphabet);
         Ok(ByteLevel { vocab, merges: map, pre, added })
     }
 
@@ -50,7 +50,7 @@ impl ByteLevel {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
         let mut out = Vec::new();
         let mut failed = None;
-        AddedTokens::split(self.added.as_ref(), text, &mut out, |piece, out| {
+        AddedTokens::split(self.added.as_ref(), text, &mut out, |piece, _, out| {
             if piece.is_empty() || failed.is_some() {
                 return;
             }

@@ -24,6 +24,9 @@ pub struct SentencePiece {
     byte_ids: [Option<u32>; 256],
     unk: Option<u32>,
     added: Option<AddedTokens>,
+    /// Llama-2-style files: a `▁` before the text, unless it starts with a space or an added
+    /// token (transformers' `LlamaTokenizer`: Metaspace, prepend scheme "first"). Gemma: none.
+    prefix_first: bool,
 }
 
 /// A merge's place in transformers' merge list: higher score, longer left piece, longer right
@@ -56,10 +59,11 @@ impl Ord for Rank {
 }
 
 impl SentencePiece {
-    /// `tokens`, `scores` and `types` as the GGUF stores them. `gemma`: all-space tokens are
+    /// `tokens`, `scores` and `types` as the GGUF stores them; `specials` the ids it names as
+    /// BOS, EOS, unknown and padding. `gemma`: all-space tokens are
     /// stored with real spaces (respelled with `▁`), and the vocabulary order is the merge order
     /// (score = −index), not the file's scores.
-    pub fn new(tokens: &[String], scores: &[f32], types: &[i64], gemma: bool) -> SentencePiece {
+    pub fn new(tokens: &[String], scores: &[f32], types: &[i64], specials: &[u32], gemma: bool) -> SentencePiece {
         let vocab = Vocab::new(tokens.iter().map(|t| {
             if gemma && t.contains(' ') && t.chars().all(py_isspace) {
                 Cow::Owned("▁".repeat(t.chars().count()))
@@ -73,14 +77,14 @@ impl SentencePiece {
             *slot = vocab.id(&format!("<{b:#04X}>"));
         }
         let unk = vocab.id("<unk>");
-        let added = AddedTokens::new(tokens, types, &vocab, |_| true);
-        SentencePiece { vocab, score, byte_ids, unk, added }
+        let added = AddedTokens::new(tokens, types, specials, &vocab, |_| true);
+        SentencePiece { vocab, score, byte_ids, unk, added, prefix_first: !gemma }
     }
 
     /// Token ids of `text` (no BOS: special tokens are the caller's).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        AddedTokens::split(self.added.as_ref(), text, &mut out, |piece, out| self.encode_piece(piece, out));
+        AddedTokens::split(self.added.as_ref(), text, &mut out, |piece, start, out| self.encode_piece(piece, start == 0, out));
         out
     }
 
@@ -112,13 +116,17 @@ impl SentencePiece {
         Some((rank, id))
     }
 
-    /// A stretch of text between added tokens: spaces as `▁`, one symbol per character (its
-    /// bytes' tokens when the vocabulary lacks it, fused unknowns otherwise), then merged.
-    fn encode_piece(&self, piece: &str, out: &mut Vec<u32>) {
+    /// A stretch of text between added tokens: spaces as `▁` (and one before the text's start,
+    /// see `prefix_first`), one symbol per character (its bytes' tokens when the vocabulary lacks
+    /// it, fused unknowns otherwise), then merged.
+    fn encode_piece(&self, piece: &str, at_start: bool, out: &mut Vec<u32>) {
         if piece.is_empty() {
             return;
         }
-        let normalized = piece.replace(' ', "▁");
+        let mut normalized = piece.replace(' ', "▁");
+        if self.prefix_first && at_start && !normalized.starts_with('▁') {
+            normalized.insert(0, '▁');
+        }
         let mut word = Word::default();
         let mut unk: Option<(u32, usize)> = None;
         let mut buf = [0u8; 4];

@@ -147,13 +147,18 @@ impl Tokenizer {
         let id = |key: &str| g.opt_int(key).and_then(|i| u32::try_from(i).ok());
         let bos_id = id("tokenizer.ggml.bos_token_id");
         let eos_id = id("tokenizer.ggml.eos_token_id");
+        let specials: Vec<u32> = [bos_id, eos_id, id("tokenizer.ggml.unknown_token_id"), id("tokenizer.ggml.padding_token_id")]
+            .into_iter()
+            .flatten()
+            .filter(|&i| (i as usize) < tokens.len())
+            .collect();
         let unsupported = |m: String| ModelError::unsupported(&g.path, m);
 
         let inner = match model.as_str() {
             "gpt2" => {
                 let merges = merges.ok_or_else(|| ModelError::unsupported(&g.path, "a byte-level BPE vocabulary without merges"))?;
                 let split = pre_tokenizer(pre.as_deref())?;
-                let bpe = ByteLevel::new(&tokens, &merges, &types, split).map_err(|BadMerge(i, why)| {
+                let bpe = ByteLevel::new(&tokens, &merges, &types, &specials, split).map_err(|BadMerge(i, why)| {
                     ModelError::corrupt(&g.path, format!("tokenizer.ggml.merges[{i}]: {why}"))
                 })?;
                 Inner::ByteLevel(bpe)
@@ -170,7 +175,7 @@ impl Tokenizer {
                     }
                     _ => Vec::new(),
                 };
-                Inner::SentencePiece(SentencePiece::new(&tokens, &scores, &types, arch.starts_with("gemma")))
+                Inner::SentencePiece(SentencePiece::new(&tokens, &scores, &types, &specials, arch.starts_with("gemma")))
             }
             other => {
                 return Err(unsupported(format!(

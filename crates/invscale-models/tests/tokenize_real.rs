@@ -98,33 +98,53 @@ fn edge_rows(tool: &str, name: &str) -> Vec<EdgeRow> {
     text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// Compares `tokenizer` with the edge-case fixtures of `name`: transformers' ids on every string,
+/// llama.cpp's wherever llama.cpp and transformers agree (where they differ, invscale follows
+/// transformers, which lm-eval tokenizes with; the differences are printed). Returns the mismatches.
+fn edge_mismatches(name: &str, tokenizer: &Tokenizer) -> Vec<String> {
+    let mut report = Vec::new();
+    let transformers = edge_rows("transformers", name);
+    let llama = edge_rows("llama.cpp", name);
+    assert!(transformers.len() >= 40, "{name}: only {} edge cases", transformers.len());
+    assert_eq!(transformers.len(), llama.len(), "{name}: the two fixtures list different strings");
+    for (t, l) in transformers.iter().zip(&llama) {
+        assert_eq!(t.text, l.text);
+        let ids = tokenizer.encode(&t.text).unwrap();
+        if ids != t.ids {
+            report.push(format!("{name} {:?}: {ids:?}, transformers {:?}", t.text, t.ids));
+        }
+        if t.ids == l.ids {
+            if ids != l.ids {
+                report.push(format!("{name} {:?}: {ids:?}, llama.cpp {:?}", t.text, l.ids));
+            }
+        } else {
+            eprintln!("{name} {:?}: transformers {:?} and llama.cpp {:?} differ", t.text, t.ids, l.ids);
+        }
+    }
+    report
+}
+
 /// Hard strings (reference/tokens.py's EDGE_CASES: special tokens inside text, characters outside
-/// the vocabulary, unusual whitespace, other scripts, digits): the ids transformers gives, every
-/// one; llama.cpp's too, wherever llama.cpp and transformers agree (where they differ, invscale
-/// follows transformers, which lm-eval tokenizes with; the differences are printed).
+/// the vocabulary, unusual whitespace, other scripts, digits) on the real GGUF models.
 #[test]
 fn gguf_tokenizers_match_the_references_on_edge_cases() {
     let mut report = Vec::new();
     for (name, file) in MODELS {
         let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&model_path(file)).unwrap()).unwrap();
-        let transformers = edge_rows("transformers", name);
-        let llama = edge_rows("llama.cpp", name);
-        assert!(transformers.len() >= 40, "{name}: only {} edge cases", transformers.len());
-        assert_eq!(transformers.len(), llama.len(), "{name}: the two fixtures list different strings");
-        for (t, l) in transformers.iter().zip(&llama) {
-            assert_eq!(t.text, l.text);
-            let ids = tokenizer.encode(&t.text).unwrap();
-            if ids != t.ids {
-                report.push(format!("{name} {:?}: {ids:?}, transformers {:?}", t.text, t.ids));
-            }
-            if t.ids == l.ids {
-                if ids != l.ids {
-                    report.push(format!("{name} {:?}: {ids:?}, llama.cpp {:?}", t.text, l.ids));
-                }
-            } else {
-                eprintln!("{name} {:?}: transformers {:?} and llama.cpp {:?} differ", t.text, t.ids, l.ids);
-            }
-        }
+        report.extend(edge_mismatches(name, &tokenizer));
     }
+    assert!(report.is_empty(), "{}", report.join("\n"));
+}
+
+/// A Llama-2-style SentencePiece file (reference/spm_gguf.py: 400 pieces trained on the README,
+/// merges ordered by the file's scores, ties included, and a `▁` before the text): the edge
+/// cases and 40 README lines, as transformers and llama.cpp tokenize them. They differ on text
+/// that starts with a space (llama.cpp always adds its `▁`, transformers only when the text does
+/// not start with one); invscale follows transformers.
+#[test]
+fn llama_style_sentencepiece_matches_the_references() {
+    let path = fixtures().join("tokens/llama-spm.gguf");
+    let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+    let report = edge_mismatches("llama-spm", &tokenizer);
     assert!(report.is_empty(), "{}", report.join("\n"));
 }
