@@ -19,6 +19,7 @@ pub struct ByteLevel {
     /// (left, right) → (place in the merge list, merged id); a pair listed twice keeps its last place.
     merges: AHashMap<(u32, u32), (u32, u32)>,
     pre: PreTokenizerWrapper,
+    alphabet: ByteAlphabet,
     added: Option<AddedTokens>,
 }
 
@@ -43,7 +44,7 @@ impl ByteLevel {
             map.insert((l, r), (i as u32, new_id));
         }
         let added = AddedTokens::new(tokens, types, specials, &vocab, in_alphabet);
-        Ok(ByteLevel { vocab, merges: map, pre, added })
+        Ok(ByteLevel { vocab, merges: map, pre, added, alphabet })
     }
 
     /// Token ids of `text` (no BOS: special tokens are the caller's).
@@ -91,8 +92,7 @@ impl ByteLevel {
             return text;
         }
         let piece = self.vocab.piece(id);
-        let alphabet = ByteAlphabet::new();
-        let bytes: Option<Vec<u8>> = piece.chars().map(|c| alphabet.byte(c)).collect();
+        let bytes: Option<Vec<u8>> = piece.chars().map(|c| self.alphabet.byte(c)).collect();
         String::from_utf8_lossy(&bytes.unwrap_or_else(|| piece.as_bytes().to_vec())).into_owned()
     }
 }

@@ -40,8 +40,9 @@ pub struct Tokenizer {
     vocab_size: std::sync::OnceLock<usize>,
 }
 
-/// The engine: HF `tokenizers`, or SentencePiece BPE computed from a GGUF vocabulary directly
-/// (see [`SentencePiece`]: the same ids without `tokenizers`' ~78 MB of tables for Gemma 3).
+/// The engine: HF `tokenizers` for a `tokenizer.json`; for a GGUF file, SentencePiece or
+/// byte-level BPE computed from its vocabulary directly (the same ids without `tokenizers`'
+/// tables, see [`crate::bpe`]).
 enum Inner {
     Hf(tokenizers::Tokenizer),
     SentencePiece(SentencePiece),

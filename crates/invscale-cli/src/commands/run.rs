@@ -304,6 +304,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", paths.results.display()))?;
         eprintln!("results: {}", paths.results.display());
         if args.log_samples {
+            let count = |t: &TaskReport| t.docs.len().min(t.result.docs.len());
             let lines = |t: &TaskReport, from: usize, to: usize| {
                 t.docs[from..to].iter().zip(&t.result.docs[from..to]).map(|(d, r)| sample_line(d, r) + "\n").collect::<String>()
             };
@@ -318,7 +319,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
                     let handles: Vec<Vec<_>> = reports
                         .iter()
                         .map(|t| {
-                            let n = t.docs.len().min(t.result.docs.len());
+                            let n = count(t);
                             (0..n).step_by(RUN).map(|from| s.spawn(move || lines(t, from, (from + RUN).min(n)))).collect()
                         })
                         .collect();
@@ -329,7 +330,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
                 })
             };
             for (t, text) in reports.iter().zip(made) {
-                let text = text.unwrap_or_else(|| lines(t, 0, t.docs.len().min(t.result.docs.len())));
+                let text = text.unwrap_or_else(|| lines(t, 0, count(t)));
                 let path = paths.samples(&t.spec.name);
                 write_atomic(&path, text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 eprintln!("samples: {}", path.display());
