@@ -149,7 +149,6 @@ impl candle_core::CustomOp3 for Fused<'_> {
         use candle_core::backend::BackendStorage;
         use candle_core::{CudaStorage, Storage};
 
-        const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
         let fb = self.blocks;
         let (_, heads, t, d) = lq.shape().dims4()?;
         let (_, kv_heads, tk, _) = lk.shape().dims4()?;
@@ -182,7 +181,7 @@ impl candle_core::CustomOp3 for Fused<'_> {
             let (blocks, tiles, keys, seen) =
                 (cuda(0)?.as_cuda_slice::<u32>()?, cuda(1)?.as_cuda_slice::<u32>()?, cuda(2)?.as_cuda_slice::<u32>()?, cuda(3)?.as_cuda_slice::<u32>()?);
             let out = dev.alloc_zeros::<T>(t * heads * d)?;
-            let func = dev.get_or_load_custom_func(name, "invscale_attention", PTX)?;
+            let func = dev.get_or_load_custom_func(name, "invscale_attention", ATTENTION_PTX)?;
             let mut builder = func.builder();
             builder.arg(&q);
             builder.arg(&k);

@@ -409,6 +409,44 @@ pub(crate) mod cuda {
     pub use candle_core::cuda_backend::{CudaDType, WrapErr};
 
     pub const OPS_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/ops.ptx"));
+    pub const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
+
+    /// Gets the kernels of a pass ready on a thread of its own while the weights upload: one
+    /// matrix product in the run's dtype (cuBLAS loads its kernels and sets itself up on its first
+    /// call: ~120 ms of the first pass of every run on an H200 before this), and the kernel
+    /// modules every pass uses, candle's and ours (the driver reads their PTX, and on a machine
+    /// that has not seen them compiles it). lm-eval's batch-size probe does this for PyTorch
+    /// before its scoring starts. A module a pass asks for first is loaded by the pass, as it
+    /// would be without this; failures are left for the pass to report. Only modules a pass
+    /// surely uses: loading one nobody calls costs its compilation on a new machine.
+    pub fn warm_kernels(dev: &candle_core::CudaDevice, dtype: candle_core::DType, quantized: bool) -> std::thread::JoinHandle<()> {
+        use candle_core::cuda_backend::kernels as k;
+        let dev = dev.clone();
+        std::thread::spawn(move || {
+            let device = candle_core::Device::Cuda(dev.clone());
+            let product = || -> candle_core::Result<()> {
+                // `x Wᵀ`, as a linear layer multiplies.
+                let x = candle_core::Tensor::zeros((1024, 1024), dtype, &device)?;
+                let w = candle_core::Tensor::zeros((2048, 1024), dtype, &device)?;
+                x.matmul(&w.t()?)?;
+                device.synchronize()
+            };
+            let _ = product();
+            // One function each: loading any of a module's functions loads the whole module.
+            // Copies, residual sums, the f32 cast and log-softmax of the LM head, embeddings.
+            let mut candle = vec![("ucopy_f32", &k::UNARY), ("badd_f32", &k::BINARY), ("cast_f32_bf16", &k::CAST), ("is_u32_f32", &k::INDEXING), ("fast_sum_f32", &k::REDUCE)];
+            if quantized {
+                candle.push(("quantize_q8_1", &k::QUANTIZED));
+            }
+            for (name, module) in candle {
+                let _ = dev.get_or_load_func(name, module);
+            }
+            if dtype != candle_core::DType::F32 {
+                let _ = dev.get_or_load_custom_func("rms_norm_bf16", "invscale_ops", OPS_PTX);
+                let _ = dev.get_or_load_custom_func("attention_bf16_64", "invscale_attention", ATTENTION_PTX);
+            }
+        })
+    }
 
     /// The element types the kernels come in.
     pub trait Half: CudaDType + DeviceRepr + ValidAsZeroBits + candle_core::WithDType {}

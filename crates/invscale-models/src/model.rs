@@ -91,6 +91,7 @@ impl Model {
         #[cfg(feature = "cuda")]
         if let Device::Cuda(d) = device {
             crate::cuda_upload::keep_freed_memory(d)?;
+            crate::cuda_ops::cuda::warm_kernels(d, precision.dtype(), precision == Precision::Quantized);
         }
         match source {
             crate::ModelSource::Gguf(path) => Model::load_gguf_on(path, precision, device),
