@@ -260,6 +260,11 @@ def main():
             run_lm_eval(model, lm_tasks, include, tmp / "warm-lm", limit=2)
             warmed = True
         inv = run_invscale(args.binary, model, args.data_dir, tmp / f"inv-{name}", tasks=inv_tasks)
+        # invscale's figures first, in case lm-eval does not finish within the device's time.
+        print(f"{name}: invscale end to end {inv['wall_seconds']:.1f}s, scoring {inv['scoring_seconds']:.2f}s, "
+              f"{inv['tokens_computed']} unique tokens", flush=True)
+        report["shapes"][name] = {"parameters": params, "invscale": inv}
+        (args.out_dir / "benchmark.json").write_text(json.dumps(report, indent=2))
         lm = run_lm_eval(model, lm_tasks, include, tmp / f"lm-{name}")
         lm_phase = lm["ll_seconds"] - lm["probe_seconds"]
         agreement = compare_samples(tmp / f"inv-{name}", tmp / f"lm-{name}", names)
