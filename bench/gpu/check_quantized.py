@@ -4,7 +4,13 @@ against llama.cpp by tests/quantized_real.rs; on the GPU candle's quantized CUDA
 dequantized (`--dtype f32`, the exact path). Per request: |Δ log-likelihood| (median, max) and
 whether each document's argmax class is the same.
 
-    python3 bench/gpu/check_quantized.py BINARY MODEL.gguf DATA_DIR [--limit N]   # on the accelerator machine
+    python3 bench/gpu/check_quantized.py BINARY MODEL.gguf DATA_DIR [--limit N] [--reference LLAMA.json] [--out F]
+
+With `--reference` (llama.cpp's log-likelihoods of the same file's requests, made here by
+bench/gpu/llama_cpp_requests.py: llama.cpp does not run on the accelerator machine) each quantized
+run is also held to llama.cpp, per request and per continuation token, and on the class of every
+document llama.cpp decides by at least 0.5 nats (the test of tests/quantized_real.rs; closer
+agreement is below what float order alone moves, see there).
 """
 import glob, json, subprocess, sys, tempfile
 from pathlib import Path
@@ -46,5 +52,31 @@ for name, a, b in [("quantized: cuda vs cpu", ("cuda", "quantized"), ("cpu", "qu
                    ("cuda: quantized vs f32", ("cuda", "quantized"), ("cuda", "f32"))]:
     report[name] = compare(runs[a], runs[b])
     print(name, json.dumps(report[name]), flush=True)
-if len(sys.argv) > 4 and "--out" in sys.argv:
+if "--reference" in sys.argv:
+    ref = json.loads(Path(sys.argv[sys.argv.index("--reference") + 1]).read_text())
+    by_task = {(r["task"], r["doc"]): r for r in ref["rows"]}
+    # Sample files are named after lm-eval's tasks (samples_inverse_scaling_hindsight_neglect_10shot).
+    task_of = lambda sample: next((t for t, _ in by_task if t in sample), None)
+    # f32 (the weights dequantized, activations not quantized) shows how far quantizing moves things.
+    for device, dtype in runs:
+        ours = runs[(device, dtype)]
+        missing = [k for k in ours if (task_of(k[0]), k[1]) not in by_task]
+        if missing:
+            sys.exit(f"the reference has no rows for {missing[:3]}: made from other tasks or with a smaller --limit?")
+        llama = {k: by_task[(task_of(k[0]), k[1])] for k in ours}
+        deltas = [abs(x - y) for k in ours for x, y in zip(ours[k], llama[k]["class_ll"])]
+        tokens = sum(sum(llama[k]["tokens"]) for k in ours)
+        margin = lambda xs: sorted(xs)[-1] - sorted(xs)[-2]
+        decisive = [k for k in ours if margin(llama[k]["class_ll"]) >= 0.5]
+        top = lambda xs: xs.index(max(xs))
+        row = {"reference": ref["tool"], "documents": len(ours), "requests": len(deltas),
+               "mean_abs_delta_ll_per_request": sum(deltas) / len(deltas),
+               "median_abs_delta_ll_per_request": sorted(deltas)[len(deltas) // 2],
+               "max_abs_delta_ll_per_request": max(deltas), "mean_abs_delta_per_token": sum(deltas) / tokens,
+               "same_class": sum(top(ours[k]) == top(llama[k]["class_ll"]) for k in ours),
+               "decisive_documents": len(decisive),
+               "same_class_on_decisive": sum(top(ours[k]) == top(llama[k]["class_ll"]) for k in decisive)}
+        report[f"{device} {dtype} vs llama.cpp"] = row
+        print(f"{device} {dtype} vs llama.cpp", json.dumps(row), flush=True)
+if "--out" in sys.argv:
     Path(sys.argv[sys.argv.index("--out") + 1]).write_text(json.dumps(report, indent=1))
