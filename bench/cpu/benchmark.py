@@ -18,7 +18,7 @@ computes after prefix sharing), peak RSS, the ratios to invscale, and both invsc
 accuracies and how often the quantized path picks llama.cpp's class.
 
     $PYTHON bench/cpu/benchmark.py [--models smollm2-135m,gemma3-270m] [--tasks neqa,memo_trap,hindsight_neglect]
-                           [--repeats 3] [--limit N] [--skip lm-eval,llama.cpp] [--out FILE]
+                           [--repeats 3] [--limit N] [--skip lm-eval,llama.cpp,"invscale f32"] [--out FILE]
 
 Run it with the Python that has lm_eval (it reads lm-eval's task config). Needs: a release build (cargo build --release -p invscale-cli), the models
 (scripts/fetch-models.sh), a Python with lm_eval 0.4.13, transformers, torch, gguf and
@@ -119,7 +119,7 @@ def main():
     ap.add_argument("--tasks", default="neqa,memo_trap,hindsight_neglect")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--limit", type=int, help="first N documents per task (smoke runs; written to benchmark-limit<N>.json)")
-    ap.add_argument("--skip", default="", help="tools to leave out: lm-eval, llama.cpp")
+    ap.add_argument("--skip", default="", help="tools to leave out: lm-eval, llama.cpp, 'invscale f32' (with lm-eval)")
     # lm-eval's `--batch_size auto` probes from the model's full context (8192 tokens for
     # SmolLM2) and was killed for memory on this 24 GiB machine during hindsight-neglect.
     ap.add_argument("--lm-eval-batch-size", default="8", help="lm-eval's --batch_size (default 8; auto runs out of memory on 24 GiB)")
@@ -129,7 +129,11 @@ def main():
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
-    tools = ["invscale f32", "invscale quantized"] + [t for t in ("lm-eval", "llama.cpp") if t not in skip]
+    known = ("invscale f32", "invscale quantized", "lm-eval", "llama.cpp")
+    if skip - set(known) or "invscale quantized" in skip or ("invscale f32" in skip and "lm-eval" not in skip):
+        sys.exit(f"--skip: leave out any of lm-eval, llama.cpp, 'invscale f32' (only with lm-eval: it is compared "
+                 f"with the f32 path), not {args.skip!r}")
+    tools = [t for t in known if t not in skip]
     rows = []
     for model in args.models.split(","):
         for task in args.tasks.split(","):
@@ -147,12 +151,12 @@ def main():
                     runs[tool].append(r)
                     print(f"  {model} {task} {tool} run {rep + 1}: {r['seconds']:.1f} s, {r['rss_mib']:.0f} MiB",
                           file=sys.stderr, flush=True)
-            f32 = runs["invscale f32"][0]
-            requested, unique = f32["tokens_requested"], f32["tokens_computed"]
+            ours = runs["invscale quantized"][0]  # the paths plan the same passes: same token counts
+            requested, unique = ours["tokens_requested"], ours["tokens_computed"]
             row = {"model": model, "model_file": MODEL_FILES[model],
                    "model_mib": round((MODELS / MODEL_FILES[model]).stat().st_size / 2**20, 1),
                    "data_mib": round((DATA / TASKS[task]).stat().st_size / 2**20, 2),
-                   "task": task, "documents": len(f32["preds"]),
+                   "task": task, "documents": len(ours["preds"]),
                    "tokens_requested": requested, "tokens_unique": unique, "tools": {}}
             for tool, rs in runs.items():
                 secs = statistics.median(r["seconds"] for r in rs)

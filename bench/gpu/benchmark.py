@@ -125,6 +125,15 @@ def make_model(name: str, root: Path, tokenizer_dir: Path) -> tuple[Path, int]:
     return d, params
 
 
+def scratch_model(data_dir: Path, shape: str) -> tuple[Path, Path, int]:
+    """A scratch folder, and in it a random checkpoint of `shape` with the tasks' tokenizer: (folder,
+    checkpoint, parameters). For the scripts beside this one that run a single shape."""
+    tmp = Path(tempfile.mkdtemp())
+    train_tokenizer(data_dir, tmp / "tok")
+    model, params = make_model(shape, tmp / "models", tmp / "tok")
+    return tmp, model, params
+
+
 def lm_eval_tasks(data_dir: Path, tmp: Path) -> list[str]:
     return lm_eval_file_tasks([(data_dir / file, lm_name) for file, lm_name in TASKS.values()], tmp)
 

@@ -5,7 +5,7 @@ INVSCALE_PROFILE=1 and prints, per run, the load and scoring times and the first
 
     python3 bench/gpu/first_pass.py BINARY OUT [--shape opt-1.3b] [--repeats 2]
 """
-import argparse, json, os, re, subprocess, sys, tempfile
+import argparse, json, os, re, subprocess, sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,9 +29,7 @@ def main():
     ap.add_argument("--data-dir", type=Path, default=Path(".gpu/data"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp())
-    b.train_tokenizer(args.data_dir, tmp / "tok")
-    model, _ = b.make_model(args.shape, tmp / "models", tmp / "tok")
+    tmp, model, _ = b.scratch_model(args.data_dir, args.shape)
     cmd = [args.binary, "run", "--model", str(model), "--tasks", ",".join(b.TASKS), "--data-dir", str(args.data_dir),
            "--device", "cuda", "--dtype", "bf16", "--no-cache"]
     subprocess.run(cmd + ["--output-path", str(tmp / "warm"), "--limit", "2"], capture_output=True)

@@ -6,7 +6,7 @@ scoring times. The raw timelines go to OUT/.
 
     python3 bench/gpu/timeline.py BINARY OUT [--shape pythia-1.4b] [--workload real|suite]
 """
-import argparse, json, os, re, subprocess, sys, tempfile, time
+import argparse, json, os, re, subprocess, sys, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,9 +22,7 @@ def main():
     ap.add_argument("--data-dir", type=Path, default=Path(".gpu/data"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp())
-    b.train_tokenizer(args.data_dir, tmp / "tok")
-    model, params = b.make_model(args.shape, tmp / "models", tmp / "tok")
+    tmp, model, _ = b.scratch_model(args.data_dir, args.shape)
     if args.workload == "suite":
         from synthetic import write_suite
 
