@@ -418,8 +418,9 @@ pub(crate) mod cuda {
     /// that has not seen them compiles it). lm-eval's batch-size probe does this for PyTorch
     /// before its scoring starts. A module a pass asks for first is loaded by the pass, as it
     /// would be without this; failures are left for the pass to report. Only modules a pass
-    /// surely uses: loading one nobody calls costs its compilation on a new machine.
-    pub fn warm_kernels(dev: &candle_core::CudaDevice, dtype: candle_core::DType, quantized: bool) -> std::thread::JoinHandle<()> {
+    /// surely uses: loading one nobody calls costs its compilation on a new machine. The thread
+    /// is not waited for.
+    pub fn warm_kernels(dev: &candle_core::CudaDevice, dtype: candle_core::DType, quantized: bool) {
         use candle_core::cuda_backend::kernels as k;
         let dev = dev.clone();
         std::thread::spawn(move || {
@@ -433,8 +434,12 @@ pub(crate) mod cuda {
             };
             let _ = product();
             // One function each: loading any of a module's functions loads the whole module.
-            // Copies, residual sums, the f32 cast and log-softmax of the LM head, embeddings.
-            let mut candle = vec![("ucopy_f32", &k::UNARY), ("badd_f32", &k::BINARY), ("cast_f32_bf16", &k::CAST), ("is_u32_f32", &k::INDEXING), ("fast_sum_f32", &k::REDUCE)];
+            // Copies, residual sums, embeddings, the LM head's log-softmax; its cast to f32 in
+            // half-precision runs; GGUF tensors dequantized on the device in quantized ones.
+            let mut candle = vec![("ucopy_f32", &k::UNARY), ("badd_f32", &k::BINARY), ("is_u32_f32", &k::INDEXING), ("fast_sum_f32", &k::REDUCE)];
+            if dtype != candle_core::DType::F32 {
+                candle.push(("cast_f32_bf16", &k::CAST));
+            }
             if quantized {
                 candle.push(("quantize_q8_1", &k::QUANTIZED));
             }
@@ -445,7 +450,7 @@ pub(crate) mod cuda {
                 let _ = dev.get_or_load_custom_func("rms_norm_bf16", "invscale_ops", OPS_PTX);
                 let _ = dev.get_or_load_custom_func("attention_bf16_64", "invscale_attention", ATTENTION_PTX);
             }
-        })
+        });
     }
 
     /// The element types the kernels come in.
