@@ -18,6 +18,16 @@ from logprobs import OUT, selected
 from tokens import MODELS, MODEL_FILES
 
 
+def token_logprobs(llm, ids):
+    """log p(ids[i] | ids[:i]) for i >= 1 from a `logits_all` llama_cpp.Llama, log-softmax in float64."""
+    llm.reset()
+    llm.eval(ids)
+    logits = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return [float(logp[i - 1, ids[i]]) for i in range(1, len(ids))]
+
+
 def main():
     import llama_cpp
 
@@ -28,14 +38,6 @@ def main():
         llm = llama_cpp.Llama(model_path=str(path), logits_all=True, n_ctx=4096, n_batch=512, verbose=False)
         bos_default = llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
         bos = [llm.token_bos()] if bos_default else []
-
-        def logprobs(ids):
-            llm.reset()
-            llm.eval(ids)
-            logits = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
-            logits -= logits.max(axis=1, keepdims=True)
-            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            return [float(logp[i - 1, ids[i]]) for i in range(1, len(ids))]
 
         def tok(text):
             return llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -51,9 +53,9 @@ def main():
                 class_ll = []
                 for c in classes:
                     whole = bos + tok(prompt + c)
-                    lp = logprobs(whole)
+                    lp = token_logprobs(llm, whole)
                     class_ll.append(round(sum(lp[len(ctx) - 1:]), 6))
-                lp = logprobs(first)
+                lp = token_logprobs(llm, first)
                 f.write(json.dumps({"task": task, "doc": doc_id, "n": len(first),
                                     "logprobs": [round(x, 6) for x in lp], "class_ll": class_ll}) + "\n")
                 n += 1

@@ -57,6 +57,8 @@ if "--reference" in sys.argv:
     by_task = {(r["task"], r["doc"]): r for r in ref["rows"]}
     # Sample files are named after lm-eval's tasks (samples_inverse_scaling_hindsight_neglect_10shot).
     task_of = lambda sample: next((t for t, _ in by_task if t in sample), None)
+    top = lambda xs: xs.index(max(xs))
+    margin = lambda xs: sorted(xs)[-1] - sorted(xs)[-2]
     # f32 (the weights dequantized, activations not quantized) shows how far quantizing moves things.
     for device, dtype in runs:
         ours = runs[(device, dtype)]
@@ -66,9 +68,7 @@ if "--reference" in sys.argv:
         llama = {k: by_task[(task_of(k[0]), k[1])] for k in ours}
         deltas = [abs(x - y) for k in ours for x, y in zip(ours[k], llama[k]["class_ll"])]
         tokens = sum(sum(llama[k]["tokens"]) for k in ours)
-        margin = lambda xs: sorted(xs)[-1] - sorted(xs)[-2]
         decisive = [k for k in ours if margin(llama[k]["class_ll"]) >= 0.5]
-        top = lambda xs: xs.index(max(xs))
         row = {"reference": ref["tool"], "documents": len(ours), "requests": len(deltas),
                "mean_abs_delta_ll_per_request": sum(deltas) / len(deltas),
                "median_abs_delta_ll_per_request": sorted(deltas)[len(deltas) // 2],

@@ -40,7 +40,7 @@ def main():
             out = tmp / f"{name}-{r}"
             p = subprocess.run(cmd + ["--output-path", str(out)], env={**os.environ, "INVSCALE_PROFILE": "1", **extra},
                                capture_output=True, text=True)
-            (args.out / f"{name.replace('+', '-')}-{r}.txt").write_text(p.stderr)
+            (args.out / f"{name}-{r}.txt").write_text(p.stderr)
             if p.returncode != 0:
                 print(f"{name}: failed\n{p.stderr[-2000:]}")
                 continue

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "reference"))
+from llama_cpp_logprobs import token_logprobs  # noqa: E402 (the fixtures' arithmetic)
 from tokens import documents  # noqa: E402 (the real tasks' files, read in place)
 
 
@@ -37,12 +36,7 @@ def main():
         return llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def loglikelihood(ctx, whole):
-        llm.reset()
-        llm.eval(whole)
-        logits = np.asarray(llm.scores[: len(whole)], dtype=np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        return float(sum(logp[i - 1, whole[i]] for i in range(len(ctx), len(whole)))), len(whole) - len(ctx)
+        return sum(token_logprobs(llm, whole)[len(ctx) - 1:]), len(whole) - len(ctx)
 
     rows = []
     for task, doc_id, prompt, classes in documents():

@@ -423,6 +423,7 @@ pub(crate) mod cuda {
     pub fn warm_kernels(dev: &candle_core::CudaDevice, dtype: candle_core::DType, quantized: bool) {
         use candle_core::cuda_backend::kernels as k;
         let dev = dev.clone();
+        let half = dtype != candle_core::DType::F32;
         std::thread::spawn(move || {
             let device = candle_core::Device::Cuda(dev.clone());
             let product = || -> candle_core::Result<()> {
@@ -437,7 +438,7 @@ pub(crate) mod cuda {
             // Copies, residual sums, embeddings, the LM head's log-softmax; its cast to f32 in
             // half-precision runs; GGUF tensors dequantized on the device in quantized ones.
             let mut candle = vec![("ucopy_f32", &k::UNARY), ("badd_f32", &k::BINARY), ("is_u32_f32", &k::INDEXING), ("fast_sum_f32", &k::REDUCE)];
-            if dtype != candle_core::DType::F32 {
+            if half {
                 candle.push(("cast_f32_bf16", &k::CAST));
             }
             if quantized {
@@ -446,7 +447,7 @@ pub(crate) mod cuda {
             for (name, module) in candle {
                 let _ = dev.get_or_load_func(name, module);
             }
-            if dtype != candle_core::DType::F32 {
+            if half {
                 let _ = dev.get_or_load_custom_func("rms_norm_bf16", "invscale_ops", OPS_PTX);
                 let _ = dev.get_or_load_custom_func("attention_bf16_64", "invscale_attention", ATTENTION_PTX);
             }
