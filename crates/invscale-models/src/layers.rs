@@ -101,7 +101,7 @@ impl Linear {
         let y = profile::time("matmul", x.device(), || {
             Ok(match &self.weight {
                 Weight::Dense(w) => x.matmul(&w.t()?)?,
-                Weight::Quantized(q) => q.forward(x)?,
+                Weight::Quantized(q) => quantized_product(q, x)?,
                 Weight::Blocks(w) => block_matmul(w, x)?,
             })
         })?;
@@ -122,6 +122,32 @@ impl Linear {
             })
         })
     }
+}
+
+/// A product with a matrix kept quantized in candle's storage (on the GPU; on the CPU the formats
+/// our block kernel does not take). On the GPU the matrix is dequantized for the product and
+/// multiplied in TF32 with f32 sums: candle's own quantized CUDA kernels (its port of llama.cpp's
+/// MMQ/MMVQ) err 2.3–4× as much as llama.cpp's CPU scheme on Q4_1 matrices and on Q4_0/Q5_0 with
+/// ≤ 8 rows (`cuda_ops` test `gpu_quantized_products_err_less_than_the_cpus`), which put the GPU
+/// 2.4× as far from llama.cpp as every other path on a real SmolLM2 (bench/gpu/RESULTS.md,
+/// session 11); TF32 of the dequantized matrix errs ~40× less than any 8-bit activation scheme,
+/// and on a Llama-3-8B shape scores 1.4× as fast as candle's kernels (bench/gpu/quantized_speed.py).
+/// The matrix stays quantized in memory (one dequantized copy at a time, while it is used).
+/// `INVSCALE_GPU_QUANTIZED_KERNELS=candle` runs candle's kernels instead (for speed comparisons).
+pub fn quantized_product(q: &QMatMul, x: &Tensor) -> Result<Tensor> {
+    static CANDLE_KERNELS: OnceLock<bool> = OnceLock::new();
+    let candle = *CANDLE_KERNELS.get_or_init(|| std::env::var("INVSCALE_GPU_QUANTIZED_KERNELS").is_ok_and(|v| v == "candle"));
+    if let (true, QMatMul::QTensor(t)) = (cfg!(feature = "cuda") && x.device().is_cuda() && !candle, q) {
+        let w = t.dequantize(x.device())?;
+        let k = w.dim(1)?;
+        let dims = x.dims().to_vec();
+        let rows = x.elem_count() / k;
+        let y = crate::cuda_ops::matmul_tf32(&x.to_dtype(DType::F32)?.reshape((rows, k))?, &w)?;
+        let mut out = dims;
+        *out.last_mut().expect("a product's input has a last dimension") = w.dim(0)?;
+        return Ok(y.reshape(out)?.to_dtype(x.dtype())?);
+    }
+    Ok(q.forward(x)?)
 }
 
 /// A token embedding table: dense, or quantized rows dequantized as they are looked up.

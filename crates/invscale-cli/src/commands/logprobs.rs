@@ -72,7 +72,6 @@ pub fn run(args: LogprobsArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(BAD_INPUT));
         }
     };
-    super::note_gpu_quantized(precision, &device);
     let hub = invscale_hub::Hub::from_env();
     let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load_on(&s, precision, &device)) {
         Ok(m) => m,

@@ -40,17 +40,6 @@ impl Dtype {
     }
 }
 
-/// Says, on stderr, what `--dtype quantized` on a GPU gives: candle's CUDA kernels (llama.cpp's
-/// CUDA arithmetic), measured further from llama.cpp's CPU results than our CPU path.
-pub fn note_gpu_quantized(precision: invscale_models::Precision, device: &candle_core::Device) {
-    if precision == invscale_models::Precision::Quantized && !device.is_cpu() {
-        eprintln!(
-            "note: --dtype quantized on a GPU runs candle's quantized CUDA kernels: 2.4 times as far from llama.cpp's \
-             CPU results as invscale's CPU path (bench/gpu/RESULTS.md); for numbers that match a reference use --dtype f32 or bf16"
-        );
-    }
-}
-
 /// `--device cpu|cuda|cuda:N`.
 pub fn parse_device(name: &str) -> Result<candle_core::Device, String> {
     let index = match name {

@@ -183,7 +183,6 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
 
     stamp("run: data read");
     let precision = args.dtype.precision();
-    super::note_gpu_quantized(precision, &devices[0]);
     let hub = invscale_hub::Hub::from_env();
     let load_started = Instant::now();
     // A copy of the model on each device, loaded side by side.

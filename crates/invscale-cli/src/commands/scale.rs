@@ -354,7 +354,6 @@ fn analyse(
             return Ok(None);
         }
     };
-    super::note_gpu_quantized(precision, &device);
     // The paper's plots show loss too.
     let settings = RunSettings { bos: BosPolicy::from(a.bos), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };
     let hub = invscale_hub::Hub::from_env();
