@@ -13,7 +13,6 @@ Writes crates/invscale-models/tests/fixtures/logprobs/transformers-f32-<model>.j
 import sys
 import time
 
-import torch
 from tokens import DATA, MODELS, MODEL_FILES, ROOT, documents  # noqa: E402 (same folder)
 
 OUT = ROOT / "crates/invscale-models/tests/fixtures/logprobs"
@@ -28,6 +27,7 @@ def selected():
 
 
 def main():
+    import torch  # here, not at the top: llama_cpp_logprobs.py imports this module without torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     import transformers
 
