@@ -18,9 +18,10 @@
 //! file); a tile of rows is unpacked to one byte per value when a matmul reaches it and used for
 //! every activation row, so unpacking costs nothing next to the products.
 //!
-//! On x86-64 with AVX-512 VNNI (`vpdpbusd` on 256-bit vectors) the products run 4 weight rows ×
-//! 4 activation rows at a time; elsewhere [`BlockMatrix::kernel_available`] is false and the
-//! caller keeps candle's kernel.
+//! On x86-64 with AVX-512 VNNI (`vpdpbusd`) the products run 16 weight rows × 8 activation rows
+//! at a time; with AVX2 (`vpmaddubsw` + `vpmaddwd`), 8 × 4, with the same integer and float sums
+//! ([`Kernel`]); elsewhere [`BlockMatrix::kernel_available`] is false and the caller keeps
+//! candle's kernel.
 
 use half::f16;
 
@@ -124,16 +125,21 @@ impl BlockMatrix {
         fits.then(|| BlockMatrix { format, rows, cols, data: Box::new(data) })
     }
 
-    /// Whether this machine has the vector instructions the kernel is written for.
-    pub fn kernel_available() -> bool {
+    /// The vector kernel this machine runs, if it has the instructions of one.
+    pub fn kernel() -> Option<Kernel> {
         #[cfg(target_arch = "x86_64")]
         {
-            x86::available()
+            x86::kernel()
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            false
+            None
         }
+    }
+
+    /// Whether this machine runs one of the vector kernels.
+    pub fn kernel_available() -> bool {
+        Self::kernel().is_some()
     }
 
     pub fn format(&self) -> BlockFormat {
@@ -279,8 +285,8 @@ impl BlockMatrix {
         assert!(acts.serve(self.format), "activations quantized for another format");
         assert_eq!(y.len(), acts.m * self.rows, "dst length");
         #[cfg(target_arch = "x86_64")]
-        if x86::available() {
-            return x86::matmul(self, acts, y);
+        if let Some(kernel) = x86::kernel() {
+            return x86::matmul(kernel, self, acts, y);
         }
         self.matmul_portable(acts, y);
     }
@@ -357,7 +363,7 @@ fn nearest_int(x: f32) -> i32 {
 /// 127/max|x| rounded to nearest-even. Returns d (unrounded; stored f16 by the caller) and Σq.
 fn quantize_q8(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
     #[cfg(target_arch = "x86_64")]
-    if x86::available() {
+    if x86::avx512() {
         // SAFETY: the features were detected; both slices hold a block.
         return unsafe { x86::quantize_q8(xs, qs) };
     }
@@ -382,7 +388,7 @@ fn quantize_q8_portable(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
 /// and capped at 127. Returns d = 1/iscale (kept f32).
 fn quantize_q8_k(xs: &[f32], qs: &mut [i8]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if x86::available() {
+    if x86::avx512() {
         // SAFETY: the features were detected; both slices hold a block.
         return unsafe { x86::quantize_q8_k(xs, qs) };
     }
@@ -473,27 +479,48 @@ impl QuantizedRows {
     }
 }
 
-// The module is one kernel over raw pointers; every offset stays inside the slices that
+/// The vector kernels of the block product, best first; [`BlockMatrix::kernel`] says which one
+/// this CPU runs. Both give the same integer dot products and the same float sums in the same
+/// order, lane for lane: their results are identical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512 VNNI (`vpdpbusd` on 512-bit vectors): 16 weight rows × 8 activation rows at a time.
+    Avx512Vnni,
+    /// AVX2 + FMA + F16C, what nearly every x86-64 CPU since 2015 has (AMD Zen 1–3 among them,
+    /// which lack AVX-512): `vpmaddubsw` then `vpmaddwd` on 256-bit vectors, 8 × 4 at a time.
+    Avx2,
+}
+
+// The module is two kernels over raw pointers; every offset stays inside the slices that
 // `matmul` sized, so the unsafe functions' bodies are not split into unsafe blocks.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_op_in_unsafe_fn)]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{BlockMatrix, QK, QuantizedRows};
+    use super::{BlockMatrix, Kernel, QK, QuantizedRows};
 
-    pub fn available() -> bool {
+    /// The best kernel this CPU runs, if any.
+    pub fn kernel() -> Option<Kernel> {
         use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("avx512f")
+        static KERNEL: OnceLock<Option<Kernel>> = OnceLock::new();
+        *KERNEL.get_or_init(|| {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+            let vnni = is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512vl")
                 && is_x86_feature_detected!("avx512vnni")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("f16c")
+                && is_x86_feature_detected!("avx512bw");
+            match (avx2, vnni) {
+                (true, true) => Some(Kernel::Avx512Vnni),
+                (true, false) => Some(Kernel::Avx2),
+                _ => None,
+            }
         })
+    }
+
+    /// Whether the activations' AVX-512 quantization runs here.
+    pub fn avx512() -> bool {
+        kernel() == Some(Kernel::Avx512Vnni)
     }
 
     /// [`super::quantize_q8_portable`] in vectors (the same roundings: a product by 127/max,
@@ -545,23 +572,17 @@ mod x86 {
         1.0 / iscale
     }
 
-    /// Weight rows a tile holds: one per 32-bit lane of a 512-bit vector, so a tile's sums for
-    /// one activation row are one vector (no horizontal sums) and the per-block float work
-    /// (convert, scale, accumulate) is shared by 16 rows.
-    const LANES: usize = 16;
-    /// Activation rows run against a tile at once: independent `vpdpbusd` chains, each weight
-    /// vector loaded once for all of them.
-    const ACT_ROWS: usize = 8;
-
     struct Dst(*mut f32);
     unsafe impl Send for Dst {}
     unsafe impl Sync for Dst {}
 
-    /// A tile of 16 weight rows laid out for the product: for each 32-value block, eight groups
-    /// of 4 consecutive values, each group the 16 rows' 4 bytes side by side (one 512-bit
-    /// vector, `vpdpbusd` against the activation's 4 bytes broadcast); each scale group's 16
-    /// scales, and each block's 16 minima, side by side.
-    struct Tile {
+    /// A tile of `LANES` weight rows (one per 32-bit lane of a vector, so a tile's sums for one
+    /// activation row are one vector: no horizontal sums, and the per-block float work —
+    /// convert, scale, accumulate — shared by all its rows) laid out for the product: for each
+    /// 32-value block, eight groups of 4 consecutive values, each group the rows' 4 bytes side by
+    /// side (one vector, multiplied by the activation's 4 bytes broadcast); each scale group's
+    /// scales, and each block's minima, side by side.
+    struct Tile<const LANES: usize> {
         q: Vec<u8>,
         d: Vec<f32>,
         mins: Vec<f32>,
@@ -571,8 +592,8 @@ mod x86 {
         row_m: Vec<f32>,
     }
 
-    impl Tile {
-        fn new(k: usize) -> Tile {
+    impl<const LANES: usize> Tile<LANES> {
+        fn new(k: usize) -> Self {
             let nb = k / QK;
             Tile {
                 q: vec![0; LANES * k],
@@ -585,8 +606,9 @@ mod x86 {
         }
 
         /// Rows `first..first + count` of `w` into the lanes; lanes past `count` hold zeros.
-        #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,f16c")]
-        unsafe fn fill(&mut self, w: &BlockMatrix, first: usize, count: usize) {
+        /// Inlined into each kernel, to be compiled with its instructions.
+        #[inline(always)]
+        fn fill(&mut self, w: &BlockMatrix, first: usize, count: usize) {
             let (nb, spb) = (w.blocks(), w.format.scales_per_block());
             for lane in 0..LANES {
                 if lane < count {
@@ -600,7 +622,8 @@ mod x86 {
                 let src = self.row_q.as_ptr().cast::<u32>();
                 let dst = self.q.as_mut_ptr().cast::<u32>();
                 for g in 0..nb * 8 {
-                    dst.add(g * LANES + lane).write_unaligned(src.add(g).read_unaligned());
+                    // SAFETY: row_q holds nb·32 bytes, q LANES times as many.
+                    unsafe { dst.add(g * LANES + lane).write_unaligned(src.add(g).read_unaligned()) };
                 }
                 for t in 0..nb * spb {
                     self.d[t * LANES + lane] = self.row_d[t];
@@ -612,7 +635,18 @@ mod x86 {
         }
     }
 
-    pub fn matmul(w: &BlockMatrix, acts: &QuantizedRows, y: &mut [f32]) {
+    /// One tile's rows `first..first + count` of `w` times every activation row, into `y`.
+    type TileProduct<const LANES: usize> = unsafe fn(&mut Tile<LANES>, &BlockMatrix, &QuantizedRows, usize, usize, *mut f32);
+
+    /// `kernel` must be one this CPU runs ([`kernel`] or a lesser one).
+    pub fn matmul(kernel: Kernel, w: &BlockMatrix, acts: &QuantizedRows, y: &mut [f32]) {
+        match kernel {
+            Kernel::Avx512Vnni => by_tiles::<{ avx512::LANES }>(w, acts, y, avx512::tile_product),
+            Kernel::Avx2 => by_tiles::<{ avx2::LANES }>(w, acts, y, avx2::tile_product),
+        }
+    }
+
+    fn by_tiles<const LANES: usize>(w: &BlockMatrix, acts: &QuantizedRows, y: &mut [f32], product: TileProduct<LANES>) {
         let n = w.rows;
         let dst = Dst(y.as_mut_ptr());
         let tiles = n.div_ceil(LANES);
@@ -620,107 +654,241 @@ mod x86 {
         // workers spin between ops; two pools on two cores steal each other's time (measured:
         // every op of the forward pass ~50% slower with the kernel on rayon).
         candle_core::utils::barrier_pool().execute_chunked(tiles, |range| {
-            let mut tile = Tile::new(w.cols);
+            let (mut tile, dst) = (Tile::<LANES>::new(w.cols), &dst);
             for t in range {
                 let first = t * LANES;
-                let count = LANES.min(n - first);
-                // SAFETY: the features were detected; every (row, column) of `y` is written by
-                // exactly one tile, so tiles running at once never touch the same element.
-                unsafe {
-                    tile.fill(w, first, count);
-                    let dst = &dst;
-                    match (w.format.offset() != 0, w.format.scales_per_block() == 2, w.format.has_min()) {
-                        (true, false, false) => tile_rows::<true, 1, false>(w, acts, first, count, &tile, dst.0),
-                        (false, false, true) => tile_rows::<false, 1, true>(w, acts, first, count, &tile, dst.0),
-                        (true, true, false) => tile_rows::<true, 2, false>(w, acts, first, count, &tile, dst.0),
-                        other => unreachable!("no block format is {other:?}"),
-                    }
-                }
+                // SAFETY: the caller picked a kernel this CPU runs; every (row, column) of `y` is
+                // written by exactly one tile, so tiles running at once never touch the same
+                // element.
+                unsafe { product(&mut tile, w, acts, first, LANES.min(n - first), dst.0) };
             }
         });
     }
 
-    /// Every activation row against one tile, `ACT_ROWS` at a time.
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
-    unsafe fn tile_rows<const OFFSET: bool, const SPB: usize, const MIN: bool>(
-        w: &BlockMatrix,
-        acts: &QuantizedRows,
-        first: usize,
-        count: usize,
-        tile: &Tile,
-        y: *mut f32,
-    ) {
-        let (n, m) = (w.rows, acts.m);
-        let mask: __mmask16 = if count == LANES { !0 } else { (1u16 << count) - 1 };
-        let mut c = 0;
-        while c < m {
-            let cs = (m - c).min(ACT_ROWS);
-            let out = y.add(c * n + first);
-            match cs {
-                8 => rows::<8, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
-                7 => rows::<7, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
-                6 => rows::<6, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
-                5 => rows::<5, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
-                4 => rows::<4, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
-                3 => rows::<3, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
-                2 => rows::<2, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
-                _ => rows::<1, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+    mod avx512 {
+        use std::arch::x86_64::*;
+
+        use super::super::{BlockFormat, BlockMatrix, QuantizedRows};
+        use super::Tile;
+
+        pub const LANES: usize = 16;
+        /// Activation rows run against a tile at once: independent `vpdpbusd` chains, each
+        /// weight vector loaded once for all of them.
+        const ACT_ROWS: usize = 8;
+
+        #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni,f16c")]
+        pub unsafe fn tile_product(tile: &mut Tile<LANES>, w: &BlockMatrix, acts: &QuantizedRows, first: usize, count: usize, y: *mut f32) {
+            tile.fill(w, first, count);
+            match w.format {
+                BlockFormat::Q4_0 | BlockFormat::Q5_0 | BlockFormat::Q8_0 => tile_rows::<true, 1, false>(w, acts, first, count, tile, y),
+                BlockFormat::Q4_1 | BlockFormat::Q5_1 | BlockFormat::Q4K => tile_rows::<false, 1, true>(w, acts, first, count, tile, y),
+                BlockFormat::Q6K => tile_rows::<true, 2, false>(w, acts, first, count, tile, y),
             }
-            c += cs;
+        }
+
+        /// Every activation row against one tile, `ACT_ROWS` at a time.
+        #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
+        unsafe fn tile_rows<const OFFSET: bool, const SPB: usize, const MIN: bool>(
+            w: &BlockMatrix,
+            acts: &QuantizedRows,
+            first: usize,
+            count: usize,
+            tile: &Tile<LANES>,
+            y: *mut f32,
+        ) {
+            let (n, m) = (w.rows, acts.m);
+            let mask: __mmask16 = if count == LANES { !0 } else { (1u16 << count) - 1 };
+            let mut c = 0;
+            while c < m {
+                let cs = (m - c).min(ACT_ROWS);
+                let out = y.add(c * n + first);
+                match cs {
+                    8 => rows::<8, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                    7 => rows::<7, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                    6 => rows::<6, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                    5 => rows::<5, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                    4 => rows::<4, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                    3 => rows::<3, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                    2 => rows::<2, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                    _ => rows::<1, OFFSET, SPB, MIN>(w, acts, c, tile, out, n, mask),
+                }
+                c += cs;
+            }
+        }
+
+        /// `C` activation rows (from `c0`) × the tile's 16 weight rows over all blocks: per scale
+        /// group (32 values, 16 for Q6_K) the integer dot products (`vpdpbusd`, unsigned weights ×
+        /// signed activations, started from −offset·Σq_a), then × d_w·d_a into float sums, and the
+        /// minima's m_w·s_a for the formats that have them.
+        #[inline(always)]
+        unsafe fn rows<const C: usize, const OFFSET: bool, const SPB: usize, const MIN: bool>(
+            w: &BlockMatrix,
+            acts: &QuantizedRows,
+            c0: usize,
+            tile: &Tile<LANES>,
+            out: *mut f32,
+            n: usize,
+            mask: __mmask16,
+        ) {
+            let (k, nb) = (w.cols, w.blocks());
+            let groups = 8 / SPB;
+            let aq = acts.q.as_ptr().add(c0 * k);
+            let mut acc = [_mm512_setzero_ps(); C];
+            // The minima's terms apart, added at the end (llama.cpp's `hsum(acc) + summs`).
+            let mut acc_min = [_mm512_setzero_ps(); C];
+            for b in 0..nb {
+                for h in 0..SPB {
+                    let mut sums = [_mm512_setzero_si512(); C];
+                    if OFFSET {
+                        for (j, s) in sums.iter_mut().enumerate() {
+                            *s = _mm512_set1_epi32(*acts.neg_offset_sum.get_unchecked(((c0 + j) * nb + b) * SPB + h));
+                        }
+                    }
+                    for g in b * 8 + h * groups..b * 8 + (h + 1) * groups {
+                        let wv = _mm512_loadu_si512(tile.q.as_ptr().add(g * LANES * 4).cast());
+                        for (j, s) in sums.iter_mut().enumerate() {
+                            let a = aq.add(j * k + g * 4).cast::<i32>().read_unaligned();
+                            *s = _mm512_dpbusd_epi32(*s, wv, _mm512_set1_epi32(a));
+                        }
+                    }
+                    let dw = _mm512_loadu_ps(tile.d.as_ptr().add((b * SPB + h) * LANES));
+                    for (j, s) in sums.iter().enumerate() {
+                        let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*acts.d.get_unchecked((c0 + j) * nb + b)));
+                        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(*s), scale, acc[j]);
+                    }
+                }
+                if MIN {
+                    let mv = _mm512_loadu_ps(tile.mins.as_ptr().add(b * LANES));
+                    for (j, a) in acc_min.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(mv, _mm512_set1_ps(*acts.s.get_unchecked((c0 + j) * nb + b)), *a);
+                    }
+                }
+            }
+            for (j, a) in acc.iter().enumerate() {
+                let a = if MIN { _mm512_add_ps(*a, acc_min[j]) } else { *a };
+                _mm512_mask_storeu_ps(out.add(j * n), mask, a);
+            }
         }
     }
 
-    /// `C` activation rows (from `c0`) × the tile's 16 weight rows over all blocks: per scale
-    /// group (32 values, 16 for Q6_K) the integer dot products (`vpdpbusd`, unsigned weights ×
-    /// signed activations, started from −offset·Σq_a), then × d_w·d_a into float sums, and the
-    /// minima's m_w·s_a for the formats that have them.
-    #[inline(always)]
-    unsafe fn rows<const C: usize, const OFFSET: bool, const SPB: usize, const MIN: bool>(
-        w: &BlockMatrix,
-        acts: &QuantizedRows,
-        c0: usize,
-        tile: &Tile,
-        out: *mut f32,
-        n: usize,
-        mask: __mmask16,
-    ) {
-        let (k, nb) = (w.cols, w.blocks());
-        let groups = 8 / SPB;
-        let aq = acts.q.as_ptr().add(c0 * k);
-        let mut acc = [_mm512_setzero_ps(); C];
-        // The minima's terms apart, added at the end (llama.cpp's `hsum(acc) + summs`).
-        let mut acc_min = [_mm512_setzero_ps(); C];
-        for b in 0..nb {
-            for h in 0..SPB {
-                let mut sums = [_mm512_setzero_si512(); C];
-                if OFFSET {
-                    for (j, s) in sums.iter_mut().enumerate() {
-                        *s = _mm512_set1_epi32(*acts.neg_offset_sum.get_unchecked(((c0 + j) * nb + b) * SPB + h));
-                    }
-                }
-                for g in b * 8 + h * groups..b * 8 + (h + 1) * groups {
-                    let wv = _mm512_loadu_si512(tile.q.as_ptr().add(g * LANES * 4).cast());
-                    for (j, s) in sums.iter_mut().enumerate() {
-                        let a = aq.add(j * k + g * 4).cast::<i32>().read_unaligned();
-                        *s = _mm512_dpbusd_epi32(*s, wv, _mm512_set1_epi32(a));
-                    }
-                }
-                let dw = _mm512_loadu_ps(tile.d.as_ptr().add((b * SPB + h) * LANES));
-                for (j, s) in sums.iter().enumerate() {
-                    let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*acts.d.get_unchecked((c0 + j) * nb + b)));
-                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(*s), scale, acc[j]);
-                }
-            }
-            if MIN {
-                let mv = _mm512_loadu_ps(tile.mins.as_ptr().add(b * LANES));
-                for (j, a) in acc_min.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(mv, _mm512_set1_ps(*acts.s.get_unchecked((c0 + j) * nb + b)), *a);
-                }
+    /// The AVX2 kernel: the AVX-512 one's arithmetic with what AVX2 has. `vpmaddubsw` multiplies
+    /// unsigned weight bytes by signed activation bytes and adds pairs into saturating i16s;
+    /// `vpmaddwd` by ones adds those pairs into the i32 lanes `vpdpbusd` would have given. Nothing
+    /// saturates: activations are within ±127 and the unsigned weights of every format but Q8_0
+    /// at most 63, so even two groups' pairs added in i16 stay within 4·63·127 = 32004. Q8_0's
+    /// bytes (the i8 value + 128) would reach 2·255·127; its products take ggml's sign trick
+    /// instead: |w| times the activation with w's sign (at most 2·128·127 = 32512), which is the
+    /// exact Σ w·a, so its offset is not taken out afterwards. The integer sums are the AVX-512
+    /// kernel's, and so, lane for lane, are the float sums.
+    mod avx2 {
+        use std::arch::x86_64::*;
+
+        use super::super::{BlockFormat, BlockMatrix, QuantizedRows};
+        use super::Tile;
+
+        pub const LANES: usize = 8;
+        /// 16 vector registers: C sums, C float sums and C minima's sums, two weight vectors.
+        const ACT_ROWS: usize = 4;
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn tile_product(tile: &mut Tile<LANES>, w: &BlockMatrix, acts: &QuantizedRows, first: usize, count: usize, y: *mut f32) {
+            tile.fill(w, first, count);
+            match w.format {
+                BlockFormat::Q4_0 | BlockFormat::Q5_0 => tile_rows::<true, 1, false, false>(w, acts, first, count, tile, y),
+                BlockFormat::Q8_0 => tile_rows::<false, 1, false, true>(w, acts, first, count, tile, y),
+                BlockFormat::Q4_1 | BlockFormat::Q5_1 | BlockFormat::Q4K => tile_rows::<false, 1, true, false>(w, acts, first, count, tile, y),
+                BlockFormat::Q6K => tile_rows::<true, 2, false, false>(w, acts, first, count, tile, y),
             }
         }
-        for (j, a) in acc.iter().enumerate() {
-            let a = if MIN { _mm512_add_ps(*a, acc_min[j]) } else { *a };
-            _mm512_mask_storeu_ps(out.add(j * n), mask, a);
+
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn tile_rows<const OFFSET: bool, const SPB: usize, const MIN: bool, const SIGNED: bool>(
+            w: &BlockMatrix,
+            acts: &QuantizedRows,
+            first: usize,
+            count: usize,
+            tile: &Tile<LANES>,
+            y: *mut f32,
+        ) {
+            let (n, m) = (w.rows, acts.m);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            let mut c = 0;
+            while c < m {
+                let cs = (m - c).min(ACT_ROWS);
+                let out = y.add(c * n + first);
+                match cs {
+                    4 => rows::<4, OFFSET, SPB, MIN, SIGNED>(w, acts, c, tile, out, n, mask),
+                    3 => rows::<3, OFFSET, SPB, MIN, SIGNED>(w, acts, c, tile, out, n, mask),
+                    2 => rows::<2, OFFSET, SPB, MIN, SIGNED>(w, acts, c, tile, out, n, mask),
+                    _ => rows::<1, OFFSET, SPB, MIN, SIGNED>(w, acts, c, tile, out, n, mask),
+                }
+                c += cs;
+            }
+        }
+
+        /// As the AVX-512 kernel's `rows`, two 4-value groups a step (a scale group has 8 or 4).
+        #[inline(always)]
+        unsafe fn rows<const C: usize, const OFFSET: bool, const SPB: usize, const MIN: bool, const SIGNED: bool>(
+            w: &BlockMatrix,
+            acts: &QuantizedRows,
+            c0: usize,
+            tile: &Tile<LANES>,
+            out: *mut f32,
+            n: usize,
+            mask: __m256i,
+        ) {
+            let (k, nb) = (w.cols, w.blocks());
+            let groups = 8 / SPB;
+            let aq = acts.q.as_ptr().add(c0 * k);
+            let ones = _mm256_set1_epi16(1);
+            let flip = _mm256_set1_epi8(i8::MIN);
+            let act = |j: usize, g: usize| _mm256_set1_epi32(aq.add(j * k + g * 4).cast::<i32>().read_unaligned());
+            let mut acc = [_mm256_setzero_ps(); C];
+            let mut acc_min = [_mm256_setzero_ps(); C];
+            for b in 0..nb {
+                for h in 0..SPB {
+                    let mut sums = [_mm256_setzero_si256(); C];
+                    if OFFSET {
+                        for (j, s) in sums.iter_mut().enumerate() {
+                            *s = _mm256_set1_epi32(*acts.neg_offset_sum.get_unchecked(((c0 + j) * nb + b) * SPB + h));
+                        }
+                    }
+                    let start = b * 8 + h * groups;
+                    for g in (start..start + groups).step_by(2) {
+                        let w0 = _mm256_loadu_si256(tile.q.as_ptr().add(g * LANES * 4).cast());
+                        let w1 = _mm256_loadu_si256(tile.q.as_ptr().add((g + 1) * LANES * 4).cast());
+                        if SIGNED {
+                            let (s0, s1) = (_mm256_xor_si256(w0, flip), _mm256_xor_si256(w1, flip));
+                            let (u0, u1) = (_mm256_abs_epi8(s0), _mm256_abs_epi8(s1));
+                            for (j, s) in sums.iter_mut().enumerate() {
+                                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(act(j, g), s0)), ones);
+                                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(act(j, g + 1), s1)), ones);
+                                *s = _mm256_add_epi32(*s, _mm256_add_epi32(p0, p1));
+                            }
+                        } else {
+                            for (j, s) in sums.iter_mut().enumerate() {
+                                let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(w0, act(j, g)), _mm256_maddubs_epi16(w1, act(j, g + 1)));
+                                *s = _mm256_add_epi32(*s, _mm256_madd_epi16(pairs, ones));
+                            }
+                        }
+                    }
+                    let dw = _mm256_loadu_ps(tile.d.as_ptr().add((b * SPB + h) * LANES));
+                    for (j, s) in sums.iter().enumerate() {
+                        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(*acts.d.get_unchecked((c0 + j) * nb + b)));
+                        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(*s), scale, acc[j]);
+                    }
+                }
+                if MIN {
+                    let mv = _mm256_loadu_ps(tile.mins.as_ptr().add(b * LANES));
+                    for (j, a) in acc_min.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(mv, _mm256_set1_ps(*acts.s.get_unchecked((c0 + j) * nb + b)), *a);
+                    }
+                }
+            }
+            for (j, a) in acc.iter().enumerate() {
+                let a = if MIN { _mm256_add_ps(*a, acc_min[j]) } else { *a };
+                _mm256_maskstore_ps(out.add(j * n), mask, a);
+            }
         }
     }
 }
@@ -731,10 +899,18 @@ mod tests {
 
     /// A random matrix in `format`, built by packing random values the way the GGUF layout does.
     fn random_matrix(format: BlockFormat, rows: usize, cols: usize, seed: u64) -> BlockMatrix {
+        matrix(format, rows, cols, seed, None)
+    }
+
+    /// [`random_matrix`] with every byte but the f16 scales (and minima) set to `byte` when given:
+    /// 0xFF gives the largest unsigned values of each format (15, 31, 63), 0x00 and 0x7F Q8_0's
+    /// −128 and 127.
+    fn matrix(format: BlockFormat, rows: usize, cols: usize, seed: u64, byte: Option<u8>) -> BlockMatrix {
         let mut state = seed;
         let mut next = move || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 33) as u32
+            let v = (state >> 33) as u32;
+            byte.map_or(v, |b| u32::from_le_bytes([b; 4]))
         };
         let mut data = Vec::new();
         let small_half = |v: u32| f16::from_f32(0.001 + (v % 1000) as f32 * 1e-5).to_le_bytes();
@@ -832,33 +1008,59 @@ mod tests {
         }
     }
 
+    /// The vector kernels this CPU runs: the best one and every lesser one.
+    #[cfg(target_arch = "x86_64")]
+    fn kernels_here() -> Vec<Kernel> {
+        match BlockMatrix::kernel() {
+            Some(Kernel::Avx512Vnni) => vec![Kernel::Avx512Vnni, Kernel::Avx2],
+            Some(Kernel::Avx2) => vec![Kernel::Avx2],
+            None => vec![],
+        }
+    }
+
     #[test]
-    fn vector_kernel_matches_the_portable_arithmetic() {
+    #[cfg(target_arch = "x86_64")]
+    fn vector_kernels_match_the_portable_arithmetic() {
         // Same integer products and scales; only the float summation order may differ. Sizes
-        // cover whole 4×4 tiles, 4×1, 4×2 and 4×3 ones (1 to 3 activation rows left), partial
-        // ones and more than one 32-row tile.
-        if !BlockMatrix::kernel_available() {
-            // Then the models never use this kernel here (weights.rs keeps candle's), so there is
-            // nothing in use to test; say so rather than pass quietly.
-            eprintln!("NOTE: no AVX-512 VNNI on this CPU: the block kernel is not used here and not tested");
+        // cover whole tiles, partial ones (1 to 7 activation rows left, fewer weight rows than
+        // a tile's lanes) and several tiles; the extreme matrices have every value at its
+        // format's largest unsigned value (0xFF) or Q8_0's −128 and 127, against activations at
+        // ±127, where the AVX2 kernel's 16-bit pair sums are closest to saturating. Where more
+        // than one kernel runs, they must agree to the bit.
+        let kernels = kernels_here();
+        if kernels.is_empty() {
+            // Then the models never use these kernels here (weights.rs keeps candle's), so there
+            // is nothing in use to test; say so rather than pass quietly.
+            eprintln!("NOT RUN on this CPU: no AVX2/FMA/F16C, so the block kernels are not used here");
             return;
         }
+        let alternating = |m: usize, k: usize| (0..m * k).map(|i| if (i / 3) % 2 == 0 { 5.0 } else { -5.0 }).collect::<Vec<f32>>();
         for format in FORMATS {
-            for (n, blocks, m) in [(4, 1, 4), (70, 18, 9), (37, 5, 1), (37, 5, 2), (70, 18, 7)] {
+            let cases = [(4, 1, 4, None), (70, 18, 9, None), (37, 5, 1, None), (37, 5, 2, None), (70, 18, 7, None), (21, 8, 5, Some(0xFF)), (21, 8, 5, Some(0x00)), (21, 8, 5, Some(0x7F))];
+            for (n, blocks, m, byte) in cases {
                 let k = cols(format, blocks);
-                let w = random_matrix(format, n, k, 3);
-                let x = random_acts(m, k);
+                let w = matrix(format, n, k, 3, byte);
+                let x = if byte.is_some() { alternating(m, k) } else { random_acts(m, k) };
                 let acts = QuantizedRows::new(&x, m, k, format);
-                let (mut fast, mut reference) = (vec![0f32; m * n], vec![0f32; m * n]);
-                w.matmul(&x, m, &mut fast);
+                let mut reference = vec![0f32; m * n];
                 w.matmul_portable(&acts, &mut reference);
                 // The sums' rounding is relative to the terms summed, not to the result: Q4_K's
                 // minimum terms cancel most of its products (a result 100× smaller than its terms).
                 let rows: Vec<Vec<f32>> = (0..n).map(|r| w.dequantize_row(r)).collect();
-                for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
-                    let (c, r) = (i / n, i % n);
-                    let terms: f32 = rows[r].iter().zip(&x[c * k..][..k]).map(|(w, x)| (w * x).abs()).sum();
-                    assert!((a - b).abs() <= 1e-6 * (1.0 + terms), "{format:?} {n}x{k}, m={m}, at {i}: {a} vs {b} (terms {terms})");
+                let mut first: Option<Vec<f32>> = None;
+                for &kernel in &kernels {
+                    let mut fast = vec![0f32; m * n];
+                    x86::matmul(kernel, &w, &acts, &mut fast);
+                    let case = format!("{kernel:?} {format:?} {n}x{k}, m={m}, bytes {byte:?}");
+                    for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
+                        let (c, r) = (i / n, i % n);
+                        let terms: f32 = rows[r].iter().zip(&x[c * k..][..k]).map(|(w, x)| (w * x).abs()).sum();
+                        assert!((a - b).abs() <= 1e-6 * (1.0 + terms), "{case}, at {i}: {a} vs {b} (terms {terms})");
+                    }
+                    match &first {
+                        None => first = Some(fast),
+                        Some(other) => assert!(other.iter().zip(&fast).all(|(a, b)| a.to_bits() == b.to_bits()), "{case}: differs from {:?}", kernels[0]),
+                    }
                 }
             }
         }
@@ -888,8 +1090,8 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn vector_quantization_of_activations_is_the_portable_one() {
-        if !BlockMatrix::kernel_available() {
-            eprintln!("NOTE: no AVX-512 VNNI on this CPU: the vector quantization is not used here and not tested");
+        if !x86::avx512() {
+            eprintln!("NOT RUN on this CPU: no AVX-512, so the activations' vector quantization is not used here");
             return;
         }
         // Random blocks, an all-zero one, ties (x.5 after scaling), a max repeated with both signs.

@@ -326,7 +326,7 @@ impl Rotary {
 
     fn apply_inner(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
         let (_, _, t, head_dim) = x.dims4()?;
-        debug_assert_eq!(t, positions.len());
+        assert_eq!(t, positions.len());
         let (cos, sin) = self.cos_sin(positions, x.dtype(), x.device())?;
         let rot = self.rotary_dim();
         // A `[1, heads, t, d]` view of a `[1, t, heads, d]` tensor (`split_heads` on a GPU):
@@ -591,7 +591,7 @@ impl Layout {
     /// `fill_block` opens, worked out from the segments rather than cell by cell (a long pass
     /// has tens of millions of cells). `None` if a row sees more than two ranges.
     fn seen_ranges(&self, b: &Block, window: Option<usize>, spans: &[std::ops::Range<usize>]) -> Option<Vec<[u32; 4]>> {
-        debug_assert_eq!(self.past, 0);
+        assert_eq!(self.past, 0);
         let context = b.context_len();
         let mut out = Vec::with_capacity(b.queries.len());
         // (first key, end key, position of the first key): ranges of consecutive positions.

@@ -115,7 +115,7 @@ impl CausalLm for Llama {
 
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
         let device = &self.embed.device();
-        debug_assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
+        assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
         let t = ids.len();
         let mut x = self.embed.lookup(ids, device)?;
         let mask = layout.mask(None, device)?.with_f16_kv(self.f16_kv);
