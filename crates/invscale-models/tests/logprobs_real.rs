@@ -24,7 +24,8 @@ const MAX_ABS: f32 = 1e-3;
 fn check_model(name: &str, file: &str) -> String {
     let docs = documents();
     let (bos, rows): (bool, Vec<Row>) = logprob_fixture(&format!("transformers-f32-{name}.jsonl"));
-    let rows = checked_rows(name, rows);
+    // A per-token maximum: a quarter of the documents (2.3k tokens) shows a wrong kernel as well.
+    let rows = checked_rows(name, rows, 4);
     let model = Model::load_gguf(&model_path(file), Precision::F32).unwrap();
     assert_eq!(model.tokenizer.add_bos, bos, "{name}: BOS default differs from transformers'");
     let mut diffs = TokenDiffs::default();

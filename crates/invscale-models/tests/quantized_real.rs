@@ -1,7 +1,7 @@
 //! The quantized path (GGUF matrices kept quantized, activations quantized as llama.cpp does)
 //! against llama.cpp itself (llama-cpp-python, `logits_all=True`) on the same files: per-token
 //! log-probs on the 100 real documents of reference/llama_cpp_logprobs.py, and the class each
-//! document's highest log-likelihood picks; a plain run checks every fourth document,
+//! document's highest log-likelihood picks; a plain run checks every second document,
 //! `INVSCALE_TESTS_FULL=1` all (`common::checked_rows`). Fixtures from llama.cpp, never from
 //! invscale.
 //!
@@ -50,7 +50,8 @@ fn argmax(xs: &[f64]) -> usize {
 fn check_model(name: &str, file: &str) -> String {
     let docs = documents();
     let (has_bos, rows): (bool, Vec<Row>) = logprob_fixture(&format!("llama.cpp-{name}.jsonl"));
-    let rows = checked_rows(name, rows);
+    // A mean over the documents: half of them (25 moved Gemma's to 0.051, from 0.045 on all 100).
+    let rows = checked_rows(name, rows, 2);
     let model = Model::load_gguf(&model_path(file), Precision::Quantized).unwrap();
     assert_eq!(model.tokenizer.add_bos, has_bos, "{name}: BOS default differs from llama.cpp's");
     let bos: Vec<u32> = if has_bos { vec![model.tokenizer.bos_id.unwrap()] } else { vec![] };

@@ -64,16 +64,16 @@ pub fn logprob_fixture<R: serde::de::DeserializeOwned>(file: &str) -> (bool, Vec
 }
 
 /// The fixture rows a test run checks: every one with `INVSCALE_TESTS_FULL=1`, else every
-/// fourth (25 of the 100 documents: 12 NeQA, 11 memo-trap and 2 of hindsight-neglect's ~700-token
-/// prompts, past Gemma 3's sliding window), which keeps the CI run of the suite within its time on
-/// 2 cores. The fixture itself must hold all 100.
-pub fn checked_rows<R>(name: &str, rows: Vec<R>) -> Vec<R> {
+/// `step`-th (every fourth: 25 of the 100 documents, 12 NeQA, 11 memo-trap and 2 of
+/// hindsight-neglect's ~700-token prompts, past Gemma 3's sliding window; every second: 50),
+/// which keeps the CI run of the suite within its time on 2 cores. The fixture must hold all 100.
+pub fn checked_rows<R>(name: &str, rows: Vec<R>, step: usize) -> Vec<R> {
     assert!(rows.len() >= 100, "{name}: only {} documents in the fixture", rows.len());
     if std::env::var_os("INVSCALE_TESTS_FULL").is_some_and(|v| v == "1") {
         return rows;
     }
-    eprintln!("{name}: checking every fourth of the fixture's {} documents (INVSCALE_TESTS_FULL=1 checks them all)", rows.len());
-    rows.into_iter().step_by(4).collect()
+    eprintln!("{name}: checking one in {step} of the fixture's {} documents (INVSCALE_TESTS_FULL=1 checks them all)", rows.len());
+    rows.into_iter().step_by(step).collect()
 }
 
 /// The ids the fixtures score: BOS when the reference put it first, then prompt + first class;
