@@ -20,7 +20,7 @@
 //!
 //! On x86-64 with AVX-512 VNNI (`vpdpbusd`) the products run 16 weight rows × 8 activation rows
 //! at a time; with AVX2 (`vpmaddubsw` + `vpmaddwd`), 8 × 4, with the same integer and float sums
-//! ([`Kernel`]); elsewhere [`BlockMatrix::kernel_available`] is false and the caller keeps
+//! ([`Kernel`]); elsewhere [`BlockMatrix::kernel`] is `None` and the caller keeps
 //! candle's kernel.
 
 use half::f16;
@@ -135,11 +135,6 @@ impl BlockMatrix {
         {
             None
         }
-    }
-
-    /// Whether this machine runs one of the vector kernels.
-    pub fn kernel_available() -> bool {
-        Self::kernel().is_some()
     }
 
     pub fn format(&self) -> BlockFormat {
@@ -638,8 +633,11 @@ mod x86 {
     /// One tile's rows `first..first + count` of `w` times every activation row, into `y`.
     type TileProduct<const LANES: usize> = unsafe fn(&mut Tile<LANES>, &BlockMatrix, &QuantizedRows, usize, usize, *mut f32);
 
-    /// `kernel` must be one this CPU runs ([`kernel`] or a lesser one).
+    /// With `kernel` one this CPU runs ([`kernel`] or a lesser one: checked, the kernels'
+    /// instructions are only safe to run where they exist).
     pub fn matmul(kernel: Kernel, w: &BlockMatrix, acts: &QuantizedRows, y: &mut [f32]) {
+        let runs = matches!((kernel, self::kernel()), (Kernel::Avx2, Some(_)) | (Kernel::Avx512Vnni, Some(Kernel::Avx512Vnni)));
+        assert!(runs, "the {kernel:?} block kernel does not run on this CPU");
         match kernel {
             Kernel::Avx512Vnni => by_tiles::<{ avx512::LANES }>(w, acts, y, avx512::tile_product),
             Kernel::Avx2 => by_tiles::<{ avx2::LANES }>(w, acts, y, avx2::tile_product),

@@ -108,7 +108,7 @@ impl GgufWeights<'_> {
     fn block_matrix(&self, name: &str) -> Option<BlockMatrix> {
         let info = self.file.content.tensor_infos.get(name)?;
         let format = BlockFormat::from_ggml(info.ggml_dtype)?;
-        if !self.device.is_cpu() || !BlockMatrix::kernel_available() {
+        if !self.device.is_cpu() || BlockMatrix::kernel().is_none() {
             return None;
         }
         let (rows, cols) = info.shape.dims2().ok()?;

@@ -7,9 +7,9 @@
 //!
 //! Tolerances: mean |Δ log-prob| ≤ 0.05 nats per token, and the same predicted class on every
 //! document llama.cpp decides by ≥ 0.5 nats (79–86 of SmolLM2's and Gemma's 100, 48 of Qwen's);
-//! the agreement on the documents checked is printed. Why not tighter: quantizing activations to 8 bits makes the
-//! result jump with the last bit of every float before it, so any other float order — another
-//! build of llama.cpp included — lands elsewhere. Measured: llama.cpp 0.3.36 built here
+//! the agreement on the documents checked is printed. Why not tighter: quantizing activations
+//! to 8 bits makes the result jump with the last bit of every float before it, so any other
+//! float order — another build of llama.cpp included — lands elsewhere. Measured: llama.cpp 0.3.36 built here
 //! (GGML_NATIVE) against the fixtures (the same version, built in an earlier session) differs by
 //! mean |Δ| 0.036 (SmolLM2) and 0.032 (Gemma 3), max 1.2 nats, and picks another class on 3 of
 //! Gemma's 100 documents; two float orders of invscale's own block kernel (the minima's terms
