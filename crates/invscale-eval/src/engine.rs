@@ -4,16 +4,16 @@
 
 use std::collections::HashMap;
 
-use invscale_models::layers::profile::stamp;
-use invscale_models::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
-use invscale_models::tokenizer::Tokenizer;
-use invscale_models::{BosPolicy, Model, ModelError, TokenScore};
+use invscale_models::batch::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
+use invscale_models::profile::stamp;
+use invscale_models::{BosPolicy, ModelError, Tokenizer};
 use invscale_tasks::spec::{Metric, RequestMode, TaskType};
 use invscale_tasks::{DocBody, Document, TaskSpec};
 
 use crate::cache::{RequestKey, Score, ScoreCache};
 use crate::encode::{EncodeSettings, Encoded, Encoder, encode};
 use crate::metrics::{Aggregate, DocScores, aggregate, doc_metric};
+use crate::scorer::{Pass, Scorer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -23,6 +23,9 @@ pub enum EvalError {
     Cache(#[from] std::io::Error),
     #[error("document {doc} of {task}: tokenizer: {message}")]
     Tokenize { task: String, doc: usize, message: String },
+    /// A scorer other than the in-process model failed (a server's answer, say).
+    #[error("{0}")]
+    Scorer(String),
 }
 
 /// Settings of a run that change its numbers (all recorded in the results).
@@ -184,7 +187,7 @@ pub fn task_metrics(spec: &TaskSpec, settings: &RunSettings) -> Vec<Metric> {
 }
 
 pub fn run_task(
-    model: &Model,
+    model: &dyn Scorer,
     cache: &mut ScoreCache,
     spec: &TaskSpec,
     docs: &[Document],
@@ -198,7 +201,7 @@ pub fn run_task(
 /// batches are those one device runs, handed out in turns, one to each device at a time, and
 /// finished (cache, results, progress) in order; so the results are those of one device.
 pub fn run_task_on(
-    models: &[&Model],
+    models: &[&dyn Scorer],
     cache: &mut ScoreCache,
     spec: &TaskSpec,
     docs: &[Document],
@@ -222,17 +225,17 @@ pub struct TaskPlan<'d> {
 }
 
 /// Tokenises a task's documents (on `model`'s tokenizer) and cuts them into batches.
-pub fn plan_task<'d>(model: &Model, spec: &'d TaskSpec, docs: &'d [Document], settings: &RunSettings) -> Result<TaskPlan<'d>, EvalError> {
+pub fn plan_task<'d>(model: &dyn Scorer, spec: &'d TaskSpec, docs: &'d [Document], settings: &RunSettings) -> Result<TaskPlan<'d>, EvalError> {
     stamp(format!("task {}: preparing", spec.name));
     let mode = settings.mode.unwrap_or(spec.scoring.mode);
     let max_length = settings.max_length.unwrap_or(match mode {
-        RequestMode::LmEval => model.context_length.unwrap_or(DEFAULT_MAX_LENGTH),
+        RequestMode::LmEval => model.context_length().unwrap_or(DEFAULT_MAX_LENGTH),
         RequestMode::Prize => PRIZE_MAX_LENGTH,
     });
     let enc_settings = EncodeSettings {
         mode,
-        bos: model.bos_token(settings.bos),
-        prefix_token: model.bos_token(BosPolicy::Always).unwrap_or(0),
+        bos: model.tokenizer().bos_token(settings.bos),
+        prefix_token: model.tokenizer().bos_token(BosPolicy::Always).unwrap_or(0),
         max_length,
     };
     let metrics = task_metrics(spec, settings);
@@ -280,7 +283,7 @@ pub fn plan_task<'d>(model: &Model, spec: &'d TaskSpec, docs: &'d [Document], se
 
 /// Scores a planned task on one copy of the model per device (see [`run_task_on`]).
 pub fn score_task_on(
-    models: &[&Model],
+    models: &[&dyn Scorer],
     cache: &mut ScoreCache,
     plan: TaskPlan,
     settings: &RunSettings,
@@ -325,7 +328,7 @@ pub fn score_task_on(
 /// work; on a CPU the passes use every core, and tasks are planned one after another (see
 /// [`RunSettings::plan_ahead`]). Either way the results are the same, bit for bit.
 pub fn run_tasks_on<'d>(
-    models: &[&Model],
+    models: &[&dyn Scorer],
     cache: &mut ScoreCache,
     tasks: &[(&'d TaskSpec, &'d [Document])],
     settings: &RunSettings,
@@ -334,7 +337,7 @@ pub fn run_tasks_on<'d>(
     finished: &mut dyn FnMut(usize, TaskResult),
 ) -> Result<(), EvalError> {
     let model = *models.first().expect("at least one model");
-    if !settings.plan_ahead.unwrap_or(!model.on_cpu()) {
+    if !settings.plan_ahead.unwrap_or(!model.uses_host_cores()) {
         for (i, (spec, docs)) in tasks.iter().enumerate() {
             started(i);
             finished(i, run_task_on(models, cache, spec, docs, settings, progress)?);
@@ -388,15 +391,15 @@ struct Prepared<'d> {
 fn prepare_all<'d>(
     docs: &'d [Document],
     spec: &TaskSpec,
-    model: &Model,
+    model: &dyn Scorer,
     enc_settings: &EncodeSettings,
     mutual_info: bool,
     threads: Option<usize>,
 ) -> Result<Vec<Prepared<'d>>, EvalError> {
     let all_cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = threads.unwrap_or_else(|| if model.on_cpu() { 1 } else { all_cores() }).min(docs.len().div_ceil(8)).max(1);
+    let threads = threads.unwrap_or_else(|| if model.uses_host_cores() { 1 } else { all_cores() }).min(docs.len().div_ceil(8)).max(1);
     if threads == 1 {
-        let encoder = ModelEncoder(&model.tokenizer);
+        let encoder = ModelEncoder(model.tokenizer());
         return docs.iter().map(|doc| prepare(doc, spec, &encoder, enc_settings, mutual_info)).collect();
     }
     let per = docs.len().div_ceil(threads);
@@ -406,8 +409,8 @@ fn prepare_all<'d>(
             .map(|part| {
                 s.spawn(move || {
                     // Each thread on its own copy where sharing one would contend.
-                    let own = model.tokenizer.fork();
-                    let encoder = ModelEncoder(own.as_ref().unwrap_or(&model.tokenizer));
+                    let own = model.tokenizer().fork();
+                    let encoder = ModelEncoder(own.as_ref().unwrap_or(model.tokenizer()));
                     part.iter().map(|doc| prepare(doc, spec, &encoder, enc_settings, mutual_info)).collect()
                 })
             })
@@ -506,10 +509,6 @@ impl Prepared<'_> {
     }
 }
 
-/// A batch's forward pass: for each tree (a context and its continuations), each
-/// continuation's token scores.
-type Pass = Vec<Vec<Vec<TokenScore>>>;
-
 /// What a batch needs: each document's cached scores and counts so far, the trees of its
 /// forward pass (document, context, member request indices: each distinct context of a
 /// document once, in order of first appearance), and the requests a document repeats.
@@ -559,7 +558,7 @@ fn plan_batch<'b>(cache: &ScoreCache, batch: &'b [Prepared]) -> Plan<'b> {
 
 /// The forward pass of `plan`'s trees on `model` (the documents' contexts as a prefix tree,
 /// every shared prefix and distinct context once, with the continuations as branches).
-fn run_pass(model: &Model, batch: &[Prepared], plan: &Plan) -> Result<Pass, EvalError> {
+fn run_pass(model: &dyn Scorer, batch: &[Prepared], plan: &Plan) -> Result<Pass, EvalError> {
     let forest: Vec<(&[u32], Vec<&[u32]>)> = plan
         .trees
         .iter()
@@ -567,14 +566,14 @@ fn run_pass(model: &Model, batch: &[Prepared], plan: &Plan) -> Result<Pass, Eval
         .collect();
     // Requests with one context share its cuts: take the first's.
     let cuts: Vec<Vec<usize>> = plan.trees.iter().map(|(d, _, members)| batch[*d].cuts[members[0]].clone()).collect();
-    Ok(model.score_forest_cut(&forest, &cuts)?)
+    model.score_forest_cut(&forest, &cuts)
 }
 
 /// The passes of a turn's batches that need one, batch `i` on `models[i]`, side by side on
 /// their devices (one at a time with one model).
-fn run_passes(models: &[&Model], cache: &ScoreCache, turn: &[Vec<Prepared>]) -> Result<Vec<Option<Pass>>, EvalError> {
+fn run_passes(models: &[&dyn Scorer], cache: &ScoreCache, turn: &[Vec<Prepared>]) -> Result<Vec<Option<Pass>>, EvalError> {
     let plans: Vec<Plan> = turn.iter().map(|b| plan_batch(cache, b)).collect();
-    let run = |model: &Model, batch: &[Prepared], plan: &Plan| -> Result<Option<Pass>, EvalError> {
+    let run = |model: &dyn Scorer, batch: &[Prepared], plan: &Plan| -> Result<Option<Pass>, EvalError> {
         if plan.needs_pass() { run_pass(model, batch, plan).map(Some) } else { Ok(None) }
     };
     if turn.len() == 1 {

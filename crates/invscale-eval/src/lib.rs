@@ -1,11 +1,13 @@
-//! The scoring engine: requests built as lm-eval and the prize built them, scored on a model with
+//! The scoring engine: requests built as lm-eval and the prize built them, scored by a [`Scorer`] (the in-process model, or a server) with
 //! each distinct context run once, metrics and aggregates, and a cache that makes runs resumable.
 
 pub mod cache;
 pub mod encode;
 pub mod engine;
 pub mod metrics;
+pub mod scorer;
 
 pub use cache::{ScoreCache, fingerprint};
 pub use engine::{Counts, DocResult, EvalError, Progress, RequestResult, RunSettings, TaskPlan, TaskResult, plan_task, run_task, run_task_on, run_tasks_on, score_task_on};
 pub use metrics::{Aggregate, DocScores};
+pub use scorer::{Pass, Scorer};

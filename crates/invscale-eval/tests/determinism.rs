@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use invscale_eval::{RunSettings, ScoreCache, TaskResult, run_task, run_task_on, run_tasks_on};
+use invscale_eval::{RunSettings, ScoreCache, Scorer, TaskResult, run_task, run_task_on, run_tasks_on};
 use invscale_models::{Model, Precision};
 use invscale_tasks::{DataOptions, Registry, load, locate};
 
@@ -78,7 +78,7 @@ fn two_model_copies_give_the_results_of_one() {
     // the cache), the others in the turn after.
     let docs: Vec<_> = data.docs[..3].iter().chain(&data.docs[..12]).cloned().collect();
     let settings = RunSettings { batch_requests: Some(4), ..RunSettings::default() };
-    let run = |models: &[&Model]| {
+    let run = |models: &[&dyn Scorer]| {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = ScoreCache::open(dir.path(), "test").unwrap();
         run_task_on(models, &mut cache, spec, &docs, &settings, &mut |_| {}).unwrap()

@@ -2,28 +2,22 @@
 //! the LM head applied only at the positions that are scored, and a KV cache so a shared prefix
 //! runs once and many continuations are scored against it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{D, DType, Device, Tensor};
 
-use crate::gguf::GgufFile;
-use crate::layers::{KvCache, Layout};
-use crate::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
-use crate::models::{gemma3::Gemma3, llama::Llama};
-use crate::tokenizer::Tokenizer;
-use crate::weights::{GgufWeights, Precision};
-use crate::{ModelError, Result};
+use invscale_kernels::cpu::exp::sum_exp;
+use invscale_tokenizer::{BosPolicy, Tokenizer};
 
-/// One architecture's network: token ids in, final hidden states out; logits on demand.
-pub trait CausalLm: Send + Sync {
-    /// Runs `ids` after the cached tokens, arranged as `layout` says (positions, which tokens see
-    /// which), appending them to the cache; returns the final (normed) hidden states,
-    /// `[ids.len(), hidden]`.
-    fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor>;
-    /// The LM head on some hidden states: `[n, hidden]` → `[n, vocab]`.
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
-    fn layers(&self) -> usize;
-}
+use crate::batch::layout::Layout;
+use crate::batch::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
+use crate::error::Result;
+use crate::host::release_freed_memory;
+use crate::layers::kv_cache::KvCache;
+use crate::models::causal_lm::CausalLm;
+use crate::profile;
+use crate::weights::precision::Precision;
+
 
 /// The score of one token given everything before it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,15 +29,6 @@ pub struct TokenScore {
     pub greedy: bool,
 }
 
-/// Whether sequences start with the BOS token (SCORING.md §2: the largest source of
-/// disagreement between runs, so it is always explicit and recorded).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BosPolicy {
-    /// What the tokenizer does by default (Gemma, Llama 2: yes; GPT-2, Qwen2, SmolLM2: no).
-    Auto,
-    Always,
-    Never,
-}
 
 /// A sequence run once, to be continued: its KV cache and its last hidden state.
 #[derive(Clone)]
@@ -62,8 +47,8 @@ impl Prefix {
 }
 
 /// `INVSCALE_PROFILE=1`: each forward pass prints where its time went (2: per kind of work).
-fn profiling() -> bool {
-    crate::layers::profile::level() >= 1
+pub(crate) fn profiling() -> bool {
+    profile::level() >= 1
 }
 
 pub struct Model {
@@ -76,145 +61,15 @@ pub struct Model {
     pub precision: Precision,
     /// The longest sequence the model was trained for, when the file says.
     pub context_length: Option<usize>,
-    net: Box<dyn CausalLm>,
-    device: Device,
+    pub(crate) net: Box<dyn CausalLm>,
+    pub(crate) device: Device,
 }
 
 impl Model {
-    /// Loads what [`resolve`](crate::resolve) found, on the CPU.
-    pub fn load(source: &crate::ModelSource, precision: Precision) -> Result<Model> {
-        Model::load_on(source, precision, &Device::Cpu)
-    }
-
-    /// Loads what [`resolve`](crate::resolve) found, on `device`.
-    pub fn load_on(source: &crate::ModelSource, precision: Precision, device: &Device) -> Result<Model> {
-        #[cfg(feature = "cuda")]
-        if let Device::Cuda(d) = device {
-            crate::cuda_upload::keep_freed_memory(d)?;
-            crate::cuda_ops::cuda::warm_kernels(d, precision.dtype(), precision == Precision::Quantized);
-        }
-        match source {
-            crate::ModelSource::Gguf(path) => Model::load_gguf_on(path, precision, device),
-            crate::ModelSource::Checkpoint(dir) => match precision {
-                Precision::Quantized => Err(ModelError::unsupported(
-                    dir,
-                    "--dtype quantized applies to GGUF files; a safetensors checkpoint runs in f32, bf16 or f16",
-                )),
-                _ => Model::load_checkpoint_on(dir, precision, device),
-            },
-        }
-    }
-
-    /// Loads a Hugging Face checkpoint folder (`config.json`, safetensors, `tokenizer.json`) on
-    /// the CPU, in f32.
-    pub fn load_checkpoint(dir: &Path) -> Result<Model> {
-        Model::load_checkpoint_on(dir, Precision::F32, &Device::Cpu)
-    }
-
-    fn load_checkpoint_on(dir: &Path, precision: Precision, device: &Device) -> Result<Model> {
-        use crate::hf::{HfConfig, HfWeights};
-        use crate::models::{gpt2::Gpt2, gpt_neox::GptNeox, opt::Opt};
-        let config = HfConfig::read(dir)?;
-        let arch = config.model_type()?.to_string();
-        const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, qwen2, gemma3_text";
-        if !matches!(arch.as_str(), "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "qwen2" | "gemma3_text") {
-            return Err(ModelError::unsupported(
-                &config.path,
-                format!("model_type `{arch}` is not supported (supported: {SUPPORTED})"),
-            ));
-        }
-        let tokenizer = Tokenizer::from_checkpoint(dir, &config)?;
-        let device = device.clone();
-        let started = std::time::Instant::now();
-        let weights = HfWeights::open(dir, &device, precision.dtype())?;
-        let opened = started.elapsed();
-        let embed_name = ["model.embed_tokens.weight", "transformer.wte.weight", "wte.weight", "gpt_neox.embed_in.weight", "embed_in.weight", "model.decoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
-            .into_iter()
-            .find(|n| weights.has(n))
-            .ok_or_else(|| ModelError::corrupt(dir, "no token embedding tensor in the checkpoint"))?;
-        let rows = weights.dims(embed_name)?.first().copied().unwrap_or(0);
-        if tokenizer.vocab_size() > rows {
-            return Err(ModelError::corrupt(
-                dir,
-                format!("the tokenizer has {} tokens but the model's embedding has {rows} rows: they do not belong together", tokenizer.vocab_size()),
-            ));
-        }
-        let net: Box<dyn CausalLm> = match arch.as_str() {
-            "gpt2" => Box::new(Gpt2::from_hf(&weights, &config)?),
-            "opt" => Box::new(Opt::from_hf(&weights, &config)?),
-            "gpt_neox" => Box::new(GptNeox::from_hf(&weights, &config)?),
-            "gemma3_text" => Box::new(Gemma3::from_hf(&weights, &config)?),
-            _ => Box::new(Llama::from_hf(&weights, &config)?),
-        };
-        let context_length = config.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]);
-        if profiling() {
-            eprintln!("profile: load: weights opened in {:.0} ms, network built in {:.0} ms", opened.as_secs_f64() * 1e3, (started.elapsed() - opened).as_secs_f64() * 1e3);
-        }
-        release_freed_memory();
-        Ok(Model {
-            tokenizer,
-            arch,
-            params: weights.param_count(),
-            path: dir.to_path_buf(),
-            precision,
-            context_length,
-            net,
-            device,
-        })
-    }
-
-    /// Loads a `.gguf` file on the CPU.
-    pub fn load_gguf(path: &Path, precision: Precision) -> Result<Model> {
-        Model::load_gguf_on(path, precision, &Device::Cpu)
-    }
-
-    fn load_gguf_on(path: &Path, precision: Precision, device: &Device) -> Result<Model> {
-        let file = GgufFile::open(path)?;
-        let arch = file.architecture()?.to_string();
-        if !matches!(arch.as_str(), "llama" | "qwen2" | "gemma3") {
-            return Err(ModelError::unsupported(
-                path,
-                format!("GGUF architecture `{arch}` is not supported (supported: llama, qwen2, gemma3)"),
-            ));
-        }
-        // The tokenizer first: a vocabulary larger than the embedding means the two do not
-        // belong together, and is cheaper to find out than building the network.
-        let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| match e {
-            ModelError::Tokenizer(m) => ModelError::corrupt(path, format!("tokenizer: {m}")),
-            e => e,
-        })?;
-        let rows = file.content.tensor_infos.get("token_embd.weight").map(|i| i.shape.dims()[0]);
-        match rows {
-            None => return Err(ModelError::corrupt(path, "tensor `token_embd.weight` is missing")),
-            Some(n) if tokenizer.vocab_size() > n => {
-                return Err(ModelError::corrupt(
-                    path,
-                    format!("the tokenizer has {} tokens but the model's embedding has {n} rows: they do not belong together", tokenizer.vocab_size()),
-                ));
-            }
-            Some(_) => {}
-        }
-        let device = device.clone();
-        let weights = GgufWeights { file: &file, device: device.clone(), precision };
-        let net: Box<dyn CausalLm> = match arch.as_str() {
-            "gemma3" => Box::new(Gemma3::from_gguf(&weights)?),
-            _ => Box::new(Llama::from_gguf(&weights, &arch)?),
-        };
-        let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
-        let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
-        drop(file);
-        release_freed_memory();
-        Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, device })
-    }
-
     /// The token to put first under `policy`, if any. With `Always` and no BOS token, EOS
     /// stands in (as lm-eval does).
     pub fn bos_token(&self, policy: BosPolicy) -> Option<u32> {
-        match policy {
-            BosPolicy::Never => None,
-            BosPolicy::Auto if !self.tokenizer.add_bos => None,
-            _ => self.tokenizer.bos_id.or(self.tokenizer.eos_id),
-        }
+        self.tokenizer.bos_token(policy)
     }
 
     /// Log-probs of `tokens[from..]`, each given all tokens before it (`from >= 1`).
@@ -297,7 +152,7 @@ impl Model {
     /// [`score_forest_cut`](Self::score_forest_cut)'s pass.
     fn score_pass(&self, trees: &[(&[u32], Vec<&[u32]>)], cuts: &[Vec<usize>]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
         assert_eq!(trees.len(), cuts.len(), "cuts for every context");
-        crate::layers::profile::stamp("pass: laying out");
+        profile::stamp("pass: laying out");
         let mut tree = SegmentTree::new();
         for ((context, _), cuts) in trees.iter().zip(cuts) {
             assert!(!context.is_empty(), "scoring needs at least one token of context");
@@ -350,7 +205,7 @@ impl Model {
             .collect();
         let picked = hidden.index_select(&Tensor::new(unique.as_slice(), &self.device)?, 0)?;
         let mut scores = self.gather_at(&picked, &which, &targets)?.into_iter();
-        crate::layers::profile::stamp("pass: scored");
+        profile::stamp("pass: scored");
         if let (Some((mask, started)), Some(forward_done)) = (profile, forward_done) {
             eprintln!(
                 "profile: pass of {} tokens for {} contexts: masks {:.1} ms, forward {:.1} ms, LM head on {} rows {:.1} ms",
@@ -361,8 +216,8 @@ impl Model {
                 unique.len(),
                 forward_done.elapsed().as_secs_f64() * 1e3
             );
-            if crate::layers::profile::level() >= 2 {
-                eprintln!("profile: forward by kind: {}", crate::layers::profile::take());
+            if profile::level() >= 2 {
+                eprintln!("profile: forward by kind: {}", profile::take());
             }
         }
         Ok(trees
@@ -380,7 +235,7 @@ impl Model {
     pub fn free_device_memory(&self) -> Option<usize> {
         #[cfg(feature = "cuda")]
         if let Device::Cuda(d) = &self.device {
-            let pooled = crate::cuda_upload::pooled_free_memory(d).unwrap_or(0);
+            let pooled = crate::weights::cuda_upload::pooled_free_memory(d).unwrap_or(0);
             return d.cuda_stream().context().mem_get_info().ok().map(|(free, _)| free + pooled);
         }
         None
@@ -458,7 +313,7 @@ fn log_softmax_at(logits: &Tensor, members: &[(usize, usize)], targets: &[u32], 
     let logits = logits.contiguous()?;
     let (rows, width) = logits.dims2()?;
     let (storage, layout) = logits.storage_and_layout();
-    let data = crate::layers::cpu_f32(&storage, layout)?;
+    let data = crate::layers::tensor::cpu_f32(&storage, layout)?;
     let mut stats: Vec<Option<(f32, f64, usize)>> = vec![None; rows];
     for &(r, i) in members {
         let row = &data[r * width..(r + 1) * width];
@@ -469,7 +324,7 @@ fn log_softmax_at(logits: &Tensor, members: &[(usize, usize)], targets: &[u32], 
                     (max, argmax) = (x, j);
                 }
             }
-            (max, crate::cpu_attention::sum_exp(row, max).ln(), argmax)
+            (max, sum_exp(row, max).ln(), argmax)
         });
         let target = targets[i] as usize;
         let logprob = (f64::from(row[target] - max) - log_sum) as f32;
@@ -477,19 +332,3 @@ fn log_softmax_at(logits: &Tensor, members: &[(usize, usize)], targets: &[u32], 
     }
     Ok(())
 }
-
-/// Hands the memory the allocator holds free back to the system. glibc keeps freed heap memory
-/// for reuse, so peak RSS would count garbage: building Gemma 3's 262k-token tokenizer leaves
-/// ~130 MB of it (merge lists and such), and a pass's activations more. Cheap (a walk over the
-/// free lists) next to a load or a forward pass.
-pub(crate) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: glibc's malloc_trim only returns free pages of its arenas to the system.
-        unsafe { malloc_trim(0) };
-    }
-}
-

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{MODELS, documents, fixtures, model_path};
-use invscale_models::gguf::GgufFile;
-use invscale_models::tokenizer::Tokenizer;
+use invscale_models::Tokenizer;
+use invscale_models::weights::gguf::GgufFile;
 use sha2::{Digest, Sha256};
 
 /// Same digest as reference/tokens.py: sha256 of the decimal ids joined by ',', 16 hex digits.
@@ -31,7 +31,7 @@ fn gguf_tokenizers_match_the_references_on_all_real_prompts() {
     let mut checked_files = 0;
     let mut report = Vec::new();
     for (name, file) in MODELS {
-        let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&model_path(file)).unwrap()).unwrap();
+        let tokenizer = GgufFile::open(&model_path(file)).unwrap().tokenizer().unwrap();
         for tool in ["transformers", "llama.cpp"] {
             let fixture = fixtures.join(format!("{tool}-{name}.jsonl"));
             if tool == "transformers" {
@@ -74,8 +74,8 @@ fn gguf_tokenizers_match_the_references_on_all_real_prompts() {
 
 #[test]
 fn special_ids_and_bos_defaults_come_from_the_metadata() {
-    let smol = Tokenizer::from_gguf(&GgufFile::open(&model_path(MODELS[0].1)).unwrap()).unwrap();
-    let gemma = Tokenizer::from_gguf(&GgufFile::open(&model_path(MODELS[1].1)).unwrap()).unwrap();
+    let smol = GgufFile::open(&model_path(MODELS[0].1)).unwrap().tokenizer().unwrap();
+    let gemma = GgufFile::open(&model_path(MODELS[1].1)).unwrap().tokenizer().unwrap();
     assert_eq!(gemma.bos_id, Some(2));
     assert!(gemma.add_bos, "Gemma's tokenizer adds <bos> by default");
     assert!(smol.bos_id.is_some());
@@ -130,7 +130,7 @@ fn edge_mismatches(name: &str, tokenizer: &Tokenizer) -> Vec<String> {
 fn gguf_tokenizers_match_the_references_on_edge_cases() {
     let mut report = Vec::new();
     for (name, file) in MODELS {
-        let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&model_path(file)).unwrap()).unwrap();
+        let tokenizer = GgufFile::open(&model_path(file)).unwrap().tokenizer().unwrap();
         report.extend(edge_mismatches(name, &tokenizer));
     }
     assert!(report.is_empty(), "{}", report.join("\n"));
@@ -144,7 +144,7 @@ fn gguf_tokenizers_match_the_references_on_edge_cases() {
 #[test]
 fn llama_style_sentencepiece_matches_the_references() {
     let path = fixtures().join("tokens/llama-spm.gguf");
-    let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+    let tokenizer = GgufFile::open(&path).unwrap().tokenizer().unwrap();
     let report = edge_mismatches("llama-spm", &tokenizer);
     assert!(report.is_empty(), "{}", report.join("\n"));
 }

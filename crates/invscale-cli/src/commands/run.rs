@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::{Args, ValueEnum};
 use invscale_eval::metrics::group as group_aggregate;
 use invscale_eval::{RunSettings, ScoreCache, TaskResult, fingerprint, run_tasks_on};
-use invscale_models::layers::profile::stamp;
+use invscale_models::profile::stamp;
 use invscale_models::{BosPolicy, Model, resolve};
 use invscale_report::markdown::{Row, group_table, table};
 use invscale_report::output::{OutputPaths, write_atomic};
@@ -214,7 +214,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let mut results: Vec<(usize, TaskResult)> = Vec::new();
     let scoring_started = Instant::now();
     let tasks: Vec<(&TaskSpec, &[Document])> = datasets.iter().map(|ds| (&ds.spec, limited(&ds.docs, args.limit))).collect();
-    let on: Vec<&Model> = models.iter().collect();
+    let on: Vec<&dyn invscale_eval::Scorer> = models.iter().map(|m| m as &dyn invscale_eval::Scorer).collect();
     let bar: std::cell::RefCell<Option<ProgressLine>> = std::cell::RefCell::new(None);
     run_tasks_on(
         &on,

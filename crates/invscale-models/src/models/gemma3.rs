@@ -6,11 +6,12 @@
 
 use candle_core::Tensor;
 
-use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, split_heads};
-use crate::model::CausalLm;
-use crate::hf::{Dims, HfConfig, HfWeights};
-use crate::weights::{GgufWeights, Hparams};
-use crate::Result;
+use crate::batch::layout::Layout;
+use crate::error::Result;
+use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, split_heads};
+use crate::models::causal_lm::CausalLm;
+use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
+use crate::weights::gguf_weights::{GgufWeights, Hparams};
 
 /// Every `GLOBAL_EVERY`-th layer attends globally (Gemma 3's fixed pattern: 5 local, 1 global);
 /// the file does not record it.
@@ -80,7 +81,7 @@ impl Gemma3 {
         // Gemma 3 scales queries by query_pre_attn_scalar^-1/2, which is head_dim for the text
         // models llama.cpp converts (it uses 1/√head_dim as well).
         Ok(Gemma3 {
-            f16_kv: w.precision == crate::weights::Precision::Quantized,
+            f16_kv: w.precision == crate::weights::precision::Precision::Quantized,
             norm: w.rms_norm("output_norm.weight", eps)?,
             head: w.lm_head(&embed)?,
             embed,
@@ -103,7 +104,7 @@ impl Gemma3 {
         let Dims { hidden, layers, heads, kv_heads, head_dim, rms_eps: eps } = Dims::from_config(c)?;
         let window = c.opt_usize(&["sliding_window"]);
         if c.get("final_logit_softcapping").as_f64().is_some() || c.get("attn_logit_softcapping").as_f64().is_some() {
-            return Err(crate::ModelError::unsupported(&c.path, "logit soft-capping (Gemma 2) is not supported"));
+            return Err(crate::error::ModelError::unsupported(&c.path, "logit soft-capping (Gemma 2) is not supported"));
         }
         let layer_types: Vec<bool> = match c.get("layer_types").as_array() {
             Some(types) => types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect(),

@@ -3,10 +3,11 @@
 
 use candle_core::Tensor;
 
-use crate::Result;
-use crate::hf::{HfConfig, HfWeights};
-use crate::layers::{KvCache, LayerNorm, Layout, Linear, attention, split_heads};
-use crate::model::CausalLm;
+use crate::batch::layout::Layout;
+use crate::error::Result;
+use crate::layers::{KvCache, LayerNorm, Linear, attention, split_heads};
+use crate::models::causal_lm::CausalLm;
+use crate::weights::checkpoint::{HfConfig, HfWeights};
 
 struct Block {
     ln_1: LayerNorm,

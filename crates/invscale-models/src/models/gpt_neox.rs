@@ -5,10 +5,11 @@
 
 use candle_core::Tensor;
 
-use crate::Result;
-use crate::hf::{HfConfig, HfWeights};
-use crate::layers::{KvCache, LayerNorm, Layout, Linear, RopeStyle, Rotary, attention, gelu_erf};
-use crate::model::CausalLm;
+use crate::batch::layout::Layout;
+use crate::error::Result;
+use crate::layers::{KvCache, LayerNorm, Linear, RopeStyle, Rotary, attention, gelu_erf};
+use crate::models::causal_lm::CausalLm;
+use crate::weights::checkpoint::{HfConfig, HfWeights};
 
 struct Block {
     ln_1: LayerNorm,
@@ -79,11 +80,11 @@ impl CausalLm for GptNeox {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let qkv = b.qkv.forward(&b.ln_1.forward(&x)?)?;
-            let (q, k, v) = if crate::cuda_ops::half_on_cuda(&qkv) && crate::cuda_ops::neox_qkv_rope_fits(self.head_dim, self.rotary.rotary_dim()) {
+            let (q, k, v) = if invscale_kernels::cuda::ops::half_on_cuda(&qkv) && invscale_kernels::cuda::ops::neox_qkv_rope_fits(self.head_dim, self.rotary.rotary_dim()) {
                 // One kernel: q, k, v token-major, q and k rotated; [1, heads, t, head_dim] views.
-                let parts = crate::layers::profile::time("rotary", device, || {
+                let parts = crate::profile::time("rotary", device, || {
                     let (cos, sin) = self.rotary.cos_sin(&layout.positions, qkv.dtype(), device)?;
-                    crate::cuda_ops::neox_qkv_rope(&qkv, &cos, &sin, self.heads, self.rotary.rotary_dim())
+                    Ok(invscale_kernels::cuda::ops::neox_qkv_rope(&qkv, &cos, &sin, self.heads, self.rotary.rotary_dim())?)
                 })?;
                 let part = |j: usize| -> Result<Tensor> { Ok(parts.get(j)?.unsqueeze(0)?.transpose(1, 2)?) };
                 (part(0)?, part(1)?, part(2)?)

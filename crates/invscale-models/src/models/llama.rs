@@ -4,11 +4,12 @@
 
 use candle_core::Tensor;
 
-use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, Layout, rows_in_chunks, silu_mul, split_heads};
-use crate::model::CausalLm;
-use crate::hf::{Dims, HfConfig, HfWeights};
-use crate::weights::{GgufWeights, Hparams};
-use crate::Result;
+use crate::batch::layout::Layout;
+use crate::error::Result;
+use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, rows_in_chunks, silu_mul, split_heads};
+use crate::models::causal_lm::CausalLm;
+use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
+use crate::weights::gguf_weights::{GgufWeights, Hparams};
 
 struct Block {
     attn_norm: RmsNorm,
@@ -59,7 +60,7 @@ impl Llama {
             });
         }
         Ok(Llama {
-            f16_kv: w.precision == crate::weights::Precision::Quantized,
+            f16_kv: w.precision == crate::weights::precision::Precision::Quantized,
             norm: w.rms_norm("output_norm.weight", eps)?,
             head: w.lm_head(&embed)?,
             embed,

@@ -1,5 +1,7 @@
-//! One file per architecture, over the shared layers in `crate::layers`.
+//! One file per architecture, over the shared layers of [`crate::layers`]; each implements
+//! [`causal_lm::CausalLm`], and none imports the loader (`crate::load` picks the architecture).
 
+pub mod causal_lm;
 pub mod gemma3;
 pub mod gpt2;
 pub mod gpt_neox;

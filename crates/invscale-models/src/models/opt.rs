@@ -4,11 +4,12 @@
 
 use candle_core::Tensor;
 
-use crate::Result;
-use crate::hf::{HfConfig, HfWeights};
-use crate::layers::{KvCache, LayerNorm, Layout, Linear, attention, split_heads};
-use crate::model::CausalLm;
-use crate::ModelError;
+use crate::batch::layout::Layout;
+use crate::error::ModelError;
+use crate::error::Result;
+use crate::layers::{KvCache, LayerNorm, Linear, attention, split_heads};
+use crate::models::causal_lm::CausalLm;
+use crate::weights::checkpoint::{HfConfig, HfWeights};
 
 /// OPT's learned positional embedding starts at index 2 (a fairseq legacy).
 const POSITION_OFFSET: usize = 2;

@@ -1,5 +1,5 @@
-//! Fused attention on CUDA (`kernels/attention.cu`): one launch a layer runs every block of a
-//! [`Layout`](crate::layers::Layout) (documents, shared prefix segments, continuations) without
+//! Fused attention on CUDA (`attention.cu`): one launch a layer runs every block of a
+//! pass's layout (invscale-models' `Layout`) (documents, shared prefix segments, continuations) without
 //! padding and without materialising the scores. bf16 and f16, heads of 64 or 128 values;
 //! other cases take the padded path in `layers`.
 //!
@@ -14,7 +14,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::Result;
+use candle_core::Result;
 
 /// Query rows a CTA takes (four warps of 16): the tile table's stride.
 const ROWS_PER_TILE: usize = 64;
@@ -78,31 +78,6 @@ impl FusedBlocks {
     }
 }
 
-/// The runs of visible cells (0, not -inf) of a mask row as `[a, b, c, d]`: keys `[a, b)` and
-/// `[c, d)` (empty ranges as `[0, 0)`); `None` for more than two runs. (What `Layout` works out
-/// from its segments, tested against its masks with this.)
-#[cfg(test)]
-pub(crate) fn visible_ranges(row: &[f32]) -> Option<[u32; 4]> {
-    let mut runs = Vec::with_capacity(2);
-    let mut start = None;
-    for (j, &cell) in row.iter().chain([&f32::NEG_INFINITY]).enumerate() {
-        match (cell == 0.0, start) {
-            (true, None) => start = Some(j),
-            (false, Some(a)) => {
-                runs.push((a as u32, j as u32));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    match runs[..] {
-        [] => Some([0; 4]),
-        [(a, b)] => Some([a, b, 0, 0]),
-        [(a, b), (c, d)] => Some([a, b, c, d]),
-        _ => None,
-    }
-}
-
 /// `softmax(q kᵀ · scale + mask) v` for every block; `q: [1, h, t, d]`, `k, v: [1, kv_h, t, d]`
 /// (no cache), contiguous or views of `[t, heads · d]` (any strides over heads and tokens, the
 /// last dimension contiguous); returns `[t, h·d]`.
@@ -132,7 +107,7 @@ impl candle_core::CustomOp3 for Fused<'_> {
         _: &candle_core::CpuStorage,
         _: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        crate::cuda_ops::cpu_bail(self.name())
+        crate::cuda::launch::cpu_bail(self.name())
     }
 
     #[cfg(feature = "cuda")]
@@ -145,7 +120,7 @@ impl candle_core::CustomOp3 for Fused<'_> {
         v: &candle_core::CudaStorage,
         lv: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
-        use crate::cuda_ops::cuda::*;
+        use crate::cuda::launch::*;
         use candle_core::backend::BackendStorage;
         use candle_core::{CudaStorage, Storage};
 
@@ -208,20 +183,5 @@ impl candle_core::CustomOp3 for Fused<'_> {
             other => candle_core::bail!("fused attention: {other:?} is not supported"),
         };
         Ok((storage, (t, heads * d).into()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn visible_ranges_are_the_runs_of_open_cells() {
-        let (o, x) = (0.0, f32::NEG_INFINITY);
-        assert_eq!(visible_ranges(&[x, x, x]), Some([0, 0, 0, 0]));
-        assert_eq!(visible_ranges(&[o, o, x]), Some([0, 2, 0, 0]));
-        assert_eq!(visible_ranges(&[x, o, o]), Some([1, 3, 0, 0]));
-        assert_eq!(visible_ranges(&[o, x, o, o, x]), Some([0, 1, 2, 4]));
-        assert_eq!(visible_ranges(&[o, x, o, x, o]), None);
     }
 }

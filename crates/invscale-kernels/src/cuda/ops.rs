@@ -1,5 +1,5 @@
 //! Half-precision work on CUDA done in one step where candle takes several, rounding where
-//! transformers rounds (`kernels/ops.cu` and cuBLAS):
+//! transformers rounds (`ops.cu` and cuBLAS):
 //! - [`rms_norm`]: one launch a norm (candle: cast to f32, norm, cast back, scale by the
 //!   weight with a broadcast multiply — four passes over the activations);
 //! - [`linear_bias`]: `x Wᵀ + b` as one GEMM with β = 1 over a C filled with the bias, so the
@@ -12,7 +12,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::Result;
+use candle_core::Result;
 
 /// Whether `x` is a half-precision tensor on a CUDA device of a build with CUDA: what these
 /// ops take.
@@ -20,7 +20,7 @@ pub fn half_on_cuda(x: &Tensor) -> bool {
     cfg!(feature = "cuda") && x.device().is_cuda() && matches!(x.dtype(), DType::BF16 | DType::F16)
 }
 
-/// RMSNorm over the last dimension of `x` in f32 (see `kernels/ops.cu` for the two roundings):
+/// RMSNorm over the last dimension of `x` in f32 (see `ops.cu` for the two roundings):
 /// `weight` in f32; `scale_after_cast`: Llama's `w · r.to(dtype)`, else Gemma's `(r · w).to(dtype)`.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, scale_after_cast: bool) -> Result<Tensor> {
     let x = x.contiguous()?;
@@ -64,13 +64,13 @@ impl candle_core::CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        cpu_bail(self.name())
+        crate::cuda::launch::cpu_bail(self.name())
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(&self, x: &candle_core::CudaStorage, lx: &candle_core::Layout) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
-        use cuda::*;
+        use crate::cuda::launch::*;
 
         let n = lx.shape().elem_count();
         let dev = x.device().clone();
@@ -139,7 +139,7 @@ impl candle_core::CustomOp3 for LayerNorm {
         _: &candle_core::CpuStorage,
         _: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        cpu_bail(self.name())
+        crate::cuda::launch::cpu_bail(self.name())
     }
 
     #[cfg(feature = "cuda")]
@@ -153,7 +153,7 @@ impl candle_core::CustomOp3 for LayerNorm {
         lb: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
-        use cuda::*;
+        use crate::cuda::launch::*;
 
         let cols = lx.dims().last().copied().unwrap_or(1);
         let rows = lx.shape().elem_count() / cols.max(1);
@@ -207,7 +207,7 @@ impl candle_core::CustomOp3 for NeoxQkvRope {
         _: &candle_core::CpuStorage,
         _: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        cpu_bail(self.name())
+        crate::cuda::launch::cpu_bail(self.name())
     }
 
     #[cfg(feature = "cuda")]
@@ -221,7 +221,7 @@ impl candle_core::CustomOp3 for NeoxQkvRope {
         ls: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
-        use cuda::*;
+        use crate::cuda::launch::*;
 
         let (t, width) = lq.shape().dims2()?;
         let (heads, rot) = (self.heads, self.rot);
@@ -267,11 +267,6 @@ struct RmsNorm {
 
 struct LinearBias;
 
-/// CPU forwards of the CUDA-only custom ops (this module's, `cuda_attention`'s): they are only
-/// ever applied to CUDA tensors.
-pub(crate) fn cpu_bail<T>(name: &str) -> candle_core::Result<T> {
-    candle_core::bail!("{name} runs on CUDA only")
-}
 
 impl candle_core::CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
@@ -285,7 +280,7 @@ impl candle_core::CustomOp2 for RmsNorm {
         _: &candle_core::CpuStorage,
         _: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        cpu_bail(self.name())
+        crate::cuda::launch::cpu_bail(self.name())
     }
 
     #[cfg(feature = "cuda")]
@@ -297,7 +292,7 @@ impl candle_core::CustomOp2 for RmsNorm {
         lw: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
-        use cuda::*;
+        use crate::cuda::launch::*;
 
         let cols = lx.dims().last().copied().unwrap_or(1);
         let rows = lx.shape().elem_count() / cols.max(1);
@@ -343,7 +338,7 @@ impl candle_core::CustomOp2 for MatmulTf32 {
         _: &candle_core::CpuStorage,
         _: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        cpu_bail(self.name())
+        crate::cuda::launch::cpu_bail(self.name())
     }
 
     #[cfg(feature = "cuda")]
@@ -357,7 +352,7 @@ impl candle_core::CustomOp2 for MatmulTf32 {
         use candle_core::backend::BackendStorage;
         use candle_core::cuda_backend::cudarc::cublas::{result::gemm_ex, sys};
         use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut};
-        use cuda::*;
+        use crate::cuda::launch::*;
 
         let (rows, k) = lx.shape().dims2()?;
         let (n, kw) = lw.shape().dims2()?;
@@ -420,7 +415,7 @@ impl candle_core::CustomOp3 for LinearBias {
         _: &candle_core::CpuStorage,
         _: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        cpu_bail(self.name())
+        crate::cuda::launch::cpu_bail(self.name())
     }
 
     #[cfg(feature = "cuda")]
@@ -435,7 +430,7 @@ impl candle_core::CustomOp3 for LinearBias {
     ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
         use candle_core::cuda_backend::cudarc::cublas::{Gemm, GemmConfig, sys::cublasOperation_t};
-        use cuda::*;
+        use crate::cuda::launch::*;
 
         let (rows, k) = lx.shape().dims2()?;
         let (n, kw) = lw.shape().dims2()?;
@@ -487,79 +482,6 @@ impl candle_core::CustomOp3 for LinearBias {
     }
 }
 
-/// What the CUDA forwards of this module and `cuda_attention` share.
-#[cfg(feature = "cuda")]
-pub(crate) mod cuda {
-    pub use candle_core::cuda_backend::cudarc::driver::{CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
-    pub use candle_core::cuda_backend::{CudaDType, WrapErr};
-
-    pub const OPS_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/ops.ptx"));
-    pub const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
-
-    /// Gets the kernels of a pass ready on a thread of its own while the weights upload: one
-    /// matrix product in the run's dtype (cuBLAS loads its kernels and sets itself up on its first
-    /// call: ~120 ms of the first pass of every run on an H200 before this), and the kernel
-    /// modules every pass uses, candle's and ours (the driver reads their PTX, and on a machine
-    /// that has not seen them compiles it). lm-eval's batch-size probe does this for PyTorch
-    /// before its scoring starts. A module a pass asks for first is loaded by the pass, as it
-    /// would be without this; failures are left for the pass to report. Only modules a pass
-    /// surely uses: loading one nobody calls costs its compilation on a new machine. The thread
-    /// is not waited for.
-    pub fn warm_kernels(dev: &candle_core::CudaDevice, dtype: candle_core::DType, quantized: bool) {
-        use candle_core::cuda_backend::kernels as k;
-        let dev = dev.clone();
-        let half = dtype != candle_core::DType::F32;
-        std::thread::spawn(move || {
-            let device = candle_core::Device::Cuda(dev.clone());
-            let product = || -> candle_core::Result<()> {
-                // `x Wᵀ`, as a linear layer multiplies.
-                let x = candle_core::Tensor::zeros((1024, 1024), dtype, &device)?;
-                let w = candle_core::Tensor::zeros((2048, 1024), dtype, &device)?;
-                x.matmul(&w.t()?)?;
-                device.synchronize()
-            };
-            let _ = product();
-            // One function each: loading any of a module's functions loads the whole module.
-            // Copies, residual sums, embeddings, the LM head's log-softmax; its cast to f32 in
-            // half-precision runs; GGUF tensors dequantized on the device in quantized ones.
-            let mut candle = vec![("ucopy_f32", &k::UNARY), ("badd_f32", &k::BINARY), ("is_u32_f32", &k::INDEXING), ("fast_sum_f32", &k::REDUCE)];
-            if half {
-                candle.push(("cast_f32_bf16", &k::CAST));
-            }
-            if quantized {
-                candle.push(("quantize_q8_1", &k::QUANTIZED));
-            }
-            for (name, module) in candle {
-                let _ = dev.get_or_load_func(name, module);
-            }
-            if half {
-                let _ = dev.get_or_load_custom_func("rms_norm_bf16", "invscale_ops", OPS_PTX);
-                let _ = dev.get_or_load_custom_func("attention_bf16_64", "invscale_attention", ATTENTION_PTX);
-            }
-        });
-    }
-
-    /// The element types the kernels come in.
-    pub trait Half: CudaDType + DeviceRepr + ValidAsZeroBits + candle_core::WithDType {}
-    impl Half for half::bf16 {}
-    impl Half for half::f16 {}
-
-    /// A tensor's elements from its first on (read by its layout's strides, the last
-    /// dimension contiguous).
-    pub fn strided_view<'s, T: CudaDType>(s: &'s candle_core::CudaStorage, l: &candle_core::Layout) -> candle_core::Result<CudaView<'s, T>> {
-        if l.stride().last() != Some(&1) {
-            candle_core::bail!("a CUDA kernel's input has a strided last dimension");
-        }
-        let slice = s.as_cuda_slice::<T>()?;
-        Ok(slice.slice(l.start_offset()..slice.len()))
-    }
-
-    /// A contiguous tensor's elements on the device.
-    pub fn view<'s, T: CudaDType>(s: &'s candle_core::CudaStorage, l: &candle_core::Layout) -> candle_core::Result<CudaView<'s, T>> {
-        let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("a CUDA kernel's input is not contiguous".into()))?;
-        Ok(s.as_cuda_slice::<T>()?.slice(a..b))
-    }
-}
 
 #[cfg(all(test, feature = "cuda"))]
 mod tests {
@@ -707,55 +629,6 @@ mod tests {
             let (off, equal) = ulps(&got.to_device(&Device::Cpu).unwrap(), &expected, dtype);
             assert!(off <= 1.0 && equal >= 0.99, "{dtype:?}: {off} ulps, {equal} equal");
         }
-    }
-
-    /// The GPU's quantized product (`layers::quantized_product`: the matrix dequantized, TF32
-    /// with f32 sums) against the CPU's (llama.cpp's CPU scheme: activations quantized to Q8_1 /
-    /// Q8_0 / Q8_K blocks), both held to the exact product of the dequantized matrix with
-    /// unquantized activations (f64 sums); activations with outlier channels, as after an
-    /// RMSNorm. The GPU must err at most a tenth as much as the CPU (relative RMS error and
-    /// largest error), on every format of MODELS.md's files, with few rows and many, on
-    /// SmolLM2-135M's shapes (576 columns: not a multiple of 256) and a K-quant model's.
-    /// Measured on an H200: TF32 2.5–2.9e-4 against the CPU's 1.1–2.9e-2. Candle's own quantized
-    /// CUDA kernels, which the GPU used before, failed this at even 1.5× the CPU's error: Q4_1
-    /// 2.6–4.6e-2 against 1.1e-2, Q4_0 / Q5_0 with 5 rows 2.7–2.8e-2 (bench/gpu/RESULTS.md).
-    #[test]
-    fn gpu_quantized_products_err_less_than_the_cpus() {
-        use candle_core::Module;
-        use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-        let gpu = gpu();
-        let exact = |x: &Tensor, w: &Tensor| x.to_dtype(DType::F64).unwrap().matmul(&w.to_dtype(DType::F64).unwrap().t().unwrap()).unwrap();
-        let errors = |got: &Tensor, want: &Tensor| {
-            let d = (got.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap() - want).unwrap();
-            let rms = |t: &Tensor| t.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f64>().unwrap();
-            (rms(&d) / rms(want), d.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap())
-        };
-        let mut report = Vec::new();
-        for (dtype, n, k) in [(GgmlDType::Q4_1, 1536, 576), (GgmlDType::Q4_1, 576, 1536), (GgmlDType::Q8_0, 1536, 576),
-            (GgmlDType::Q4_0, 576, 1536), (GgmlDType::Q5_0, 576, 1536), (GgmlDType::Q4K, 576, 1536), (GgmlDType::Q6K, 1536, 2048)] {
-            let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu).unwrap();
-            let q = QTensor::quantize(&w, dtype).unwrap();
-            let wq = q.dequantize(&Device::Cpu).unwrap();
-            let scale: Vec<f32> = (0..k).map(|i| if i % 97 == 3 { 20.0 } else { 1.0 }).collect();
-            let scale = Tensor::from_vec(scale, k, &Device::Cpu).unwrap();
-            // Uploaded as a GGUF's bytes are (zeroed padding after the last row).
-            let on_gpu = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &q.data().unwrap(), vec![n, k], &gpu).unwrap();
-            let on_gpu = QMatMul::from_qtensor(on_gpu).unwrap();
-            let on_cpu = QMatMul::from_qtensor(q).unwrap();
-            for m in [5, 300] {
-                let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap().broadcast_mul(&scale).unwrap();
-                let want = exact(&x, &wq);
-                let (cpu_rel, cpu_max) = errors(&on_cpu.forward(&x).unwrap(), &want);
-                let got = crate::layers::quantized_product(&on_gpu, &x.to_device(&gpu).unwrap()).unwrap();
-                assert_eq!(got.dims(), &[m, n]);
-                let (gpu_rel, gpu_max) = errors(&got, &want);
-                let line = format!("{dtype:?} {n}x{k}, {m} rows: relative RMS error cpu {cpu_rel:.2e} gpu {gpu_rel:.2e}; largest cpu {cpu_max:.2e} gpu {gpu_max:.2e}");
-                println!("{line}");
-                report.push((gpu_rel <= cpu_rel / 10.0 && gpu_max <= cpu_max / 10.0, line));
-            }
-        }
-        let bad: Vec<_> = report.iter().filter(|(ok, _)| !ok).map(|(_, l)| l.as_str()).collect();
-        assert!(bad.is_empty(), "the GPU's quantized product errs too much:\n{}", bad.join("\n"));
     }
 
     /// GPT-NeoX's partial rotary in one kernel: against transformers' steps on the CPU in f32

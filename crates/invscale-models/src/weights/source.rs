@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use invscale_hub::{Hub, Repo, RepoKind};
 
-use crate::{ModelError, Result};
+use crate::error::{ModelError, Result};
 
 /// Where a model's files are, once resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]

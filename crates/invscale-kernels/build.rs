@@ -1,10 +1,10 @@
-//! With the `cuda` feature: compiles `kernels/*.cu` to PTX with nvcc (on PATH, or `$NVCC`), for
-//! `CUDA_COMPUTE_CAP` (default 90: H100/H200), loaded at run time by `cuda_attention`.
+//! With the `cuda` feature: compiles `src/cuda/*.cu` to PTX with nvcc (on PATH, or `$NVCC`), for
+//! `CUDA_COMPUTE_CAP` (default 90: H100/H200), loaded at run time by `cuda::ops` and `cuda::attention`.
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-changed=kernels");
+    println!("cargo::rerun-if-changed=src/cuda");
     println!("cargo::rerun-if-env-changed=CUDA_COMPUTE_CAP");
     println!("cargo::rerun-if-env-changed=NVCC");
     if env::var_os("CARGO_FEATURE_CUDA").is_none() {
@@ -17,7 +17,7 @@ fn main() {
     let arch = format!("-arch=sm_{}", cap.max(80));
     let nvcc = env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
     for name in ["attention", "ops"] {
-        let source = format!("kernels/{name}.cu");
+        let source = format!("src/cuda/{name}.cu");
         let status = Command::new(&nvcc)
             .args(["--ptx", "-O3", "-std=c++17", &arch, &source, "-o"])
             .arg(out_dir.join(format!("{name}.ptx")))

@@ -116,10 +116,10 @@ fn units(tensors: &[FileTensor], chunk: usize) -> Vec<Unit> {
 
 /// Reads `tensors` from `files` onto `dev`, a `chunk`-sized range of a file at a time per
 /// thread; tensors come back in the order given. An error names the file.
-pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk: usize) -> crate::Result<Vec<Tensor>> {
+pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk: usize) -> crate::error::Result<Vec<Tensor>> {
     let stream = dev.cuda_stream();
     let ctx = stream.context().clone();
-    let opened: Vec<File> = files.iter().map(|f| File::open(f).map_err(|e| crate::ModelError::io(f, e))).collect::<crate::Result<_>>()?;
+    let opened: Vec<File> = files.iter().map(|f| File::open(f).map_err(|e| crate::error::ModelError::io(f, e))).collect::<crate::error::Result<_>>()?;
     let mut slices: Vec<Slice> = tensors
         .iter()
         .map(|t| Slice::alloc(&stream, t.dtype, t.shape.iter().product()))
@@ -133,7 +133,7 @@ pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk
     let add = |i: usize, since: std::time::Instant| spent[i].fetch_add(since.elapsed().as_nanos() as usize, Ordering::Relaxed);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let error: Mutex<Option<crate::ModelError>> = Mutex::new(None);
+    let error: Mutex<Option<crate::error::ModelError>> = Mutex::new(None);
     let copy_pieces = |u: &Unit, host: &[u8]| -> candle_core::Result<CudaEvent> {
         for &(i, in_tensor, in_unit, len) in &u.pieces {
             // Safety: the destination is inside tensor i's allocation; the source stays valid
@@ -145,7 +145,7 @@ pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                let work = || -> crate::Result<()> {
+                let work = || -> crate::error::Result<()> {
                     ctx.bind_to_thread().w()?;
                     let t = std::time::Instant::now();
                     // Two buffers a thread: one is read into while the other's copy runs.
@@ -166,7 +166,7 @@ pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk
                         add(2, waited);
                         let bytes = &mut buffer.as_mut_slice().w()?[..len];
                         let read = std::time::Instant::now();
-                        opened[u.file].read_exact_at(bytes, u.start).map_err(|e| crate::ModelError::io(&files[u.file], e))?;
+                        opened[u.file].read_exact_at(bytes, u.start).map_err(|e| crate::error::ModelError::io(&files[u.file], e))?;
                         add(1, read);
                         *copied = Some(copy_pieces(u, bytes)?);
                     }
@@ -184,7 +184,7 @@ pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk
         return Err(e);
     }
     stream.synchronize().w()?;
-    if crate::layers::profile::level() >= 1 {
+    if crate::profile::level() >= 1 {
         let [setup, read, wait] = spent.map(|s| s.into_inner() as f64 / 1e6);
         let bytes: usize = tensors.iter().map(FileTensor::bytes).sum();
         let secs = started.elapsed().as_secs_f64();
@@ -200,20 +200,20 @@ pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk
 
 /// The tensors of safetensors `files` in dtypes the GPU path reads (bf16, f16, f32), by name,
 /// from the files' headers. An error names the file.
-pub fn safetensors_index(files: &[PathBuf]) -> crate::Result<Vec<(String, FileTensor)>> {
+pub fn safetensors_index(files: &[PathBuf]) -> crate::error::Result<Vec<(String, FileTensor)>> {
     let mut out = vec![];
     for (file, path) in files.iter().enumerate() {
-        let bad = |m: String| crate::ModelError::corrupt(path, m);
-        let f = File::open(path).map_err(|e| crate::ModelError::io(path, e))?;
-        let size = f.metadata().map_err(|e| crate::ModelError::io(path, e))?.len();
+        let bad = |m: String| crate::error::ModelError::corrupt(path, m);
+        let f = File::open(path).map_err(|e| crate::error::ModelError::io(path, e))?;
+        let size = f.metadata().map_err(|e| crate::error::ModelError::io(path, e))?.len();
         let mut n = [0u8; 8];
-        f.read_exact_at(&mut n, 0).map_err(|e| crate::ModelError::io(path, e))?;
+        f.read_exact_at(&mut n, 0).map_err(|e| crate::error::ModelError::io(path, e))?;
         let n = u64::from_le_bytes(n);
         if n > size.saturating_sub(8) || n > 100 << 20 {
             return Err(bad(format!("safetensors header of {n} bytes does not fit the file")));
         }
         let mut header = vec![0u8; n as usize];
-        f.read_exact_at(&mut header, 8).map_err(|e| crate::ModelError::io(path, e))?;
+        f.read_exact_at(&mut header, 8).map_err(|e| crate::error::ModelError::io(path, e))?;
         let header: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&header).map_err(|e| bad(format!("safetensors header is not valid JSON: {e}")))?;
         for (name, info) in header {

@@ -1,45 +1,16 @@
-//! Loading weights from a GGUF file at the precision asked for.
+//! A GGUF file's tensors as layers, at the precision asked for, and the transformer dimensions
+//! its metadata states.
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
+use invscale_kernels::cpu::block_quant::{BlockFormat, BlockMatrix};
 
-use crate::block_quant::{BlockFormat, BlockMatrix};
-use crate::gguf::GgufFile;
-use crate::layers::{Embedding, Linear, RmsNorm, Weight};
-use crate::Result;
-
-/// How a model runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Precision {
-    /// Every tensor in f32 (GGUF dequantized): the exact path, what transformers does in float32.
-    F32,
-    /// GGUF matrices stay quantized (llama.cpp's arithmetic): the fast path on the CPU.
-    Quantized,
-    /// Weights and activations in bfloat16 (for GPUs); log-softmax still in f32.
-    Bf16,
-    /// Weights and activations in float16 (for GPUs); log-softmax still in f32.
-    F16,
-}
-
-impl Precision {
-    /// The dtype of dense weights and activations.
-    pub fn dtype(self) -> candle_core::DType {
-        match self {
-            Precision::Bf16 => candle_core::DType::BF16,
-            Precision::F16 => candle_core::DType::F16,
-            Precision::F32 | Precision::Quantized => candle_core::DType::F32,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Quantized => "quantized",
-            Precision::Bf16 => "bf16",
-            Precision::F16 => "f16",
-        }
-    }
-}
+use crate::error::Result;
+use crate::layers::embedding::Embedding;
+use crate::layers::linear::{Linear, Weight};
+use crate::layers::norm::RmsNorm;
+use crate::weights::gguf::GgufFile;
+use crate::weights::precision::Precision;
 
 pub struct GgufWeights<'a> {
     pub file: &'a GgufFile,

@@ -1,6 +1,6 @@
 //! Contexts as prefix trees. Prompts of one task often begin alike — an instruction, few-shot
 //! demonstrations, a template — and a forward pass can run their common tokens once for every
-//! document that shares them (see [`Layout::prefix_tree`](crate::layers::Layout::prefix_tree)).
+//! document that shares them (see [`Layout::prefix_tree`](crate::batch::layout::Layout::prefix_tree)).
 //!
 //! Two trees: a [`PrefixTree`] (a radix trie) over all of a task's contexts finds the prefixes
 //! worth sharing and cuts every context into segments there ([`PrefixTree::cuts`]); a

@@ -11,7 +11,9 @@ use candle_core::quantized::QTensor;
 use candle_core::quantized::gguf_file::{Content, Value};
 use memmap2::Mmap;
 
-use crate::{ModelError, Result};
+use invscale_tokenizer::{GgufVocab, Tokenizer};
+
+use crate::error::{ModelError, Result};
 
 pub struct GgufFile {
     pub path: PathBuf,
@@ -121,6 +123,39 @@ impl GgufFile {
 
     pub fn architecture(&self) -> Result<&str> {
         self.string("general.architecture")
+    }
+
+    /// The file's vocabulary (`tokenizer.ggml.*`), as stored: what [`tokenizer`](Self::tokenizer)
+    /// builds from. A required entry that is missing or mistyped is an error naming its key.
+    pub fn vocab(&self) -> Result<GgufVocab> {
+        let model = self.string("tokenizer.ggml.model")?.to_string();
+        let architecture = self.architecture()?.to_string();
+        let pre = self.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned();
+        let tokens = self.string_array("tokenizer.ggml.tokens")?;
+        let id = |key: &str| self.opt_int(key).and_then(|i| u32::try_from(i).ok());
+        Ok(GgufVocab {
+            path: self.path.clone(),
+            architecture,
+            model,
+            pre,
+            tokens,
+            types: self.int_array("tokenizer.ggml.token_type").unwrap_or_default(),
+            merges: self.string_array("tokenizer.ggml.merges").ok(),
+            scores: match self.get("tokenizer.ggml.scores") {
+                Some(Value::Array(v)) => v.iter().map(|x| x.to_f32().unwrap_or(0.0)).collect(),
+                _ => Vec::new(),
+            },
+            bos_id: id("tokenizer.ggml.bos_token_id"),
+            eos_id: id("tokenizer.ggml.eos_token_id"),
+            unknown_id: id("tokenizer.ggml.unknown_token_id"),
+            padding_id: id("tokenizer.ggml.padding_token_id"),
+            add_bos: self.opt_bool("tokenizer.ggml.add_bos_token"),
+        })
+    }
+
+    /// The tokenizer transformers builds from this file's vocabulary.
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        Ok(Tokenizer::from_gguf(&self.vocab()?)?)
     }
 
     pub fn has_tensor(&self, name: &str) -> bool {

@@ -8,8 +8,9 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-use crate::layers::{LayerNorm, Linear, RmsNorm, Weight};
-use crate::{ModelError, Result};
+use crate::error::{ModelError, Result};
+use crate::layers::linear::{Linear, Weight};
+use crate::layers::norm::{LayerNorm, RmsNorm};
 
 /// `config.json`, with typed access and errors that name the file and the key.
 pub struct HfConfig {
@@ -34,6 +35,11 @@ impl HfConfig {
 
     pub fn get(&self, key: &str) -> &Value {
         &self.value[key]
+    }
+
+    /// The whole file.
+    pub fn value(&self) -> &Value {
+        &self.value
     }
 
     /// The first of `keys` present (configs name the same thing differently across families).
@@ -160,8 +166,8 @@ impl HfWeights {
         // Tensors stored in the run's dtype only: the others are converted one at a time as they
         // are read (an f32 checkpoint run in bf16 never has all of its f32 copy on the device).
         let (names, tensors): (Vec<String>, Vec<_>) =
-            crate::cuda_upload::safetensors_index(files)?.into_iter().filter(|(_, t)| t.dtype == dtype).unzip();
-        let on_device = crate::cuda_upload::upload(dev, files, &tensors, crate::cuda_upload::CHUNK)?;
+            crate::weights::cuda_upload::safetensors_index(files)?.into_iter().filter(|(_, t)| t.dtype == dtype).unzip();
+        let on_device = crate::weights::cuda_upload::upload(dev, files, &tensors, crate::weights::cuda_upload::CHUNK)?;
         Ok(names.into_iter().zip(on_device).collect())
     }
 

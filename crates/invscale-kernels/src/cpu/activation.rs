@@ -13,7 +13,7 @@ const CUBIC: f32 = 0.044_715;
 
 /// Whether this CPU runs the vector GELU (x86-64 with AVX-512F).
 pub fn available() -> bool {
-    crate::cpu_attention::available(64)
+    crate::cpu::exp::avx512_available()
 }
 
 /// GELU (tanh) of every value, in place.
@@ -63,7 +63,7 @@ pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
 
 /// SiLU of one value, as the vector code computes it (the tail of a slice, the tests' reference).
 pub fn silu(x: f32) -> f32 {
-    let e = crate::cpu_attention::exp(-x.abs());
+    let e = crate::cpu::exp::exp(-x.abs());
     let r = x / (1.0 + e);
     if x < 0.0 { r * e } else { r }
 }
@@ -79,7 +79,7 @@ unsafe fn silu_mul_avx512(g: &mut [f32], u: &[f32]) {
         // SAFETY: j + 16 <= whole <= g.len() = u.len().
         unsafe {
             let x = _mm512_loadu_ps(p.add(j));
-            let e = crate::cpu_attention::avx512::exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+            let e = crate::cpu::exp::avx512::exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
             let r = _mm512_div_ps(x, _mm512_add_ps(one, e));
             let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
             _mm512_storeu_ps(p.add(j), _mm512_mul_ps(_mm512_mask_mul_ps(r, negative, r, e), _mm512_loadu_ps(q.add(j))));
@@ -93,7 +93,7 @@ unsafe fn silu_mul_avx512(g: &mut [f32], u: &[f32]) {
 /// The same arithmetic on one value (the tail of a slice, and the tests' reference).
 pub fn gelu_tanh(x: f32) -> f32 {
     let y = SQRT_2_OVER_PI * x * CUBIC.mul_add(x * x, 1.0);
-    let e = crate::cpu_attention::exp(-2.0 * y.abs());
+    let e = crate::cpu::exp::exp(-2.0 * y.abs());
     let r = x / (1.0 + e);
     if y < 0.0 { r * e } else { r }
 }
@@ -110,7 +110,7 @@ unsafe fn gelu_avx512(xs: &mut [f32]) {
         unsafe {
             let x = _mm512_loadu_ps(p.add(j));
             let y = _mm512_mul_ps(_mm512_mul_ps(c, x), _mm512_fmadd_ps(cubic, _mm512_mul_ps(x, x), one));
-            let e = crate::cpu_attention::avx512::exp16(_mm512_mul_ps(minus_two, _mm512_abs_ps(y)));
+            let e = crate::cpu::exp::avx512::exp16(_mm512_mul_ps(minus_two, _mm512_abs_ps(y)));
             let r = _mm512_div_ps(x, _mm512_add_ps(one, e));
             let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, _mm512_setzero_ps());
             _mm512_storeu_ps(p.add(j), _mm512_mask_mul_ps(r, negative, r, e));
@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn vector_gelu_matches_the_definition() {
         if !available() {
-            return crate::cpu_attention::tests::without_avx512("the vector GELU");
+            return crate::cpu::exp::tests::without_avx512("the vector GELU");
         }
         let xs: Vec<f32> = (0..20_001).map(|i| -12.0 + i as f32 * 0.0012).chain([0.0, -0.0, 30.0, -30.0, 1e-30]).collect();
         let mut got = xs.clone();
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn vector_silu_mul_matches_the_definition() {
         if !available() {
-            return crate::cpu_attention::tests::without_avx512("the vector SiLU");
+            return crate::cpu::exp::tests::without_avx512("the vector SiLU");
         }
         let gs: Vec<f32> = (0..20_001).map(|i| -12.0 + i as f32 * 0.0012).chain([0.0, -0.0, 100.0, -100.0, 1e-30]).collect();
         let us: Vec<f32> = (0..gs.len()).map(|i| ((i * 7919) % 1000) as f32 * 0.003 - 1.5).collect();

@@ -1,0 +1,144 @@
+//! Loading a model: which architecture a GGUF file or checkpoint holds, its tokenizer checked
+//! against its embedding, and the network built on the device asked for.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use crate::error::{ModelError, Result};
+use crate::host::release_freed_memory;
+use crate::model::{Model, profiling};
+use crate::models::causal_lm::CausalLm;
+use crate::models::{gemma3::Gemma3, gpt_neox::GptNeox, gpt2::Gpt2, llama::Llama, opt::Opt};
+use crate::weights::checkpoint::{HfConfig, HfWeights};
+use crate::weights::gguf::GgufFile;
+use crate::weights::gguf_weights::GgufWeights;
+use crate::weights::precision::Precision;
+use crate::weights::source::ModelSource;
+use invscale_tokenizer::Tokenizer;
+
+impl Model {
+    /// Loads what [`resolve`](crate::weights::source::resolve) found, on the CPU.
+    pub fn load(source: &ModelSource, precision: Precision) -> Result<Model> {
+        Model::load_on(source, precision, &Device::Cpu)
+    }
+
+    /// Loads what [`resolve`](crate::weights::source::resolve) found, on `device`.
+    pub fn load_on(source: &ModelSource, precision: Precision, device: &Device) -> Result<Model> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(d) = device {
+            crate::weights::cuda_upload::keep_freed_memory(d)?;
+            invscale_kernels::cuda::launch::warm_kernels(d, precision.dtype(), precision == Precision::Quantized);
+        }
+        match source {
+            ModelSource::Gguf(path) => Model::load_gguf_on(path, precision, device),
+            ModelSource::Checkpoint(dir) => match precision {
+                Precision::Quantized => Err(ModelError::unsupported(
+                    dir,
+                    "--dtype quantized applies to GGUF files; a safetensors checkpoint runs in f32, bf16 or f16",
+                )),
+                _ => Model::load_checkpoint_on(dir, precision, device),
+            },
+        }
+    }
+
+    /// Loads a Hugging Face checkpoint folder (`config.json`, safetensors, `tokenizer.json`) on
+    /// the CPU, in f32.
+    pub fn load_checkpoint(dir: &Path) -> Result<Model> {
+        Model::load_checkpoint_on(dir, Precision::F32, &Device::Cpu)
+    }
+
+    fn load_checkpoint_on(dir: &Path, precision: Precision, device: &Device) -> Result<Model> {
+        let config = HfConfig::read(dir)?;
+        let arch = config.model_type()?.to_string();
+        const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, qwen2, gemma3_text";
+        if !matches!(arch.as_str(), "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "qwen2" | "gemma3_text") {
+            return Err(ModelError::unsupported(
+                &config.path,
+                format!("model_type `{arch}` is not supported (supported: {SUPPORTED})"),
+            ));
+        }
+        let tokenizer = Tokenizer::from_checkpoint(dir, config.value())?;
+        let device = device.clone();
+        let started = std::time::Instant::now();
+        let weights = HfWeights::open(dir, &device, precision.dtype())?;
+        let opened = started.elapsed();
+        let embed_name = ["model.embed_tokens.weight", "transformer.wte.weight", "wte.weight", "gpt_neox.embed_in.weight", "embed_in.weight", "model.decoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
+            .into_iter()
+            .find(|n| weights.has(n))
+            .ok_or_else(|| ModelError::corrupt(dir, "no token embedding tensor in the checkpoint"))?;
+        let rows = weights.dims(embed_name)?.first().copied().unwrap_or(0);
+        if tokenizer.vocab_size() > rows {
+            return Err(ModelError::corrupt(
+                dir,
+                format!("the tokenizer has {} tokens but the model's embedding has {rows} rows: they do not belong together", tokenizer.vocab_size()),
+            ));
+        }
+        let net: Box<dyn CausalLm> = match arch.as_str() {
+            "gpt2" => Box::new(Gpt2::from_hf(&weights, &config)?),
+            "opt" => Box::new(Opt::from_hf(&weights, &config)?),
+            "gpt_neox" => Box::new(GptNeox::from_hf(&weights, &config)?),
+            "gemma3_text" => Box::new(Gemma3::from_hf(&weights, &config)?),
+            _ => Box::new(Llama::from_hf(&weights, &config)?),
+        };
+        let context_length = config.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]);
+        if profiling() {
+            eprintln!("profile: load: weights opened in {:.0} ms, network built in {:.0} ms", opened.as_secs_f64() * 1e3, (started.elapsed() - opened).as_secs_f64() * 1e3);
+        }
+        release_freed_memory();
+        Ok(Model {
+            tokenizer,
+            arch,
+            params: weights.param_count(),
+            path: dir.to_path_buf(),
+            precision,
+            context_length,
+            net,
+            device,
+        })
+    }
+
+    /// Loads a `.gguf` file on the CPU.
+    pub fn load_gguf(path: &Path, precision: Precision) -> Result<Model> {
+        Model::load_gguf_on(path, precision, &Device::Cpu)
+    }
+
+    fn load_gguf_on(path: &Path, precision: Precision, device: &Device) -> Result<Model> {
+        let file = GgufFile::open(path)?;
+        let arch = file.architecture()?.to_string();
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "gemma3") {
+            return Err(ModelError::unsupported(
+                path,
+                format!("GGUF architecture `{arch}` is not supported (supported: llama, qwen2, gemma3)"),
+            ));
+        }
+        // The tokenizer first: a vocabulary larger than the embedding means the two do not
+        // belong together, and is cheaper to find out than building the network.
+        let tokenizer = file.tokenizer().map_err(|e| match e {
+            ModelError::Tokenizer(m) => ModelError::corrupt(path, format!("tokenizer: {m}")),
+            e => e,
+        })?;
+        let rows = file.content.tensor_infos.get("token_embd.weight").map(|i| i.shape.dims()[0]);
+        match rows {
+            None => return Err(ModelError::corrupt(path, "tensor `token_embd.weight` is missing")),
+            Some(n) if tokenizer.vocab_size() > n => {
+                return Err(ModelError::corrupt(
+                    path,
+                    format!("the tokenizer has {} tokens but the model's embedding has {n} rows: they do not belong together", tokenizer.vocab_size()),
+                ));
+            }
+            Some(_) => {}
+        }
+        let device = device.clone();
+        let weights = GgufWeights { file: &file, device: device.clone(), precision };
+        let net: Box<dyn CausalLm> = match arch.as_str() {
+            "gemma3" => Box::new(Gemma3::from_gguf(&weights)?),
+            _ => Box::new(Llama::from_gguf(&weights, &arch)?),
+        };
+        let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
+        let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
+        drop(file);
+        release_freed_memory();
+        Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, device })
+    }
+}
