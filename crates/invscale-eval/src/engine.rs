@@ -6,27 +6,16 @@ use std::collections::HashMap;
 
 use invscale_models::batch::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
 use invscale_models::profile::stamp;
-use invscale_models::{BosPolicy, ModelError, Tokenizer};
+use invscale_models::{BosPolicy, Tokenizer};
 use invscale_tasks::spec::{Metric, RequestMode, TaskType};
 use invscale_tasks::{DocBody, Document, TaskSpec};
 
 use crate::cache::{RequestKey, Score, ScoreCache};
+use crate::error::EvalError;
 use crate::encode::{EncodeSettings, Encoded, Encoder, encode};
 use crate::metrics::{Aggregate, DocScores, aggregate, doc_metric};
 use crate::scorer::{Pass, Scorer};
 
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error("score cache: {0}")]
-    Cache(#[from] std::io::Error),
-    #[error("document {doc} of {task}: tokenizer: {message}")]
-    Tokenize { task: String, doc: usize, message: String },
-    /// A scorer other than the in-process model failed (a server's answer, say).
-    #[error("{0}")]
-    Scorer(String),
-}
 
 /// Settings of a run that change its numbers (all recorded in the results).
 #[derive(Clone, Debug)]

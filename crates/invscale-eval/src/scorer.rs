@@ -6,7 +6,7 @@
 
 use invscale_models::{Model, TokenScore, Tokenizer};
 
-use crate::engine::EvalError;
+use crate::error::EvalError;
 
 /// A batch's answer: for each tree (a context and its continuations), each continuation's token
 /// scores, in order.

@@ -4,7 +4,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use crate::{HubError, Repo, RepoListing, Result, io_err, is_commit_hash};
+use crate::error::{HubError, Result, io_err};
+use crate::repo::{Repo, RepoListing, is_commit_hash};
 
 /// One repository's folder in the cache (`{cache}/datasets--org--name`).
 #[derive(Clone, Debug)]

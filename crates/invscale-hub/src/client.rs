@@ -7,7 +7,9 @@ use serde::Deserialize;
 use ureq::Agent;
 
 use crate::cache::CacheRepo;
-use crate::{HubConfig, HubError, Repo, RepoListing, Result};
+use crate::config::HubConfig;
+use crate::error::{HubError, Result};
+use crate::repo::{Repo, RepoListing};
 
 /// A hub client over one cache folder.
 pub struct Hub {
@@ -91,7 +93,7 @@ impl Hub {
         };
         let api: ApiRevision = serde_json::from_str(&body)
             .map_err(|e| HubError::Protocol { url: url.clone(), message: e.to_string() })?;
-        if !crate::is_commit_hash(&api.sha) {
+        if !crate::repo::is_commit_hash(&api.sha) {
             return Err(HubError::Protocol { url, message: format!("`sha` is not a commit hash: {:?}", api.sha) });
         }
         cache.write_ref(&repo.revision, &api.sha)?;

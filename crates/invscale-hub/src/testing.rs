@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use crate::{Repo, RepoKind};
+use crate::repo::{Repo, RepoKind};
 
 /// One file served by the fake hub.
 #[derive(Clone, Debug)]

@@ -17,6 +17,8 @@ pub mod load;
 pub mod model;
 pub mod models;
 pub mod profile;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod weights;
 
 pub use error::{ModelError, Result};

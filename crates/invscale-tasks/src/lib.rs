@@ -2,6 +2,7 @@
 //! data format, validation with precise diagnostics, and locating data on disk or on the hub.
 
 pub mod dataset;
+pub mod describe;
 pub mod diag;
 pub mod docs;
 pub mod locate;

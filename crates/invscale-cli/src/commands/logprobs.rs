@@ -5,10 +5,12 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use invscale_models::{BosPolicy, Model, resolve};
+use invscale_harness::models::parse_devices;
+use invscale_harness::{LoadedModel, ModelRequest};
+use invscale_models::BosPolicy;
 use serde_json::json;
 
-use super::{BAD_INPUT, Dtype};
+use super::{BAD_INPUT, Dtype, bad_input, harness_failure};
 
 #[derive(Args)]
 pub struct LogprobsArgs {
@@ -61,25 +63,20 @@ pub fn run(args: LogprobsArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.text.clone()
     };
-    let precision = args.dtype.precision();
     if args.device == "cpu" {
         invscale_models::tune_allocator();
     }
-    let device = match super::parse_device(&args.device) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(BAD_INPUT));
-        }
+    let devices = match parse_devices(&args.device) {
+        Ok(d) if d.len() == 1 => d,
+        Ok(_) => return bad_input(format!("--device {}: one device scores a text", args.device)),
+        Err(e) => return bad_input(e),
     };
-    let hub = invscale_hub::Hub::from_env();
-    let model = match resolve(&args.model, args.gguf_file.as_deref(), &hub).and_then(|s| Model::load_on(&s, precision, &device)) {
+    let request = ModelRequest { reference: args.model.clone(), gguf_file: args.gguf_file.clone(), precision: args.dtype.precision(), devices };
+    let loaded = match LoadedModel::load(&request, &invscale_hub::Hub::from_env()) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(BAD_INPUT));
-        }
+        Err(e) => return harness_failure(e),
     };
+    let model = loaded.model();
     let mut ids: Vec<u32> = model.bos_token(args.bos.into()).into_iter().collect();
     let first_text_token = ids.len();
     ids.extend(model.tokenizer.encode(&text)?);

@@ -1,6 +1,5 @@
 pub mod data;
 pub mod logprobs;
-pub mod progress;
 pub mod run;
 pub mod scale;
 pub mod tasks;
@@ -40,20 +39,16 @@ impl Dtype {
     }
 }
 
-/// `--device cpu|cuda|cuda:N`.
-pub fn parse_device(name: &str) -> Result<candle_core::Device, String> {
-    let index = match name {
-        "cpu" => return Ok(candle_core::Device::Cpu),
-        "cuda" => 0,
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(i)) => i,
-            _ => return Err(format!("--device {name}: expected cpu, cuda or cuda:N")),
-        },
-    };
-    if !candle_core::utils::cuda_is_available() {
-        return Err(format!(
-            "--device {name}: this build of invscale has only the CPU backend (build with `--features cuda`: scripts/build-cuda.sh)"
-        ));
+/// Prints a bad-input error; exit status 2.
+pub fn bad_input(message: impl std::fmt::Display) -> anyhow::Result<std::process::ExitCode> {
+    eprintln!("error: {message}");
+    Ok(std::process::ExitCode::from(BAD_INPUT))
+}
+
+/// A harness call's error: bad input exits 2, a failure of the work 1.
+pub fn harness_failure(e: invscale_harness::HarnessError) -> anyhow::Result<std::process::ExitCode> {
+    if e.is_bad_input() {
+        return bad_input(e);
     }
-    candle_core::Device::new_cuda(index).map_err(|e| format!("--device {name}: {e}"))
+    Err(e.into())
 }

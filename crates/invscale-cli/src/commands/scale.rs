@@ -6,24 +6,23 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use invscale_eval::metrics::{higher_is_better, logsumexp};
-use invscale_eval::{DocScores, RunSettings, TaskResult, run_task};
-use invscale_models::{BosPolicy, Model, resolve};
-use invscale_report::Skipped;
+use invscale_eval::RunSettings;
+use invscale_harness::cache::CacheOptions;
+use invscale_harness::console::Console;
+use invscale_harness::family::{self, Member};
+use invscale_harness::models::parse_devices;
+use invscale_harness::scaling::{self, Analysis};
+use invscale_harness::{ModelRequest, Options, TaskSet, evaluate};
 use invscale_report::output::write_atomic;
-use invscale_scale::flips::right_to_wrong;
-use invscale_scale::trend::human_params;
-use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingReport, TaskScaling, classify, report_files};
-use invscale_tasks::dataset::{Dataset, check};
+use invscale_scale::{Axis, ScalingReport, report_files};
+use invscale_tasks::dataset::check;
 use invscale_tasks::diag::Severity;
 use invscale_tasks::registry::task_for_data_file;
 use invscale_tasks::spec::Metric;
-use invscale_tasks::{DataOptions, Document, Origin, Registry, TaskSpec};
+use invscale_tasks::{DataOptions, Origin, Registry, TaskSpec};
 
 use super::logprobs::Bos;
-use super::progress::ProgressLine;
-use super::run::{limited, load_datasets, open_cache};
-use super::{BAD_INPUT, Dtype};
+use super::{BAD_INPUT, Dtype, harness_failure};
 
 /// Which models, and what their size is.
 #[derive(Args)]
@@ -136,105 +135,45 @@ enum SizeAxis {
     TrainFlops,
 }
 
-/// One `[[model]]` of a family file.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FamilyModel {
-    path: String,
-    label: Option<String>,
-    family: Option<String>,
-    params: Option<f64>,
-    train_tokens: Option<f64>,
-    train_flops: Option<f64>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FamilyFile {
-    /// The family's name: the line's label for models that name none.
-    name: Option<String>,
-    model: Vec<FamilyModel>,
-}
-
-/// A model's results on every task.
-struct ModelRun {
-    point: ModelPoint,
-    results: Vec<TaskResult>,
-}
-
-fn read_family(path: &Path) -> Result<Vec<FamilyModel>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file: FamilyFile = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
-        format!("{}{}: {}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), e.message())
-    })?;
-    let name = file.name;
-    let base = path.parent().unwrap_or(Path::new(""));
-    Ok(file
-        .model
-        .into_iter()
-        .map(|m| FamilyModel { path: member_path(base, &m.path), family: m.family.or_else(|| name.clone()), ..m })
-        .collect())
-}
-
-/// A family file's `path`: `~/` is the home folder, a relative path that exists beside the
-/// family file is taken from there, anything else (a hub id) as written.
-fn member_path(base: &Path, path: &str) -> String {
-    if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        return Path::new(&home).join(rest).display().to_string();
-    }
-    let beside = base.join(path);
-    if Path::new(path).is_relative() && beside.exists() { beside.display().to_string() } else { path.to_string() }
-}
-
-fn display_name(reference: &str) -> String {
-    let p = Path::new(reference);
-    if p.exists() {
-        p.file_stem().or_else(|| p.file_name()).map_or(reference.to_string(), |s| s.to_string_lossy().into_owned())
-    } else {
-        reference.to_string()
+impl SizeAxis {
+    fn axis(self) -> Axis {
+        match self {
+            SizeAxis::Params => Axis::Parameters,
+            SizeAxis::TrainTokens => Axis::TrainingTokens,
+            SizeAxis::TrainFlops => Axis::TrainingFlops,
+        }
     }
 }
 
 /// The family's members, checked against the axis, and the analysis options checked; `Err` is
 /// printed as a bad-input error.
-fn members(args: &FamilyArgs, analysis: &AnalysisArgs) -> Result<Vec<FamilyModel>, String> {
-    check_analysis(analysis)?;
+fn members(args: &FamilyArgs, analysis: &AnalysisArgs) -> Result<Vec<Member>, String> {
+    if !(0.5..1.0).contains(&analysis.level) {
+        return Err(format!("--level {} must be in [0.5, 1)", analysis.level));
+    }
+    if analysis.resamples < 100 {
+        return Err(format!("--resamples {}: at least 100 are needed for a 95% interval", analysis.resamples));
+    }
     let members = match &args.family {
-        Some(path) => read_family(path)?,
-        None => args
-            .models
-            .iter()
-            .map(|m| FamilyModel { path: m.clone(), label: None, family: None, params: None, train_tokens: None, train_flops: None })
-            .collect(),
+        Some(path) => family::read(path)?,
+        None => args.models.iter().map(|m| Member::new(m)).collect(),
     };
-    if members.len() < 2 {
-        return Err("a trend needs at least two models (--models A,B or a family file)".into());
-    }
-    let missing = members.iter().find(|m| match args.x {
-        SizeAxis::Params => false,
-        SizeAxis::TrainTokens => m.train_tokens.is_none(),
-        SizeAxis::TrainFlops => m.train_flops.is_none(),
-    });
-    if let Some(m) = missing {
-        return Err(format!("--x needs `train_tokens`/`train_flops` for every model of the family file; `{}` has none", m.path));
-    }
+    family::check(&members, args.x.axis())?;
     Ok(members)
 }
 
 pub fn run(args: ScaleArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     let members = match members(&args.family, &args.analysis) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(BAD_INPUT));
-        }
+        Err(e) => return super::bad_input(e),
     };
-    let Some((datasets, skipped)) = load_datasets(&args.tasks, data) else {
-        return Ok(ExitCode::from(BAD_INPUT));
+    let tasks = match TaskSet::load(&args.tasks, data, &mut Console::default()) {
+        Ok(t) => t,
+        Err(e) => return harness_failure(e),
     };
-    let Some(report) = analyse(&members, args.family.x, &datasets, skipped, &args.analysis)? else {
-        return Ok(ExitCode::from(BAD_INPUT));
+    let report = match analyse(&members, args.family.x, &tasks, &args.analysis) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
     };
     print!("{}", report.to_markdown(args.analysis.flips));
     if let Some(dir) = &args.output_path {
@@ -246,22 +185,15 @@ pub fn run(args: ScaleArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
 pub fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let members = match members(&args.family, &args.analysis) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(BAD_INPUT));
-        }
+        Err(e) => return super::bad_input(e),
     };
     let path = &args.file;
     if !path.is_file() {
-        eprintln!("error: {}: no such file", path.display());
-        return Ok(ExitCode::from(BAD_INPUT));
+        return super::bad_input(format!("{}: no such file", path.display()));
     }
     let spec = match candidate_spec(path, args.as_task.as_deref()) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(BAD_INPUT));
-        }
+        Err(e) => return super::bad_input(e),
     };
     // Validate before any model time is spent: every problem at once, as `data validate` does.
     let (dataset, diagnostics) = check(&spec, &[(path.clone(), Origin::Path)]);
@@ -270,21 +202,15 @@ pub fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{d}");
     }
     if errors > 0 {
-        eprintln!("error: {}: {errors} error(s) in the dataset; nothing was run (fix them, then check again)", path.display());
-        return Ok(ExitCode::from(BAD_INPUT));
+        return super::bad_input(format!("{}: {errors} error(s) in the dataset; nothing was run (fix them, then check again)", path.display()));
     }
     if dataset.docs.is_empty() {
-        eprintln!("error: {}: no documents", path.display());
-        return Ok(ExitCode::from(BAD_INPUT));
+        return super::bad_input(format!("{}: no documents", path.display()));
     }
-    eprintln!(
-        "{}: {} documents, {} warning(s); valid in the prize format",
-        path.display(),
-        dataset.docs.len(),
-        diagnostics.len()
-    );
-    let Some(report) = analyse(&members, args.family.x, std::slice::from_ref(&dataset), Vec::new(), &args.analysis)? else {
-        return Ok(ExitCode::from(BAD_INPUT));
+    eprintln!("{}: {} documents, {} warning(s); valid in the prize format", path.display(), dataset.docs.len(), diagnostics.len());
+    let report = match analyse(&members, args.family.x, &TaskSet::single(dataset), &args.analysis) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
     };
     let task = &report.tasks[0];
     println!("{}", report.to_markdown(args.analysis.flips));
@@ -318,16 +244,6 @@ fn candidate_spec(path: &Path, as_task: Option<&str>) -> Result<TaskSpec, String
     Ok(specs.remove(0).reading(path))
 }
 
-fn check_analysis(a: &AnalysisArgs) -> Result<(), String> {
-    if !(0.5..1.0).contains(&a.level) {
-        return Err(format!("--level {} must be in [0.5, 1)", a.level));
-    }
-    if a.resamples < 100 {
-        return Err(format!("--resamples {}: at least 100 are needed for a 95% interval", a.resamples));
-    }
-    Ok(())
-}
-
 fn write_report(dir: &Path, report: &ScalingReport, flips: usize) -> anyhow::Result<()> {
     let files = report_files(report, flips).map_err(|e| anyhow::anyhow!(e))?;
     for (name, bytes) in &files {
@@ -337,149 +253,31 @@ fn write_report(dir: &Path, report: &ScalingReport, flips: usize) -> anyhow::Res
     Ok(())
 }
 
-/// Runs every model on every dataset (finished requests from the cache) and judges each task's
-/// trends. `None`: a model could not be loaded (printed).
-fn analyse(
-    members: &[FamilyModel],
-    x: SizeAxis,
-    datasets: &[Dataset],
-    skipped: Vec<Skipped>,
-    a: &AnalysisArgs,
-) -> anyhow::Result<Option<ScalingReport>> {
-    let precision = a.dtype.precision();
-    let device = match super::parse_device(&a.device) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(None);
-        }
-    };
+/// Runs every member on every task (finished requests from the cache) and judges each task's
+/// trends; `Err`: the exit code, the error printed.
+fn analyse(members: &[Member], x: SizeAxis, tasks: &TaskSet, a: &AnalysisArgs) -> Result<ScalingReport, ExitCode> {
+    let devices = parse_devices(&a.device).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(BAD_INPUT)
+    })?;
+    let requests: Vec<ModelRequest> = members
+        .iter()
+        .map(|m| ModelRequest { reference: m.path.clone(), gguf_file: None, precision: a.dtype.precision(), devices: devices.clone() })
+        .collect();
     // The paper's plots show loss too.
-    let settings = RunSettings { bos: BosPolicy::from(a.bos), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };
-    let hub = invscale_hub::Hub::from_env();
-    let mut runs = Vec::new();
-    for member in members {
-        let reference = &member.path;
-        let model = match resolve(reference, None, &hub).and_then(|s| Model::load_on(&s, precision, &device)) {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("error: {reference}: {e}");
-                return Ok(None);
-            }
-        };
-        eprintln!("model: {} ({}, {} parameters)", model.path.display(), model.arch, human_params(model.params as f64));
-        let (_, mut cache) = open_cache(&model, precision.name(), a.no_cache, a.cache_dir.as_deref())?;
-        let settings = RunSettings { batch_tokens: model.batch_tokens(settings.batch_tokens), ..settings.clone() };
-        let mut results = Vec::new();
-        for ds in datasets {
-            let docs = limited(&ds.docs, a.limit);
-            let mut bar = ProgressLine::new(&ds.spec.name, docs.len());
-            let r = run_task(&model, &mut cache, &ds.spec, docs, &settings, &mut |p| bar.update(p.done, p.counts))?;
-            bar.finish(r.counts);
-            results.push(r);
-        }
-        let parameters = member.params.map_or(model.params, |p| p as u64);
-        let size = match x {
-            SizeAxis::Params => parameters as f64,
-            SizeAxis::TrainTokens => member.train_tokens.unwrap_or(f64::NAN),
-            SizeAxis::TrainFlops => member.train_flops.unwrap_or(f64::NAN),
-        };
-        let name = member.label.clone().unwrap_or_else(|| display_name(reference));
-        let family = member.family.clone().unwrap_or_else(|| "models".into());
-        runs.push(ModelRun { point: ModelPoint { name, family, parameters, size }, results });
-    }
-    runs.sort_by(|a, b| a.point.size.total_cmp(&b.point.size));
-
-    let bootstrap = Options { resamples: a.resamples, level: a.level, seed: 1234 };
-    let tasks = datasets.iter().enumerate().map(|(t, ds)| task_scaling(&runs, t, ds, limited(&ds.docs, a.limit), bootstrap, a.flips)).collect();
-    let axis = match x {
-        SizeAxis::Params => Axis::Parameters,
-        SizeAxis::TrainTokens => Axis::TrainingTokens,
-        SizeAxis::TrainFlops => Axis::TrainingFlops,
-    };
+    let settings = RunSettings { bos: a.bos.into(), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };
+    let options = Options { settings, limit: a.limit, cache: CacheOptions { dir: a.cache_dir.clone(), disabled: a.no_cache } };
+    let runs = evaluate(&requests, tasks, &options, &mut Console::default()).map_err(|e| {
+        let failure = e.is_bad_input();
+        eprintln!("error: {e}");
+        ExitCode::from(if failure { BAD_INPUT } else { 1 })
+    })?;
+    let bootstrap = invscale_scale::Options { resamples: a.resamples, level: a.level, seed: 1234 };
+    let analysis = Analysis { axis: x.axis(), bootstrap, flips: a.flips, limit: a.limit };
     // As a user would type it: the program by its name, not the path it was started from.
     let command = std::iter::once("invscale".to_string())
         .chain(std::env::args().skip(1).map(|a| if a.contains(' ') { format!("{a:?}") } else { a }))
         .collect::<Vec<_>>()
         .join(" ");
-    Ok(Some(ScalingReport {
-        command,
-        axis,
-        models: runs.iter().map(|r| r.point.clone()).collect(),
-        bootstrap,
-        tasks,
-        skipped: skipped.into_iter().map(|s| invscale_scale::Skipped { task: s.task, reason: s.reason }).collect(),
-    }))
-}
-
-/// Uniform guessing among each document's classes: accuracy mean(1/k), loss mean(ln k).
-fn chance(metric: Metric, docs: &[Document]) -> Option<f64> {
-    let ks: Vec<f64> = docs.iter().map(|d| d.body.classes().len() as f64).filter(|&k| k > 0.0).collect();
-    if ks.is_empty() {
-        return None;
-    }
-    let n = ks.len() as f64;
-    match metric {
-        Metric::Acc | Metric::AccNorm | Metric::AccBytes | Metric::AccMutualInfo => Some(ks.iter().map(|k| 1.0 / k).sum::<f64>() / n),
-        Metric::Loss => Some(ks.iter().map(|k| k.ln()).sum::<f64>() / n),
-        _ => None,
-    }
-}
-
-fn task_scaling(runs: &[ModelRun], t: usize, ds: &Dataset, docs: &[Document], bootstrap: Options, flips_shown: usize) -> TaskScaling {
-    let sizes: Vec<f64> = runs.iter().map(|r| r.point.size).collect();
-    let metrics: Vec<MetricSeries> = runs[0].results[t]
-        .metrics
-        .iter()
-        .map(|(m, _)| {
-            let per_doc: Vec<Vec<f64>> = runs
-                .iter()
-                .map(|r| r.results[t].docs.iter().map(|d| d.metrics.iter().find(|(k, _)| k == m).map_or(f64::NAN, |(_, v)| *v)).collect())
-                .collect();
-            let aggregate = |r: &ModelRun| r.results[t].metrics.iter().find(|(k, _)| k == m).map(|(_, a)| (a.value, a.stderr));
-            MetricSeries {
-                metric: m.as_str().to_string(),
-                higher_is_better: higher_is_better(*m),
-                values: runs.iter().map(|r| aggregate(r).map_or(f64::NAN, |a| a.0)).collect(),
-                stderrs: runs.iter().map(|r| aggregate(r).and_then(|a| a.1)).collect(),
-                chance: chance(*m, docs),
-                verdict: classify(&sizes, &per_doc, higher_is_better(*m), bootstrap),
-            }
-        })
-        .collect();
-    // Right at the smallest model, wrong at the largest, ranked by the rise of the gold loss.
-    let correct: Vec<Vec<bool>> = runs
-        .iter()
-        .map(|r| r.results[t].docs.iter().map(|d| d.metrics.iter().any(|(k, v)| *k == Metric::Acc && *v == 1.0)).collect())
-        .collect();
-    let loss: Vec<Vec<f64>> = runs
-        .iter()
-        .map(|r| {
-            r.results[t]
-                .docs
-                .iter()
-                .zip(docs)
-                .map(|(d, doc)| match (&d.scores, doc.body.answer()) {
-                    (DocScores::Classification { lls, .. }, Some(g)) => logsumexp(lls) - lls[g],
-                    _ => f64::NAN,
-                })
-                .collect()
-        })
-        .collect();
-    let has_acc = metrics.iter().any(|s| s.metric == Metric::Acc.as_str());
-    let flips = if has_acc { right_to_wrong(&correct, Some(&loss)) } else { Vec::new() };
-    TaskScaling {
-        task: ds.spec.name.clone(),
-        documents: docs.len(),
-        metrics,
-        flips_total: flips.len(),
-        flips: flips
-            .iter()
-            .take(flips_shown)
-            .map(|f| {
-                let doc = &docs[f.doc];
-                FlipDoc::new(f, doc.id, doc.body.prompt(), doc.body.classes(), doc.body.answer().unwrap_or(0))
-            })
-            .collect(),
-    }
+    Ok(scaling::report(members, &runs, tasks, analysis, command))
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use invscale_tasks::{DataOptions, Registry, TaskSpec, load, locate};
+use invscale_tasks::{DataOptions, Registry, describe, load, locate};
 use serde_json::json;
 
 use super::{BAD_INPUT, tail};
@@ -50,31 +50,9 @@ pub fn run(args: TasksArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&json!({"tasks": tasks, "groups": groups}))?);
     } else {
-        print_table(registry);
+        print!("{}", describe::table(registry));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_table(registry: &Registry) {
-    let mut tasks: Vec<&TaskSpec> = registry.tasks.iter().collect();
-    tasks.sort_by(|a, b| a.name.cmp(&b.name));
-    let width = tasks.iter().map(|t| t.name.len()).max().unwrap_or(4);
-    println!("{:width$}  {:14}  {:>6}  {:7}  GROUPS", "TASK", "TYPE", "ROWS", "MAIN");
-    for t in tasks {
-        println!(
-            "{:width$}  {:14}  {:>6}  {:7}  {}",
-            t.name,
-            t.task_type.as_str(),
-            t.source.rows.map_or("?".into(), |r| r.to_string()),
-            if t.main { "main" } else { "variant" },
-            t.groups.join(", ")
-        );
-    }
-    println!();
-    for g in &registry.groups {
-        println!("group {} ({} tasks): {}", g.name, registry.group_tasks(&g.name).len(), g.description);
-    }
-    println!("\n`invscale tasks show NAME` describes a task; --json for machines; --markdown for tasks/README.md.");
 }
 
 fn show(registry: &Registry, name: &str, data: &DataOptions) -> anyhow::Result<ExitCode> {
@@ -95,41 +73,7 @@ fn show(registry: &Registry, name: &str, data: &DataOptions) -> anyhow::Result<E
             }
         },
     };
-    println!("{}", spec.name);
-    if !spec.aliases.is_empty() {
-        println!("  aliases:     {}", spec.aliases.join(", "));
-    }
-    println!("  evaluates:   {}", spec.description);
-    if !spec.variant.is_empty() {
-        println!("  variant:     {}", spec.variant);
-    }
-    if let Some(p) = &spec.paper_task {
-        println!("  paper task:  {p} ({})", if spec.main { "main variant" } else { "not the main variant" });
-    }
-    println!("  cause:       {}", spec.cause.map_or("— (not a prize task)", |c| c.label()));
-    println!("  type:        {}", spec.task_type);
-    if !spec.groups.is_empty() {
-        println!("  groups:      {}", spec.groups.join(", "));
-    }
-    if !spec.matches.is_empty() {
-        println!("  matches:     {}", spec.matches.join(", "));
-    }
-    if let Some(hf) = &spec.source.hf {
-        println!("  hub:         {} (split {}, revision {})", hf.repo, hf.split, hf.revision);
-    }
-    if let Some(r) = &spec.source.release {
-        println!("  release:     {}", r.file);
-    }
-    if let Some(rows) = spec.source.rows {
-        println!("  rows:        {rows}");
-    }
-    let metrics: Vec<&str> = spec.metrics().iter().map(|m| m.as_str()).collect();
-    println!(
-        "  scoring:     delimiter {:?}, request mode {}, metrics {}",
-        spec.scoring.delimiter,
-        spec.scoring.mode.as_str(),
-        metrics.join(", ")
-    );
+    print!("{}", describe::summary(&spec));
 
     let files = match locate(&spec, data) {
         Ok(files) => files,

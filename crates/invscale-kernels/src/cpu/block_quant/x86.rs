@@ -52,7 +52,7 @@ pub unsafe fn quantize_q8(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
 /// [`super::format::quantize_q8_k_portable`] in vectors.
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
 pub unsafe fn quantize_q8_k(xs: &[f32], qs: &mut [i8]) -> f32 {
-    assert!(xs.len() == super::format::QK_K && qs.len() == super::QK_K);
+    assert!(xs.len() == super::format::QK_K && qs.len() == super::format::QK_K);
     let load = |t: usize| _mm512_loadu_ps(xs.as_ptr().add(16 * t));
     let mut m = _mm512_setzero_ps();
     for t in 0..16 {

@@ -14,7 +14,7 @@ struct Case {
 
 #[test]
 fn agrees_with_cpython_on_every_fixture_case() {
-    let text = include_str!("fixtures/pylit_cpython.jsonl");
+    let text = include_str!("../fixtures/pylit_cpython.jsonl");
     let mut checked = 0;
     for (i, line) in text.lines().enumerate() {
         let case: Case = serde_json::from_str(line).unwrap();

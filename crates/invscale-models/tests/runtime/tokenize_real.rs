@@ -2,9 +2,7 @@
 //! the three real tasks exactly as the references do. The fixtures (fixtures/tokens/) were made
 //! by reference/tokens.py with transformers (and llama.cpp where present), never by invscale.
 
-mod common;
-
-use common::{MODELS, documents, fixtures, model_path};
+use crate::common::{MODELS, documents, fixtures, model_path};
 use invscale_models::Tokenizer;
 use invscale_models::weights::gguf::GgufFile;
 use sha2::{Digest, Sha256};

@@ -12,9 +12,10 @@
 //! (~700-token prompts); `INVSCALE_PARITY_FULL=1` checks all 315 of them too (the documented
 //! reference check, `reference/lm_eval_check.sh`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use invscale_eval::{RunSettings, ScoreCache, run_task};
+use invscale_models::testing::shared;
 use invscale_models::{BosPolicy, Model, Precision};
 use invscale_tasks::{DataOptions, Registry, load, locate};
 use serde_json::Value;
@@ -22,13 +23,8 @@ use sha2::{Digest, Sha256};
 
 const TOLERANCE: f64 = 1e-3;
 
-fn model(file: &str) -> Model {
-    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
-    let path = dir.join(file);
-    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
-    Model::load_gguf(&path, Precision::F32).unwrap()
+fn model(file: &str) -> &'static Model {
+    shared(file, Precision::F32)
 }
 
 fn fixture(name: &str) -> Value {
@@ -71,7 +67,7 @@ fn check(model_file: &str, fixture_name: &str, selection: &[(&str, Option<usize>
         assert_eq!(want_docs.len(), data.docs.len(), "{task}: the fixture covers every document");
         let n = limit.unwrap_or(data.docs.len()).min(data.docs.len());
         let mut cache = ScoreCache::disabled();
-        let result = run_task(&model, &mut cache, spec, &data.docs[..n], &RunSettings::default(), &mut |_| {}).unwrap();
+        let result = run_task(model, &mut cache, spec, &data.docs[..n], &RunSettings::default(), &mut |_| {}).unwrap();
         let mut max_delta = 0f64;
         for (doc, got) in data.docs[..n].iter().zip(&result.docs) {
             let w = &want_docs[doc.id];
@@ -114,7 +110,7 @@ fn opposite_bos_differs(model_file: &str, fixture_name: &str, opposite: BosPolic
     let data = load(&spec, &locate(&spec, &data_options()).unwrap()).unwrap();
     let settings = RunSettings { bos: opposite, ..RunSettings::default() };
     let docs = &data.docs[..20];
-    let result = run_task(&model, &mut ScoreCache::disabled(), &spec, docs, &settings, &mut |_| {}).unwrap();
+    let result = run_task(model, &mut ScoreCache::disabled(), &spec, docs, &settings, &mut |_| {}).unwrap();
     let want = fx["tasks"][&spec.name]["docs"].as_array().unwrap();
     let mut differing = 0;
     let mut total = 0;

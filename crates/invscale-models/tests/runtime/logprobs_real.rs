@@ -6,10 +6,9 @@
 //!
 //! Tolerance: max |Δ log-prob| ≤ 1e-3 per token (issue 3), and the mean far below it.
 
-mod common;
-
-use common::{MODELS, TokenDiffs, checked_rows, documents, first_class_ids, logprob_fixture, model_path};
-use invscale_models::{Model, Precision};
+use crate::common::{MODELS, TokenDiffs, checked_rows, documents, first_class_ids, logprob_fixture};
+use invscale_models::Precision;
+use invscale_models::testing::shared;
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -26,7 +25,7 @@ fn check_model(name: &str, file: &str) -> String {
     let (bos, rows): (bool, Vec<Row>) = logprob_fixture(&format!("transformers-f32-{name}.jsonl"));
     // A per-token maximum: a quarter of the documents (2.3k tokens) shows a wrong kernel as well.
     let rows = checked_rows(name, rows, 4);
-    let model = Model::load_gguf(&model_path(file), Precision::F32).unwrap();
+    let model = shared(file, Precision::F32);
     assert_eq!(model.tokenizer.add_bos, bos, "{name}: BOS default differs from transformers'");
     let mut diffs = TokenDiffs::default();
     for row in &rows {
@@ -63,7 +62,7 @@ fn continuing_a_cached_prefix_scores_like_one_pass() {
     // numbers of a single pass over context + continuation.
     let docs = documents();
     for (_, file) in MODELS {
-        let model = Model::load_gguf(&model_path(file), Precision::F32).unwrap();
+        let model = shared(file, Precision::F32);
         let (prompt, classes) = &docs[&("neqa".to_string(), 3)];
         let context = model.tokenizer.encode(prompt).unwrap();
         let prefix = model.prefill(&context).unwrap();

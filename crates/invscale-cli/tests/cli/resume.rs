@@ -11,12 +11,7 @@ use serde_json::Value;
 const DOCS: usize = 24; // NeQA documents: 48 requests
 
 fn model() -> PathBuf {
-    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
-    path
+    invscale_models::testing::model_path(invscale_models::testing::SMOLLM2)
 }
 
 fn command(cache: &Path, out: &Path, limit: usize) -> Command {

@@ -2,8 +2,6 @@
 //! a truncated download, an unknown architecture, a tokenizer that does not fit the model,
 //! missing files; and model references resolve from folders and from the hub cache.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Value};
@@ -51,7 +49,7 @@ fn not_gguf_and_corrupt_headers() {
 #[test]
 fn truncated_download_is_named_as_such() {
     let dir = tempfile::tempdir().unwrap();
-    let full = std::fs::read(common::model_path(common::MODELS[0].1)).unwrap();
+    let full = std::fs::read(crate::common::model_path(crate::common::MODELS[0].1)).unwrap();
     let p = dir.path().join("SmolLM2-truncated.gguf");
     std::fs::write(&p, &full[..full.len() / 3]).unwrap();
     let e = load_err(&p);

@@ -18,10 +18,9 @@
 //! between 93 and 100 — always on near-ties: every flip seen had a llama.cpp margin ≤ 0.21 nats.
 //! A wrong kernel (a lost minimum or offset, a misplaced nibble) is off by nats, not hundredths.
 
-mod common;
-
-use common::{MODELS, TokenDiffs, checked_rows, documents, first_class_ids, logprob_fixture, model_path};
-use invscale_models::{Model, Precision};
+use crate::common::{MODELS, TokenDiffs, checked_rows, documents, first_class_ids, logprob_fixture};
+use invscale_models::Precision;
+use invscale_models::testing::shared;
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -52,7 +51,7 @@ fn check_model(name: &str, file: &str) -> String {
     let (has_bos, rows): (bool, Vec<Row>) = logprob_fixture(&format!("llama.cpp-{name}.jsonl"));
     // A mean over the documents: half of them (25 moved Gemma's to 0.051, from 0.045 on all 100).
     let rows = checked_rows(name, rows, 2);
-    let model = Model::load_gguf(&model_path(file), Precision::Quantized).unwrap();
+    let model = shared(file, Precision::Quantized);
     assert_eq!(model.tokenizer.add_bos, has_bos, "{name}: BOS default differs from llama.cpp's");
     let bos: Vec<u32> = if has_bos { vec![model.tokenizer.bos_id.unwrap()] } else { vec![] };
     let mut diffs = TokenDiffs::default();

@@ -1,12 +1,43 @@
-//! Progress of a long run on standard error: a redrawn bar with ETA and tokens/s on a terminal,
-//! plain lines (every 10% or 30 s) otherwise, so logs of batch jobs stay readable.
+//! An [`Observer`] for a terminal or a log: notes and warnings on standard error, and each
+//! task's progress as a redrawn bar with ETA and tokens/s on a terminal, plain lines (every 10%
+//! or 30 s) otherwise, so logs of batch jobs stay readable.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use invscale_eval::Counts;
+use invscale_eval::{Counts, Progress, TaskResult};
 
-pub struct ProgressLine {
+use crate::observer::Observer;
+
+/// Prints everything to standard error.
+#[derive(Default)]
+pub struct Console {
+    bar: Option<ProgressLine>,
+}
+
+impl Observer for Console {
+    fn note(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+    fn warning(&mut self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+    fn task_started(&mut self, task: &str, documents: usize) {
+        self.bar = Some(ProgressLine::new(task, documents));
+    }
+    fn progress(&mut self, p: &Progress) {
+        if let Some(bar) = &mut self.bar {
+            bar.update(p.done, p.counts);
+        }
+    }
+    fn task_finished(&mut self, result: &TaskResult) {
+        if let Some(mut bar) = self.bar.take() {
+            bar.finish(result.counts);
+        }
+    }
+}
+
+struct ProgressLine {
     task: String,
     total: usize,
     started: Instant,

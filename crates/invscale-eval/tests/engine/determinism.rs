@@ -4,21 +4,12 @@
 //! practice they are bit-identical) and the same predictions, on real data and a real model;
 //! and batching documents together does share their common prefixes (fewer tokens computed).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use invscale_eval::{RunSettings, ScoreCache, Scorer, TaskResult, run_task, run_task_on, run_tasks_on};
+use invscale_models::testing::{SMOLLM2, model_path, shared};
 use invscale_models::{Model, Precision};
 use invscale_tasks::{DataOptions, Registry, load, locate};
-
-/// SmolLM2-135M's GGUF file (fetched by scripts/fetch-models.sh).
-fn smollm2() -> PathBuf {
-    let dir = std::env::var_os("INVSCALE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/invscale/models"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh (CI runs it first)", path.display());
-    path
-}
 
 /// The real task data in ../shared, read in place; no hub.
 fn data_options() -> DataOptions {
@@ -31,7 +22,7 @@ fn data_options() -> DataOptions {
 
 #[test]
 fn batch_size_does_not_change_results() {
-    let model = Model::load_gguf(&smollm2(), Precision::F32).unwrap();
+    let model = shared(SMOLLM2, Precision::F32);
     let opts = data_options();
     for (task, n) in [("neqa", 30), ("memo_trap", 40), ("hindsight_neglect", 3)] {
         let spec = Registry::builtin().task(task).unwrap();
@@ -39,7 +30,7 @@ fn batch_size_does_not_change_results() {
         let docs = &data.docs[..n];
         let run = |batch_requests: Option<usize>| {
             let settings = RunSettings { batch_requests, ..RunSettings::default() };
-            run_task(&model, &mut ScoreCache::disabled(), spec, docs, &settings, &mut |_| {}).unwrap()
+            run_task(model, &mut ScoreCache::disabled(), spec, docs, &settings, &mut |_| {}).unwrap()
         };
         let auto = run(None);
         let alone = run(Some(1));
@@ -68,8 +59,8 @@ fn batch_size_does_not_change_results() {
 /// even when the repeat runs in the same turn as the batch that finishes it).
 #[test]
 fn two_model_copies_give_the_results_of_one() {
-    let path = smollm2();
-    let (one, two) = (Model::load_gguf(&path, Precision::Quantized).unwrap(), Model::load_gguf(&path, Precision::Quantized).unwrap());
+    // Two copies: the shared one and one of its own.
+    let (one, two) = (shared(SMOLLM2, Precision::Quantized), &Model::load_gguf(&model_path(SMOLLM2), Precision::Quantized).unwrap());
     let opts = data_options();
     let spec = Registry::builtin().task("neqa").unwrap();
     let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
@@ -83,8 +74,8 @@ fn two_model_copies_give_the_results_of_one() {
         let mut cache = ScoreCache::open(dir.path(), "test").unwrap();
         run_task_on(models, &mut cache, spec, &docs, &settings, &mut |_| {}).unwrap()
     };
-    let single = run(&[&one]);
-    let parallel = run(&[&one, &two]);
+    let single = run(&[one]);
+    let parallel = run(&[one, two]);
     assert_eq!(single.counts, parallel.counts);
     assert!(single.counts.cached > 0, "the repeated documents come from the cache: {:?}", single.counts);
     for (a, b) in single.docs.iter().zip(&parallel.docs) {
@@ -100,14 +91,14 @@ fn two_model_copies_give_the_results_of_one() {
 /// joined again; memo-trap's many small documents and its repeated templates.
 #[test]
 fn tokenising_on_several_threads_changes_nothing() {
-    let model = Model::load_gguf(&smollm2(), Precision::Quantized).unwrap();
+    let model = shared(SMOLLM2, Precision::Quantized);
     let opts = data_options();
     let spec = Registry::builtin().task("memo_trap").unwrap();
     let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
     let docs = &data.docs[..50];
     let run = |threads: usize| {
         let settings = RunSettings { prepare_threads: Some(threads), ..RunSettings::default() };
-        run_task(&model, &mut ScoreCache::disabled(), spec, docs, &settings, &mut |_| {}).unwrap()
+        run_task(model, &mut ScoreCache::disabled(), spec, docs, &settings, &mut |_| {}).unwrap()
     };
     let (one, three) = (run(1), run(3));
     assert_eq!(one.counts, three.counts);

@@ -7,14 +7,13 @@
 //!
 //! Tolerance: |Δ log-prob| ≤ 1e-4 per token (the same arithmetic in other matrix shapes).
 
-mod common;
-
-use common::{documents, model_path};
-use invscale_models::{Model, Precision};
+use crate::common::documents;
+use invscale_models::Precision;
+use invscale_models::testing::shared;
 
 fn check(file: &str) {
     let docs = documents();
-    let model = Model::load_gguf(&model_path(file), Precision::F32).unwrap();
+    let model = shared(file, Precision::F32);
     let bos: Vec<u32> = model.bos_token(invscale_models::BosPolicy::Auto).into_iter().collect();
     let mut worst = 0f32;
     let mut trees: Vec<(Vec<u32>, Vec<Vec<u32>>, Vec<Vec<invscale_models::TokenScore>>)> = Vec::new();

@@ -1,0 +1,88 @@
+//! A model family: the models of a trend, from `--models A,B,C` or a family file (TOML), each
+//! with what its size is on the trend's axis.
+//!
+//! ```toml
+//! name = "Pythia"            # the line's label for models that name none
+//! [[model]]
+//! path = "EleutherAI/pythia-160m"
+//! train_tokens = 300e9       # for --x train-tokens
+//! ```
+
+use std::path::Path;
+
+use invscale_scale::Axis;
+
+/// One `[[model]]` of a family file, or one of `--models`.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// A `.gguf`, a folder or a hub id.
+    pub path: String,
+    pub label: Option<String>,
+    /// One line per family in the plots.
+    pub family: Option<String>,
+    /// Parameters, when the weights should not be counted.
+    pub params: Option<f64>,
+    pub train_tokens: Option<f64>,
+    pub train_flops: Option<f64>,
+}
+
+impl Member {
+    pub fn new(path: &str) -> Member {
+        Member { path: path.into(), label: None, family: None, params: None, train_tokens: None, train_flops: None }
+    }
+
+    /// The member's size on `axis` (parameters: `params`, else the count from the weights).
+    pub fn size(&self, axis: Axis, counted_params: u64) -> f64 {
+        match axis {
+            Axis::Parameters => self.params.unwrap_or(counted_params as f64),
+            Axis::TrainingTokens => self.train_tokens.unwrap_or(f64::NAN),
+            Axis::TrainingFlops => self.train_flops.unwrap_or(f64::NAN),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FamilyFile {
+    name: Option<String>,
+    model: Vec<Member>,
+}
+
+/// A family file's members; errors name the file and line.
+pub fn read(path: &Path) -> Result<Vec<Member>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: FamilyFile = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        format!("{}{}: {}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), e.message())
+    })?;
+    let name = file.name;
+    let base = path.parent().unwrap_or(Path::new(""));
+    Ok(file.model.into_iter().map(|m| Member { path: member_path(base, &m.path), family: m.family.or_else(|| name.clone()), ..m }).collect())
+}
+
+/// A family file's `path`: `~/` is the home folder, a relative path that exists beside the
+/// family file is taken from there, anything else (a hub id) as written.
+fn member_path(base: &Path, path: &str) -> String {
+    if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        return Path::new(&home).join(rest).display().to_string();
+    }
+    let beside = base.join(path);
+    if Path::new(path).is_relative() && beside.exists() { beside.display().to_string() } else { path.to_string() }
+}
+
+/// Whether the members make a trend on `axis`: at least two, each with its size.
+pub fn check(members: &[Member], axis: Axis) -> Result<(), String> {
+    if members.len() < 2 {
+        return Err("a trend needs at least two models (--models A,B or a family file)".into());
+    }
+    let missing = members.iter().find(|m| match axis {
+        Axis::Parameters => false,
+        Axis::TrainingTokens => m.train_tokens.is_none(),
+        Axis::TrainingFlops => m.train_flops.is_none(),
+    });
+    if let Some(m) = missing {
+        return Err(format!("--x needs `train_tokens`/`train_flops` for every model of the family file; `{}` has none", m.path));
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! A family's runs as a scaling report: models sorted by size, and for each task and metric the
+//! series, its trend verdict with the evidence, and the documents that go from right to wrong.
+
+use invscale_eval::metrics::{higher_is_better, logsumexp};
+use invscale_eval::DocScores;
+use invscale_scale::flips::right_to_wrong;
+use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingReport, TaskScaling, classify};
+use invscale_tasks::spec::Metric;
+use invscale_tasks::Document;
+
+use crate::evaluate::ModelRun;
+use crate::family::Member;
+use crate::tasks::TaskSet;
+
+/// How verdicts are judged and what the report shows.
+#[derive(Clone, Copy, Debug)]
+pub struct Analysis {
+    pub axis: Axis,
+    pub bootstrap: Options,
+    /// Right-to-wrong documents listed per task.
+    pub flips: usize,
+    pub limit: Option<f64>,
+}
+
+/// The report over `runs[i]` of `members[i]` (same order), on `tasks`.
+pub fn report(members: &[Member], runs: &[ModelRun], tasks: &TaskSet, analysis: Analysis, command: String) -> ScalingReport {
+    assert_eq!(members.len(), runs.len(), "a run for every member");
+    let mut order: Vec<(ModelPoint, &ModelRun)> = members
+        .iter()
+        .zip(runs)
+        .map(|(member, run)| {
+            let parameters = member.params.map_or(run.model.params, |p| p as u64);
+            let point = ModelPoint {
+                name: member.label.clone().unwrap_or_else(|| run.model.name.clone()),
+                family: member.family.clone().unwrap_or_else(|| "models".into()),
+                parameters,
+                size: member.size(analysis.axis, run.model.params),
+            };
+            (point, run)
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.size.total_cmp(&b.0.size));
+    let runs: Vec<&ModelRun> = order.iter().map(|(_, r)| *r).collect();
+    let sizes: Vec<f64> = order.iter().map(|(p, _)| p.size).collect();
+    let scaling = (0..tasks.datasets.len())
+        .map(|t| task_scaling(&runs, &sizes, t, &tasks.datasets[t].spec.name, tasks.docs(t, analysis.limit), analysis))
+        .collect();
+    ScalingReport {
+        command,
+        axis: analysis.axis,
+        models: order.into_iter().map(|(p, _)| p).collect(),
+        bootstrap: analysis.bootstrap,
+        tasks: scaling,
+        skipped: tasks.skipped.iter().map(|s| invscale_scale::Skipped { task: s.task.clone(), reason: s.reason.clone() }).collect(),
+    }
+}
+
+/// Uniform guessing among each document's classes: accuracy mean(1/k), loss mean(ln k).
+fn chance(metric: Metric, docs: &[Document]) -> Option<f64> {
+    let ks: Vec<f64> = docs.iter().map(|d| d.body.classes().len() as f64).filter(|&k| k > 0.0).collect();
+    if ks.is_empty() {
+        return None;
+    }
+    let n = ks.len() as f64;
+    match metric {
+        Metric::Acc | Metric::AccNorm | Metric::AccBytes | Metric::AccMutualInfo => Some(ks.iter().map(|k| 1.0 / k).sum::<f64>() / n),
+        Metric::Loss => Some(ks.iter().map(|k| k.ln()).sum::<f64>() / n),
+        _ => None,
+    }
+}
+
+fn task_scaling(runs: &[&ModelRun], sizes: &[f64], t: usize, task: &str, docs: &[Document], analysis: Analysis) -> TaskScaling {
+    let metric_of = |d: &invscale_eval::DocResult, m: Metric| d.metrics.iter().find(|(k, _)| *k == m).map(|(_, v)| *v);
+    let metrics: Vec<MetricSeries> = runs[0].results[t]
+        .metrics
+        .iter()
+        .map(|(m, _)| {
+            let per_doc: Vec<Vec<f64>> =
+                runs.iter().map(|r| r.results[t].docs.iter().map(|d| metric_of(d, *m).unwrap_or(f64::NAN)).collect()).collect();
+            let aggregate = |r: &ModelRun| r.results[t].metrics.iter().find(|(k, _)| k == m).map(|(_, a)| (a.value, a.stderr));
+            MetricSeries {
+                metric: m.as_str().to_string(),
+                higher_is_better: higher_is_better(*m),
+                values: runs.iter().map(|r| aggregate(r).map_or(f64::NAN, |a| a.0)).collect(),
+                stderrs: runs.iter().map(|r| aggregate(r).and_then(|a| a.1)).collect(),
+                chance: chance(*m, docs),
+                verdict: classify(sizes, &per_doc, higher_is_better(*m), analysis.bootstrap),
+            }
+        })
+        .collect();
+    // Right at the smallest model, wrong at the largest, ranked by the rise of the gold loss.
+    let correct: Vec<Vec<bool>> =
+        runs.iter().map(|r| r.results[t].docs.iter().map(|d| d.metrics.iter().any(|(k, v)| *k == Metric::Acc && *v == 1.0)).collect()).collect();
+    let loss: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            r.results[t]
+                .docs
+                .iter()
+                .zip(docs)
+                .map(|(d, doc)| match (&d.scores, doc.body.answer()) {
+                    (DocScores::Classification { lls, .. }, Some(g)) => logsumexp(lls) - lls[g],
+                    _ => f64::NAN,
+                })
+                .collect()
+        })
+        .collect();
+    let has_acc = metrics.iter().any(|s| s.metric == Metric::Acc.as_str());
+    let flips = if has_acc { right_to_wrong(&correct, Some(&loss)) } else { Vec::new() };
+    TaskScaling {
+        task: task.to_string(),
+        documents: docs.len(),
+        metrics,
+        flips_total: flips.len(),
+        flips: flips
+            .iter()
+            .take(analysis.flips)
+            .map(|f| {
+                let doc = &docs[f.doc];
+                FlipDoc::new(f, doc.id, doc.body.prompt(), doc.body.classes(), doc.body.answer().unwrap_or(0))
+            })
+            .collect(),
+    }
+}
