@@ -27,9 +27,14 @@ pub struct RequestKey([u8; 16]);
 
 impl RequestKey {
     pub fn of(e: &Encoded) -> RequestKey {
+        RequestKey::new(&e.context, &e.continuation)
+    }
+
+    /// The key of `continuation` scored after `context`.
+    pub fn new(context: &[u32], continuation: &[u32]) -> RequestKey {
         let mut h = Sha256::new();
-        h.update((e.context.len() as u64).to_le_bytes());
-        for t in e.tokens() {
+        h.update((context.len() as u64).to_le_bytes());
+        for t in context.iter().chain(continuation) {
             h.update(t.to_le_bytes());
         }
         RequestKey(h.finalize()[..16].try_into().expect("16 bytes"))

@@ -596,15 +596,12 @@ fn finish_batch(cache: &mut ScoreCache, batch: &[Prepared], plan: Plan, pass: Op
         for ((d, ctx, members), tree_scores) in trees.iter().zip(all) {
             let (scores, counts) = &mut per_doc[*d];
             counts.tokens_computed += computed.insert(ctx, &batch[*d].cuts[members[0]]);
-            for (&i, token_scores) in members.iter().zip(tree_scores) {
-                counts.tokens_computed += token_scores.len() - 1;
+            for (&i, scored) in members.iter().zip(tree_scores) {
+                counts.tokens_computed += scored.tokens.saturating_sub(1);
                 if scores[i].is_some() {
                     continue; // finished before: the cached score stands
                 }
-                let score = Score {
-                    ll: token_scores.iter().map(|t| f64::from(t.logprob)).sum(),
-                    greedy: token_scores.iter().all(|t| t.greedy),
-                };
+                let score = Score { ll: scored.ll, greedy: scored.greedy };
                 scores[i] = Some(score);
                 fresh.push((batch[*d].keys[i], score));
                 counts.computed += 1;

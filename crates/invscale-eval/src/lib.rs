@@ -12,4 +12,4 @@ pub use cache::{ScoreCache, fingerprint};
 pub use engine::{Counts, DocResult, Progress, RequestResult, RunSettings, TaskPlan, TaskResult, plan_task, run_task, run_task_on, run_tasks_on, score_task_on};
 pub use error::EvalError;
 pub use metrics::{Aggregate, DocScores};
-pub use scorer::{Pass, Scorer};
+pub use scorer::{ContinuationScore, Pass, Scorer};

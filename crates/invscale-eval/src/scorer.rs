@@ -8,9 +8,32 @@ use invscale_models::{Model, TokenScore, Tokenizer};
 
 use crate::error::EvalError;
 
-/// A batch's answer: for each tree (a context and its continuations), each continuation's token
-/// scores, in order.
-pub type Pass = Vec<Vec<Vec<TokenScore>>>;
+/// One continuation scored: what the engine keeps of it (and the score cache records).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ContinuationScore {
+    /// `Σ log p(token | everything before it)` over the continuation's tokens, summed in f64 in
+    /// token order (lm-eval's log-likelihood).
+    pub ll: f64,
+    /// Whether every token was the argmax at its position (lm-eval's `is_greedy`).
+    pub greedy: bool,
+    /// Tokens in the continuation.
+    pub tokens: usize,
+}
+
+impl ContinuationScore {
+    /// The continuation's score from its tokens' scores.
+    pub fn of(tokens: &[TokenScore]) -> ContinuationScore {
+        ContinuationScore {
+            ll: tokens.iter().map(|t| f64::from(t.logprob)).sum(),
+            greedy: tokens.iter().all(|t| t.greedy),
+            tokens: tokens.len(),
+        }
+    }
+}
+
+/// A batch's answer: for each tree (a context and its continuations), each continuation's
+/// score, in order.
+pub type Pass = Vec<Vec<ContinuationScore>>;
 
 /// A scorer of token sequences.
 pub trait Scorer: Sync {
@@ -25,8 +48,8 @@ pub trait Scorer: Sync {
     /// passes; otherwise (a GPU, a server) planning runs on every core, ahead of the scoring.
     fn uses_host_cores(&self) -> bool;
 
-    /// The log-prob of every token of every continuation, each given its context and the
-    /// continuation's tokens before it; `trees[i]` is a context and its continuations, and each
+    /// Every continuation scored: each token's log-prob given its context and the continuation's
+    /// tokens before it, summed; `trees[i]` is a context and its continuations, and each
     /// context is cut into the segments `cuts[i]` says (from the task's prefix tree: the
     /// in-process runtime runs each shared segment once). A request's numbers may depend on its
     /// cuts, never on what else is in the call.
@@ -47,6 +70,7 @@ impl Scorer for Model {
     }
 
     fn score_forest_cut(&self, trees: &[(&[u32], Vec<&[u32]>)], cuts: &[Vec<usize>]) -> Result<Pass, EvalError> {
-        Ok(Model::score_forest_cut(self, trees, cuts)?)
+        let pass = Model::score_forest_cut(self, trees, cuts)?;
+        Ok(pass.iter().map(|tree| tree.iter().map(|tokens| ContinuationScore::of(tokens)).collect()).collect())
     }
 }

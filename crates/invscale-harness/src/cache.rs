@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use invscale_eval::{ScoreCache, fingerprint};
-use invscale_models::Model;
 
 use crate::error::HarnessError;
+use crate::models::{Backend, LoadedModel};
 use crate::observer::Observer;
 
 /// Whether and where finished requests are kept.
@@ -32,16 +32,31 @@ impl CacheOptions {
     }
 }
 
-/// The model file's fingerprint and its score cache; damaged entries are reported as warnings
-/// (and will be recomputed).
-pub fn open(model: &Model, options: &CacheOptions, observer: &mut dyn Observer) -> Result<(String, ScoreCache), HarnessError> {
-    let dtype = model.precision.name();
-    let fingerprint = fingerprint(&model.path, dtype).map_err(|e| HarnessError::Io(format!("{}: {e}", model.path.display())))?;
+/// The model's fingerprint and its score cache; damaged entries are reported as warnings (and
+/// will be recomputed). A local model is known by its file and precision; a served one by the
+/// model file whose tokenizer builds the requests and what the server says of the model (its
+/// address left out, so a server restarted elsewhere resumes), its every answer kept in a second
+/// cache as it comes.
+pub fn open(model: &LoadedModel, options: &CacheOptions, observer: &mut dyn Observer) -> Result<(String, ScoreCache), HarnessError> {
+    let path = &model.info.path;
+    let (identity, namespace) = match &model.backend {
+        Backend::Local(_) => (model.info.dtype.to_string(), model.info.arch.clone()),
+        Backend::Server(s) => (format!("server {}", s.server.about), "server".to_string()),
+    };
+    let fingerprint = fingerprint(path, &identity).map_err(|e| HarnessError::Io(format!("{}: {e}", path.display())))?;
     let cache = if options.disabled {
         ScoreCache::disabled()
     } else {
         let dir = options.folder().ok_or_else(|| HarnessError::Io("no cache folder: set --cache-dir or $HOME".into()))?;
-        open_in(&dir, &format!("{}-{fingerprint}", model.arch))?
+        if let Backend::Server(s) = &model.backend {
+            let answers = open_in(&dir, &format!("{namespace}-{fingerprint}-answers"))?;
+            for p in &answers.problems {
+                observer.warning(&format!("server answers: {p}"));
+            }
+            observer.note(&format!("server answers: {} answered sequences on record", answers.len()));
+            s.keep_answers_in(answers);
+        }
+        open_in(&dir, &format!("{namespace}-{fingerprint}"))?
     };
     for p in &cache.problems {
         observer.warning(&format!("score cache: {p}"));

@@ -13,6 +13,9 @@ pub enum HarnessError {
     /// A file could not be written or a cache opened.
     #[error("{0}")]
     Io(String),
+    /// A server could not be reached, or stopped answering (after its retries).
+    #[error("{0}")]
+    Server(String),
 }
 
 impl HarnessError {

@@ -4,12 +4,13 @@
 
 use std::time::Instant;
 
-use invscale_eval::{Counts, RunSettings, Scorer, TaskResult, run_tasks_on};
+use invscale_eval::{Counts, RunSettings, TaskResult, run_tasks_on};
 use invscale_models::profile::stamp;
 
 use crate::cache::{self, CacheOptions};
 use crate::error::HarnessError;
-use crate::models::{LoadedModel, ModelInfo, ModelRequest};
+use crate::info::ModelInfo;
+use crate::models::{Backend, LoadedModel, ModelRequest};
 use crate::observer::Observer;
 use crate::tasks::TaskSet;
 
@@ -37,6 +38,8 @@ pub struct ModelRun {
     pub results: Vec<TaskResult>,
     pub load_seconds: f64,
     pub scoring_seconds: f64,
+    /// The server's record (`null` in-process; see [`crate::server::record`]).
+    pub server: serde_json::Value,
 }
 
 impl ModelRun {
@@ -80,12 +83,12 @@ pub fn evaluate_model(model: &LoadedModel, tasks: &TaskSet, options: &Options, o
         info.dtype,
         model.load_seconds
     ));
-    let (fingerprint, mut cache) = cache::open(model.model(), &options.cache, observer)?;
+    let (fingerprint, mut cache) = cache::open(model, &options.cache, observer)?;
     // On a GPU, passes as large as its free memory allows (no probing runs); with several, as
     // the smallest allows (every device runs the batches one would).
     let base = options.settings.batch_tokens;
-    let settings = RunSettings { batch_tokens: model.copies.iter().map(|m| m.batch_tokens(base)).min().unwrap_or(base), ..options.settings.clone() };
-    let scorers: Vec<&dyn Scorer> = model.copies.iter().map(|m| m as &dyn Scorer).collect();
+    let settings = RunSettings { batch_tokens: model.batch_tokens(base), ..options.settings.clone() };
+    let scorers = model.scorers();
     let work: Vec<_> = (0..tasks.datasets.len()).map(|i| (&tasks.datasets[i].spec, tasks.docs(i, options.limit))).collect();
     let started = Instant::now();
     let mut results: Vec<TaskResult> = Vec::with_capacity(work.len());
@@ -103,7 +106,12 @@ pub fn evaluate_model(model: &LoadedModel, tasks: &TaskSet, options: &Options, o
         },
     )?;
     stamp("run: scored");
+    let server = match &model.backend {
+        Backend::Server(s) => crate::server::record(s),
+        Backend::Local(_) => serde_json::Value::Null,
+    };
     Ok(ModelRun {
+        server,
         bos_used: model.bos_used(settings.bos),
         model: info,
         fingerprint,

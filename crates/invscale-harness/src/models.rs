@@ -1,13 +1,16 @@
 //! A model to evaluate: what the user named (a `.gguf`, a folder, a hub id), at which precision,
 //! on which devices; loaded (a copy on each device, side by side), and described for the results.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use invscale_models::{BosPolicy, Model, Precision, resolve};
+use invscale_eval::Scorer;
+use invscale_models::load::describe;
+use invscale_models::{BosPolicy, Model, Precision, Tokenizer, resolve};
+use invscale_servers::{ServerOptions, ServerScorer};
 
 use crate::error::HarnessError;
+use crate::info::{ModelInfo, display_name, token};
 
 /// What to load.
 #[derive(Clone, Debug)]
@@ -19,94 +22,110 @@ pub struct ModelRequest {
     pub precision: Precision,
     /// One device, or several of one host (data parallel: a copy on each).
     pub devices: Vec<Device>,
+    /// Score on this server instead (`reference` then gives the tokenizer and names the model).
+    pub server: Option<ServerOptions>,
 }
 
 impl ModelRequest {
     /// `reference` in f32 on the CPU (the exact path).
     pub fn cpu(reference: &str) -> ModelRequest {
-        ModelRequest { reference: reference.into(), gguf_file: None, precision: Precision::F32, devices: vec![Device::Cpu] }
+        ModelRequest { reference: reference.into(), gguf_file: None, precision: Precision::F32, devices: vec![Device::Cpu], server: None }
     }
 
+    /// Whether the scoring runs on this machine's CPU.
     pub fn on_cpu(&self) -> bool {
-        self.devices.iter().all(Device::is_cpu)
+        self.server.is_none() && self.devices.iter().all(Device::is_cpu)
     }
 }
 
-/// A model as the results describe it (what stays once the weights are dropped).
-#[derive(Clone, Debug)]
-pub struct ModelInfo {
-    /// `reference` as given.
-    pub reference: String,
-    /// Its short name: a file's stem, or the hub id.
-    pub name: String,
-    pub path: PathBuf,
-    pub arch: String,
-    pub params: u64,
-    pub dtype: &'static str,
-    pub tokenizer: String,
-    pub bos_token: Option<(String, u32)>,
-    pub eos_token: Option<(String, u32)>,
-    pub context_length: Option<usize>,
+/// What scores a model's requests.
+pub enum Backend {
+    /// The in-process runtime: one copy per device, in the order of `request.devices`.
+    Local(Vec<Model>),
+    /// An inference server (the weights there; the tokenizer here).
+    Server(Box<ServerScorer>),
 }
 
-/// A model loaded on its devices.
+/// A model loaded (or its server connected and checked).
 pub struct LoadedModel {
     pub request: ModelRequest,
-    /// One copy per device, in the order of `request.devices`.
-    pub copies: Vec<Model>,
+    pub backend: Backend,
+    pub info: ModelInfo,
     pub load_seconds: f64,
 }
 
 impl LoadedModel {
     /// Resolves `request.reference` (through the hub cache for hub ids) and loads a copy on each
-    /// device; a model that cannot be found or read is bad input.
+    /// device; a model that cannot be found or read is bad input. With a server, only the
+    /// tokenizer is read here (see [`crate::server`]).
     pub fn load(request: &ModelRequest, hub: &invscale_hub::Hub) -> Result<LoadedModel, HarnessError> {
         let started = Instant::now();
         let source = resolve(&request.reference, request.gguf_file.as_deref(), hub).map_err(|e| HarnessError::BadInput(e.to_string()))?;
+        if request.server.is_some() {
+            let described = describe(&source).map_err(|e| HarnessError::BadInput(e.to_string()))?;
+            let options = request.server.as_ref().expect("a server");
+            let (scorer, info) = crate::server::connect(options, &request.reference, described)?;
+            let load_seconds = started.elapsed().as_secs_f64();
+            return Ok(LoadedModel { request: request.clone(), backend: Backend::Server(Box::new(scorer)), info, load_seconds });
+        }
         let copies = std::thread::scope(|s| {
             let loads: Vec<_> = request.devices.iter().map(|d| s.spawn(|| Model::load_on(&source, request.precision, d))).collect();
             loads.into_iter().map(|l| l.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect::<Result<Vec<Model>, _>>()
         })
         .map_err(|e| HarnessError::BadInput(e.to_string()))?;
-        Ok(LoadedModel { request: request.clone(), copies, load_seconds: started.elapsed().as_secs_f64() })
-    }
-
-    /// The first copy (the one whose tokenizer builds the requests).
-    pub fn model(&self) -> &Model {
-        &self.copies[0]
-    }
-
-    pub fn info(&self) -> ModelInfo {
-        let m = self.model();
-        let token = |id: Option<u32>| id.map(|i| (m.tokenizer.token_text(i), i));
-        ModelInfo {
-            reference: self.request.reference.clone(),
-            name: display_name(&self.request.reference),
+        let m = &copies[0];
+        let info = ModelInfo {
+            reference: request.reference.clone(),
+            name: display_name(&request.reference),
             path: m.path.clone(),
             arch: m.arch.clone(),
             params: m.params,
             dtype: m.precision.name(),
             tokenizer: m.tokenizer.kind.clone(),
-            bos_token: token(m.tokenizer.bos_id),
-            eos_token: token(m.tokenizer.eos_id),
+            bos_token: token(&m.tokenizer, m.tokenizer.bos_id),
+            eos_token: token(&m.tokenizer, m.tokenizer.eos_id),
             context_length: m.context_length,
+        };
+        Ok(LoadedModel { request: request.clone(), backend: Backend::Local(copies), info, load_seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// What scores the requests: each copy of the model, or the server.
+    pub fn scorers(&self) -> Vec<&dyn Scorer> {
+        match &self.backend {
+            Backend::Local(copies) => copies.iter().map(|m| m as &dyn Scorer).collect(),
+            Backend::Server(s) => vec![s.as_ref() as &dyn Scorer],
         }
+    }
+
+    /// The tokenizer the requests are built with.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        self.scorers()[0].tokenizer()
+    }
+
+    /// The in-process model's first copy (`None` with a server).
+    pub fn local(&self) -> Option<&Model> {
+        match &self.backend {
+            Backend::Local(copies) => copies.first(),
+            Backend::Server(_) => None,
+        }
+    }
+
+    /// Tokens a batch of documents may hold: on a GPU as its free memory allows, on a server
+    /// enough for every request in flight.
+    pub fn batch_tokens(&self, cpu: usize) -> usize {
+        match &self.backend {
+            Backend::Local(copies) => copies.iter().map(|m| m.batch_tokens(cpu)).min().unwrap_or(cpu),
+            Backend::Server(s) => (s.concurrency * 2048).max(cpu),
+        }
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        self.info.clone()
     }
 
     /// Whether sequences start with BOS under `policy` for this model.
     pub fn bos_used(&self, policy: BosPolicy) -> bool {
-        self.model().bos_token(policy).is_some()
-    }
-}
-
-/// A model reference's short name: an existing file's or folder's stem, else the reference as
-/// written (a hub id).
-pub fn display_name(reference: &str) -> String {
-    let p = Path::new(reference);
-    if p.exists() {
-        p.file_stem().or_else(|| p.file_name()).map_or(reference.to_string(), |s| s.to_string_lossy().into_owned())
-    } else {
-        reference.to_string()
+        self.tokenizer().bos_token(policy).is_some()
     }
 }
 

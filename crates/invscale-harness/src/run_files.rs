@@ -72,6 +72,7 @@ pub fn run_info(run: &ModelRun, how: &Invocation) -> RunInfo {
         load_seconds: run.load_seconds,
         scoring_seconds: run.scoring_seconds,
         command: how.command.clone(),
+        server: run.server.clone(),
     }
 }
 
@@ -131,6 +132,15 @@ pub fn write(out: &Path, run: &ModelRun, tasks: &TaskSet, how: &Invocation, log_
     }
     invscale_models::profile::stamp("run: samples written");
     Ok(())
+}
+
+/// What a run's requests came to: computed, from the cache, truncated, boundary fallbacks, and
+/// the tokens computed of those lm-eval would put through the model.
+pub fn counts_line(total: &invscale_eval::Counts) -> String {
+    format!(
+        "{} requests: {} computed, {} from the score cache; {} truncated, {} boundary fallbacks; {} of {} requested tokens computed",
+        total.requests, total.computed, total.cached, total.truncated, total.boundary_fallback, total.tokens_computed, total.tokens_requested
+    )
 }
 
 /// lm-eval's summary: a header line, the task table, and the group table when groups ran.

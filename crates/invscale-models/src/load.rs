@@ -142,3 +142,37 @@ impl Model {
         Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, device })
     }
 }
+
+/// What a model's files say without loading its weights: its tokenizer and what the results
+/// record (a server backend scores with the weights elsewhere and the tokenizer here).
+pub struct Described {
+    pub tokenizer: Tokenizer,
+    pub arch: String,
+    /// Parameters counted from the tensors' shapes (the weights are not read).
+    pub params: u64,
+    pub context_length: Option<usize>,
+    pub path: std::path::PathBuf,
+}
+
+/// Reads `source`'s tokenizer and metadata (a GGUF's header, a checkpoint's config and its
+/// safetensors headers), any architecture: nothing is run here.
+pub fn describe(source: &ModelSource) -> Result<Described> {
+    match source {
+        ModelSource::Gguf(path) => {
+            let file = GgufFile::open(path)?;
+            let arch = file.architecture()?.to_string();
+            let tokenizer = file.tokenizer()?;
+            let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
+            let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
+            Ok(Described { tokenizer, arch, params, context_length, path: path.clone() })
+        }
+        ModelSource::Checkpoint(dir) => {
+            let config = HfConfig::read(dir)?;
+            let arch = config.model_type()?.to_string();
+            let tokenizer = Tokenizer::from_checkpoint(dir, config.value())?;
+            let params = HfWeights::open(dir, &Device::Cpu, candle_core::DType::F32)?.param_count();
+            let context_length = config.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]);
+            Ok(Described { tokenizer, arch, params, context_length, path: dir.clone() })
+        }
+    }
+}

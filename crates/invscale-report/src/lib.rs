@@ -46,6 +46,9 @@ pub struct RunInfo {
     pub scoring_seconds: f64,
     /// The command line, for the record.
     pub command: String,
+    /// With `--server`: the server scored on (address, API, model, what it said of itself), its
+    /// self-check and what was sent; `null` for the in-process runtime.
+    pub server: serde_json::Value,
 }
 
 /// One task of the run, with its data.

@@ -189,6 +189,7 @@ fn invscale_section(run: &RunInfo, tasks: &[TaskReport], skipped: &[Skipped]) ->
         "bos_prepended": run.bos_used,
         "stderr_ddof": run.stderr_ddof,
         "score_cache": run.cache,
+        "server": run.server,
         "timing": {"model_load_seconds": run.load_seconds, "scoring_seconds": run.scoring_seconds},
         "tasks": task_rows,
         "skipped": skipped.iter().map(|s| json!({"task": s.task, "reason": s.reason})).collect::<Vec<_>>(),

@@ -149,6 +149,23 @@ impl Metric {
             Metric::Logodds => "logodds",
         }
     }
+
+    /// The metrics a run adds to its tasks' own (`--metrics acc_bytes,loss`): blanks skipped, an
+    /// unknown name an error that lists the known ones.
+    pub fn parse_extra(names: &[String]) -> Result<Vec<Metric>, String> {
+        const EXTRA: &[Metric] = &[Metric::Acc, Metric::AccNorm, Metric::AccBytes, Metric::Loss, Metric::Coverage, Metric::BrierScore, Metric::AccMutualInfo, Metric::Perplexity];
+        names
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                EXTRA.iter().copied().find(|m| m.as_str() == n).ok_or_else(|| {
+                    let known: Vec<&str> = EXTRA.iter().map(|m| m.as_str()).collect();
+                    format!("--metrics: unknown metric `{n}` (known: {})", known.join(", "))
+                })
+            })
+            .collect()
+    }
 }
 
 /// Where a task's data comes from. At least one of `hf`, `release`, `path`.

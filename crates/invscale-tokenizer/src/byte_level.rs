@@ -88,12 +88,18 @@ impl ByteLevel {
     /// One token's text: its characters mapped back to bytes (a token with a character outside
     /// the byte alphabet as its own UTF-8), lossy.
     pub fn token_text(&self, id: u32) -> String {
+        String::from_utf8_lossy(&self.token_bytes(id)).into_owned()
+    }
+
+    /// One token's bytes (a token may hold part of a character; [`crate::Tokenizer::decode`]
+    /// joins the bytes of a sequence before reading them as UTF-8).
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
         if let Some(text) = AddedTokens::text_past(self.added.as_ref(), &self.vocab, id) {
-            return text;
+            return text.into_bytes();
         }
         let piece = self.vocab.piece(id);
         let bytes: Option<Vec<u8>> = piece.chars().map(|c| self.alphabet.byte(c)).collect();
-        String::from_utf8_lossy(&bytes.unwrap_or_else(|| piece.as_bytes().to_vec())).into_owned()
+        bytes.unwrap_or_else(|| piece.as_bytes().to_vec())
     }
 }
 

@@ -95,13 +95,24 @@ impl SentencePiece {
 
     /// One token's text as decoded alone: `▁` as a space, a byte token as its byte (lossy).
     pub fn token_text(&self, id: u32) -> String {
+        String::from_utf8_lossy(&self.token_bytes(id)).into_owned()
+    }
+
+    /// One token's bytes: `▁` as a space, a byte token as its byte.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
         if let Some(text) = AddedTokens::text_past(self.added.as_ref(), &self.vocab, id) {
-            return text;
+            return text.into_bytes();
         }
         if let Some(b) = self.byte_ids.iter().position(|&b| b == Some(id)) {
-            return String::from_utf8_lossy(&[b as u8]).into_owned();
+            return vec![b as u8];
         }
-        self.vocab.piece(id).replace('▁', " ")
+        self.vocab.piece(id).replace('▁', " ").into_bytes()
+    }
+
+    /// Whether encoding puts a `▁` before the text (Llama-2 style): decoding then drops the
+    /// first token's leading space, as transformers' Metaspace decoder does.
+    pub fn prefixes_first(&self) -> bool {
+        self.prefix_first
     }
 
     /// Where the merge of `left` and `right` sits in the merge list, if they merge.

@@ -90,6 +90,24 @@ impl Tokenizer {
         }
     }
 
+    /// The text of a sequence of ids, as transformers' `decode(ids)` gives it (special tokens
+    /// kept): what a server that takes text only is sent; it must tokenize back to the same ids
+    /// (lm-eval's `tokenized_requests=False` assumes the same, and invscale checks it).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        match &self.inner {
+            Inner::Hf(t) => t.decode(ids, false).unwrap_or_default(),
+            Inner::SentencePiece(t) => {
+                let bytes: Vec<u8> = ids.iter().flat_map(|&id| t.token_bytes(id)).collect();
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                match text.strip_prefix(' ') {
+                    Some(rest) if t.prefixes_first() => rest.to_string(),
+                    _ => text,
+                }
+            }
+            Inner::ByteLevel(t) => String::from_utf8_lossy(&ids.iter().flat_map(|&id| t.token_bytes(id)).collect::<Vec<u8>>()).into_owned(),
+        }
+    }
+
     pub fn vocab_size(&self) -> usize {
         *self.vocab_size.get_or_init(|| match &self.inner {
             Inner::Hf(t) => t.get_vocab_size(true),

@@ -2,13 +2,11 @@ pub mod data;
 pub mod logprobs;
 pub mod run;
 pub mod scale;
+pub mod server;
 pub mod tasks;
 
 /// Exit status for bad input: data, task files, arguments (clap also uses 2).
 pub const BAD_INPUT: u8 = 2;
-
-/// Shows the end of a long text (prompts end where the model continues), escapes visible.
-pub use invscale_scale::report::tail;
 
 /// `--dtype`: how the model computes.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -47,8 +45,5 @@ pub fn bad_input(message: impl std::fmt::Display) -> anyhow::Result<std::process
 
 /// A harness call's error: bad input exits 2, a failure of the work 1.
 pub fn harness_failure(e: invscale_harness::HarnessError) -> anyhow::Result<std::process::ExitCode> {
-    if e.is_bad_input() {
-        return bad_input(e);
-    }
-    Err(e.into())
+    if e.is_bad_input() { bad_input(e) } else { Err(e.into()) }
 }

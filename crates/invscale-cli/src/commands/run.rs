@@ -16,6 +16,7 @@ use invscale_tasks::DataOptions;
 use invscale_tasks::spec::{Metric, RequestMode};
 
 use super::logprobs::Bos;
+use super::server::ServerArgs;
 use super::{Dtype, bad_input, harness_failure};
 
 #[derive(Args)]
@@ -93,16 +94,14 @@ pub struct RunArgs {
     /// Keep nothing between runs.
     #[arg(long)]
     no_cache: bool,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
     LmEval,
     Prize,
-}
-
-fn parse_metric(name: &str) -> Option<Metric> {
-    serde_json::from_value(serde_json::Value::String(name.trim().to_string())).ok()
 }
 
 fn now() -> f64 {
@@ -122,13 +121,7 @@ fn options(args: &RunArgs) -> Result<Options, String> {
     if args.batch_size != "auto" && args.batch_size.parse::<usize>().map_or(true, |n| n == 0) {
         return Err(format!("--batch-size {}: give a positive number or `auto`", args.batch_size));
     }
-    let mut extra_metrics = Vec::new();
-    for name in args.metrics.iter().filter(|m| !m.trim().is_empty()) {
-        match parse_metric(name) {
-            Some(m) => extra_metrics.push(m),
-            None => return Err(format!("--metrics: unknown metric `{name}` (known: acc, acc_norm, acc_bytes, loss, coverage, brier_score, acc_mutual_info, perplexity)")),
-        }
-    }
+    let extra_metrics = Metric::parse_extra(&args.metrics)?;
     let settings = RunSettings {
         bos: args.bos.into(),
         mode: args.mode.map(|m| match m {
@@ -162,7 +155,8 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         Err(e) => return harness_failure(e),
     };
     stamp("run: data read");
-    let request = ModelRequest { reference: args.model.clone(), gguf_file: args.gguf_file.clone(), precision: args.dtype.precision(), devices };
+    let (gguf_file, precision, server) = (args.gguf_file.clone(), args.dtype.precision(), args.server.options());
+    let request = ModelRequest { reference: args.model.clone(), gguf_file, precision, devices, server };
     if request.on_cpu() {
         invscale_models::tune_allocator();
     }
@@ -191,18 +185,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         return harness_failure(e);
     }
     print!("{}", run_files::summary(&run, &tasks, &how));
-    let total = run.total();
-    eprintln!(
-        "{} requests: {} computed, {} from the score cache; {} truncated, {} boundary fallbacks; {} of {} requested tokens computed; {:.1}s",
-        total.requests,
-        total.computed,
-        total.cached,
-        total.truncated,
-        total.boundary_fallback,
-        total.tokens_computed,
-        total.tokens_requested,
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("{}; {:.1}s", run_files::counts_line(&run.total()), started.elapsed().as_secs_f64());
     if !tasks.skipped.is_empty() {
         let names: Vec<&str> = tasks.skipped.iter().map(|s| s.task.as_str()).collect();
         eprintln!(

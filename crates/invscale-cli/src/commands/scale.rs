@@ -262,7 +262,7 @@ fn analyse(members: &[Member], x: SizeAxis, tasks: &TaskSet, a: &AnalysisArgs) -
     })?;
     let requests: Vec<ModelRequest> = members
         .iter()
-        .map(|m| ModelRequest { reference: m.path.clone(), gguf_file: None, precision: a.dtype.precision(), devices: devices.clone() })
+        .map(|m| ModelRequest { reference: m.path.clone(), gguf_file: None, precision: a.dtype.precision(), devices: devices.clone(), server: None })
         .collect();
     // The paper's plots show loss too.
     let settings = RunSettings { bos: a.bos.into(), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };

@@ -6,7 +6,9 @@ use clap::{Args, Subcommand};
 use invscale_tasks::{DataOptions, Registry, describe, load, locate};
 use serde_json::json;
 
-use super::{BAD_INPUT, tail};
+use invscale_scale::report::tail;
+
+use super::BAD_INPUT;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
