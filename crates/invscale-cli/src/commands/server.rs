@@ -1,4 +1,5 @@
-//! `--server URL` and its options, for `run`, `scale` and `check`: scoring on an inference server.
+//! `--server URL` and its options: scoring on an inference server. On `run` today; `scale` and
+//! `check` (a server per model of a family file) are to follow.
 
 use std::time::Duration;
 

@@ -52,6 +52,15 @@ pub fn parse(answer: &Value, texts: &[String], from: usize, bos: bool) -> Result
     let skipped = match tokens.len() {
         n if n == texts.len() + 1 => 0,
         n if bos && n == texts.len() => 1,
+        // llama-cpp-python 0.3.36 for a model that adds no BOS: the generated token is missing
+        // and every echoed value is the next row's (SERVERS.md §1; its PR #1471).
+        n if n == texts.len() => {
+            return Err(bad(format!(
+                "{n} echoed tokens for a prompt of {n} tokens, the generated one missing: this server's echoed log-probs are \
+                 shifted by one position (a llama-cpp-python bug for models that add no BOS); serve this model with vLLM or \
+                 SGLang, or score a model that adds BOS"
+            )));
+        }
         n => return Err(bad(format!("{n} echoed tokens for a prompt of {} tokens (+1 generated): the server tokenized the text otherwise", texts.len()))),
     };
     for (j, text) in texts.iter().enumerate().skip(skipped) {
@@ -119,6 +128,7 @@ mod tests {
     fn other_tokens_or_counts_are_refused() {
         assert!(parse(&answer(), &texts(&["<bos>", "Hello", " World"]), 2, true).unwrap_err().0.contains("tokenizer differs"));
         assert!(parse(&answer(), &texts(&["Hello", " world", "!", "?"]), 2, false).unwrap_err().0.contains("tokenized the text otherwise"));
+        assert!(parse(&answer(), &texts(&["Hello", " world", "!"]), 2, false).unwrap_err().0.contains("shifted by one position"));
         let mut null = answer();
         null["choices"][0]["logprobs"]["token_logprobs"][1] = Value::Null;
         assert!(parse(&null, &texts(&["<bos>", "Hello", " world"]), 2, true).unwrap_err().0.contains("null inside the prompt"));
