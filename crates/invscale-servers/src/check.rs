@@ -25,7 +25,9 @@ pub fn self_check(s: &ServerScorer) -> Result<CheckReport, ServerError> {
     let mut probe: Vec<u32> = tok.bos_token(invscale_models::BosPolicy::Auto).into_iter().collect();
     let body = tok.encode(PROBES[3]).map_err(|e| ServerError::Refused(e.to_string()))?;
     probe.extend(&body);
-    let from = 1;
+    // Scored from the second token after any BOS: servers that leave BOS out of their echo null
+    // the first token that remains (llama-cpp-python).
+    let from = if probe.len() > body.len() { 2 } else { 1 };
     // (2) shape: the parsers check counts, nulls and token identity.
     let echoed = match s.score_sequence(&probe, from) {
         Ok(v) => {
