@@ -35,6 +35,11 @@ impl Observer for Console {
             bar.finish(result.counts);
         }
     }
+    fn server_lines(&self) -> Option<Box<dyn Fn(&str) + Send + Sync>> {
+        let terminal = std::io::stderr().is_terminal();
+        // On a terminal the line clears the progress bar's, which the next update redraws.
+        Some(Box::new(move |line| if terminal { eprintln!("\r\x1b[2K{line}") } else { eprintln!("{line}") }))
+    }
 }
 
 struct ProgressLine {

@@ -83,6 +83,9 @@ pub fn evaluate_model(model: &LoadedModel, tasks: &TaskSet, options: &Options, o
         info.dtype,
         model.load_seconds
     ));
+    if let (Backend::Server(s), Some(sink)) = (&model.backend, observer.server_lines()) {
+        s.report_to(sink);
+    }
     let (fingerprint, mut cache) = cache::open(model, &options.cache, observer)?;
     // On a GPU, passes as large as its free memory allows (no probing runs); with several, as
     // the smallest allows (every device runs the batches one would).

@@ -14,6 +14,11 @@ pub trait Observer {
     /// After each document.
     fn progress(&mut self, _progress: &Progress) {}
     fn task_finished(&mut self, _result: &TaskResult) {}
+    /// Where a server backend's lines go as it works (its progress within a batch, retries),
+    /// from its request threads; `None`: nowhere.
+    fn server_lines(&self) -> Option<Box<dyn Fn(&str) + Send + Sync>> {
+        None
+    }
 }
 
 /// Tells nothing.

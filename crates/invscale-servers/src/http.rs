@@ -4,10 +4,15 @@
 //! short), honouring `Retry-After`. A request that exhausts its retries is an error naming the
 //! URL and the last failure; the key never appears in any message.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
 use ureq::Agent;
+
+/// Where a client's lines about its work go (retries, progress): standard error from the command
+/// line, anywhere a library user likes, nowhere by default.
+pub type Notes = Arc<OnceLock<Box<dyn Fn(&str) + Send + Sync>>>;
 
 /// How to reach a server.
 #[derive(Clone)]
@@ -19,6 +24,7 @@ pub struct Client {
     pub max_retries: u32,
     /// The first backoff; it doubles per retry, up to 30 s.
     pub backoff: Duration,
+    pub notes: Notes,
 }
 
 impl std::fmt::Debug for Client {
@@ -73,7 +79,14 @@ impl Client {
             .user_agent(concat!("invscale/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Client { base, agent, key, max_retries, backoff: Duration::from_millis(250) }
+        Client { base, agent, key, max_retries, backoff: Duration::from_millis(250), notes: Notes::default() }
+    }
+
+    /// Tells `line` to whoever listens (see [`Notes`]).
+    pub fn note(&self, line: &str) {
+        if let Some(f) = self.notes.get() {
+            f(line);
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -118,6 +131,7 @@ impl Client {
         let mut last = String::new();
         for attempt in 0..=self.max_retries {
             if attempt > 0 {
+                self.note(&format!("server: {url}: {last}; retrying in {:.1} s (attempt {} of {})", wait.as_secs_f64(), attempt + 1, self.max_retries + 1));
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(30));
             }

@@ -7,6 +7,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use invscale_eval::cache::{RequestKey, Score};
 use invscale_eval::{ContinuationScore, EvalError, Pass, ScoreCache, Scorer};
@@ -54,6 +55,11 @@ impl ServerScorer {
         }
     }
 
+    /// Where the lines about the work go (progress, retries): see [`crate::http::Notes`].
+    pub fn report_to(&self, sink: Box<dyn Fn(&str) + Send + Sync>) {
+        let _ = self.server.client.notes.set(sink);
+    }
+
     /// Where answers are recorded from now on (and read back from).
     pub fn keep_answers_in(&self, cache: ScoreCache) {
         *self.answers.lock().unwrap_or_else(|e| e.into_inner()) = cache;
@@ -66,6 +72,7 @@ impl ServerScorer {
         let results: Vec<Mutex<Option<Result<Vec<Scored>, ServerError>>>> = groups.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let failed = std::sync::atomic::AtomicBool::new(false);
+        let progress = Progress::new(seqs.len());
         std::thread::scope(|s| {
             for _ in 0..self.concurrency.min(groups.len()) {
                 s.spawn(|| {
@@ -84,6 +91,7 @@ impl ServerScorer {
                                 failed.store(true, Ordering::Relaxed);
                                 continue;
                             }
+                            progress.answered(groups[g].len(), &self.server.client);
                         } else {
                             failed.store(true, Ordering::Relaxed);
                         }
@@ -147,6 +155,41 @@ impl ServerScorer {
         let body = if bos { &tokens[1..] } else { tokens };
         let texts = tokens.iter().map(|&t| self.tokenizer.token_text(t)).collect();
         (self.tokenizer.decode(body), texts, bos)
+    }
+}
+
+/// A batch's sequences answered so far, told every [`Progress::EVERY`] (a server's batch of a
+/// task can take minutes: llama-cpp-python spends ~0.3 s a prompt token on a 262k vocabulary).
+struct Progress {
+    total: usize,
+    done: AtomicUsize,
+    started: Instant,
+    last: Mutex<Instant>,
+}
+
+impl Progress {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new(total: usize) -> Progress {
+        let now = Instant::now();
+        Progress { total, done: AtomicUsize::new(0), started: now, last: Mutex::new(now) }
+    }
+
+    fn answered(&self, n: usize, client: &crate::http::Client) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= Self::EVERY && done < self.total {
+            *last = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64();
+            let eta = secs / done as f64 * (self.total - done) as f64;
+            client.note(&format!(
+                "server: {done}/{} sequences of this batch answered, {:.2} requests/s, ETA {}:{:02}",
+                self.total,
+                done as f64 / secs,
+                eta as u64 / 60,
+                eta as u64 % 60
+            ));
+        }
     }
 }
 
