@@ -83,8 +83,11 @@ pub fn evaluate_model(model: &LoadedModel, tasks: &TaskSet, options: &Options, o
         info.dtype,
         model.load_seconds
     ));
-    if let (Backend::Server(s), Some(sink)) = (&model.backend, observer.server_lines()) {
-        s.report_to(sink);
+    if let Backend::Server(s) = &model.backend {
+        observer.note(&format!("server: {} ({} API, model {}): {}", s.server.client.base, s.server.api.name(), s.server.model, s.check.summary()));
+        if let Some(sink) = observer.server_lines() {
+            s.report_to(sink);
+        }
     }
     let (fingerprint, mut cache) = cache::open(model, &options.cache, observer)?;
     // On a GPU, passes as large as its free memory allows (no probing runs); with several, as

@@ -22,6 +22,15 @@ impl CheckReport {
     pub(crate) fn add(&mut self, check: &'static str, ok: bool, detail: impl Into<String>) {
         self.lines.push(CheckLine { check, ok, detail: detail.into() });
     }
+    /// What the log says of the check: each line, indented.
+    pub fn summary(&self) -> String {
+        if self.skipped {
+            return "self-check skipped (--skip-server-check): the results say so".to_string();
+        }
+        let verdict = if self.passed() { "passed" } else { "FAILED" };
+        let lines: Vec<String> = self.lines.iter().map(|l| format!("  {} {}: {}", if l.ok { "ok  " } else { "FAIL" }, l.check, l.detail)).collect();
+        format!("self-check {verdict}:\n{}", lines.join("\n"))
+    }
     /// The failures, one a line, for the error message.
     pub fn failures(&self) -> String {
         self.lines.iter().filter(|l| !l.ok).map(|l| format!("{}: {}", l.check, l.detail)).collect::<Vec<_>>().join("\n")

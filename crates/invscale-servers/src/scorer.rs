@@ -242,7 +242,14 @@ impl Scorer for ServerScorer {
         };
         let missing: Vec<Sequence> = unique.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(q, _)| q.clone()).collect();
         self.reused.fetch_add(unique.len() - missing.len(), Ordering::Relaxed);
-        let mut fresh = self.score_all(&missing).map_err(|e| EvalError::Scorer(e.to_string()))?.into_iter();
+        let mut fresh = self.score_all(&missing).map_err(|e| match e {
+            ServerError::Http(e) => EvalError::Scorer(format!(
+                "{e}\nevery answer received so far is in the score cache: once the server answers again, rerun the same \
+                 command to resume (nothing answered is sent again; --max-retries and --timeout wait longer)"
+            )),
+            e => EvalError::Scorer(e.to_string()),
+        })?
+        .into_iter();
         let scores: Vec<Score> = known.into_iter().map(|k| k.unwrap_or_else(|| score(&fresh.next().expect("an answer per sequence sent")))).collect();
         Ok(trees
             .iter()

@@ -23,6 +23,8 @@ pub struct Proxy {
     pub url: String,
     pub faults_served: Arc<AtomicUsize>,
     pub passed: Arc<AtomicUsize>,
+    /// The body of every request that reached the server, in the order it did.
+    pub forwarded: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 /// Starts a proxy to `upstream` (`host:port`) whose n-th request gets `schedule[n % len]`.
@@ -34,19 +36,29 @@ pub fn start(upstream: &str, schedule: Vec<Fault>) -> Proxy {
     let faults_served = Arc::new(AtomicUsize::new(0));
     let passed = Arc::new(AtomicUsize::new(0));
     let schedule = Arc::new(Mutex::new(schedule));
-    let (f, p) = (faults_served.clone(), passed.clone());
+    let forwarded = Arc::new(Mutex::new(Vec::new()));
+    let counters = Counters { count, faults: faults_served.clone(), passed: passed.clone(), forwarded: forwarded.clone() };
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let (upstream, count, schedule, f, p) = (upstream.clone(), count.clone(), schedule.clone(), f.clone(), p.clone());
-            std::thread::spawn(move || serve(stream, &upstream, &count, &schedule, &f, &p));
+            let (upstream, schedule, counters) = (upstream.clone(), schedule.clone(), counters.clone());
+            std::thread::spawn(move || serve(stream, &upstream, &schedule, &counters));
         }
     });
-    Proxy { url, faults_served, passed }
+    Proxy { url, faults_served, passed, forwarded }
 }
 
-/// Reads one HTTP/1.1 request (headers, and a body of Content-Length bytes).
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+#[derive(Clone)]
+struct Counters {
+    count: Arc<AtomicUsize>,
+    faults: Arc<AtomicUsize>,
+    passed: Arc<AtomicUsize>,
+    forwarded: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Reads one HTTP/1.1 request (headers, and a body of Content-Length bytes): the whole request
+/// to forward, and its body.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut head = Vec::new();
     let mut length = 0usize;
     loop {
@@ -69,13 +81,14 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).ok()?;
-    head.extend(body);
-    Some(head)
+    head.extend_from_slice(&body);
+    Some((head, body))
 }
 
-fn serve(stream: TcpStream, upstream: &str, count: &AtomicUsize, schedule: &Mutex<Vec<Fault>>, faults: &AtomicUsize, passed: &AtomicUsize) {
+fn serve(stream: TcpStream, upstream: &str, schedule: &Mutex<Vec<Fault>>, counters: &Counters) {
+    let Counters { count, faults, passed, forwarded } = counters;
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let Some(request) = read_request(&mut reader) else { return };
+    let Some((request, body)) = read_request(&mut reader) else { return };
     let n = count.fetch_add(1, Ordering::SeqCst);
     let fault = {
         let s = schedule.lock().unwrap();
@@ -98,6 +111,9 @@ fn serve(stream: TcpStream, upstream: &str, count: &AtomicUsize, schedule: &Mute
             std::thread::sleep(d);
         }
         Fault::Pass | Fault::Truncated => {
+            if !body.is_empty() {
+                forwarded.lock().unwrap().push(body);
+            }
             let mut up = TcpStream::connect(upstream).unwrap();
             up.write_all(&request).unwrap();
             let mut response = Vec::new();
