@@ -1,6 +1,6 @@
 //! `invscale run --server` against a real engine: llama-cpp-python 0.3.36's OpenAI-compatible
 //! server (`scripts/get-llama-cpp-python.sh` makes the Python; CI runs it first), started by each
-//! test on a free loopback port and stopped when the test ends (and by `timeout` in any case).
+//! test on a free loopback port and stopped when the test ends (and after 20 minutes in any case).
 //!
 //! - Gemma-3-270M (adds BOS): the server's scores are llama.cpp's own (the same engine evaluated
 //!   in-process, a reference nobody here wrote) and agree with invscale's `--dtype quantized` run
@@ -60,7 +60,8 @@ fn data_dir() -> PathBuf {
     data
 }
 
-/// A llama-cpp-python server on 127.0.0.1, killed when dropped; `timeout` ends it regardless.
+/// A llama-cpp-python server on 127.0.0.1, killed when dropped; a watchdog thread in it ends it
+/// after 20 minutes regardless (should the test binary itself be killed).
 struct LlamaServer {
     child: Child,
     addr: String,
@@ -76,11 +77,13 @@ impl LlamaServer {
 
     fn start_on(model: &Path, port: u16, log: &Path) -> LlamaServer {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        // `timeout -s KILL`: a server outlives no test binary by more than 20 minutes, whatever happens.
-        let child = Command::new("timeout")
-            .args(["-s", "KILL", "1200"])
-            .arg(llama_python())
-            .args(["-m", "llama_cpp.server", "--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048"])
+        // The server's own module run under a watchdog: no server outlives its test by more than
+        // 20 minutes, whatever happens to the test binary.
+        const WATCHDOG: &str = "import os, runpy, sys, threading; t = threading.Timer(1200, lambda: os._exit(3)); \
+                                t.daemon = True; t.start(); sys.argv[0] = 'llama_cpp.server'; \
+                                runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)";
+        let child = Command::new(llama_python())
+            .args(["-c", WATCHDOG, "--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048"])
             .arg("--model")
             .arg(model)
             .stdin(Stdio::null())
@@ -122,18 +125,15 @@ impl LlamaServer {
         }
     }
 
-    /// SIGKILL to the server itself (the process under `timeout`), as a crash would be.
+    /// SIGKILL to the server, as a crash would be.
     fn kill_hard(&mut self) {
-        let pid = self.child.id().to_string();
-        let o = Command::new("pkill").args(["-KILL", "-P", &pid]).output().unwrap();
-        assert!(o.status.success(), "pkill found no server under timeout ({pid})");
-        let _ = self.child.wait();
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 
 impl Drop for LlamaServer {
     fn drop(&mut self) {
-        let _ = Command::new("pkill").args(["-KILL", "-P", &self.child.id().to_string()]).output();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
