@@ -139,16 +139,14 @@ impl Drop for LlamaServer {
     }
 }
 
-/// `invscale run` on the first `limit` memo-trap documents, scored on `url` one request at a time.
-fn run_on_server(url: &str, model_file: &str, limit: usize, cache: &Path, out: &Path) -> Command {
+/// `invscale run` of `model` on the first `limit` memo-trap documents, its outputs in `out`.
+fn invscale_run(model: &Path, limit: usize, out: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_invscale"));
-    cmd.args(["run", "--tasks", TASK, "--limit", &limit.to_string(), "--log-samples", "--concurrency", "1", "--server", url])
+    cmd.args(["run", "--tasks", TASK, "--limit", &limit.to_string(), "--log-samples"])
         .arg("--model")
-        .arg(invscale_models::testing::model_path(model_file))
+        .arg(model)
         .arg("--data-dir")
         .arg(data_dir())
-        .arg("--cache-dir")
-        .arg(cache)
         .arg("--output-path")
         .arg(out)
         .env("HF_HUB_OFFLINE", "1")
@@ -156,6 +154,18 @@ fn run_on_server(url: &str, model_file: &str, limit: usize, cache: &Path, out: &
         .env_remove("OPENAI_API_KEY")
         .env_remove("INVSCALE_API_KEY");
     cmd
+}
+
+/// The same, scored on `url` one request at a time, the cache in `cache`.
+fn run_on_server(url: &str, model_file: &str, limit: usize, cache: &Path, out: &Path) -> Command {
+    let mut cmd = invscale_run(&invscale_models::testing::model_path(model_file), limit, out);
+    cmd.args(["--concurrency", "1", "--server", url]).arg("--cache-dir").arg(cache);
+    cmd
+}
+
+/// That a failed or killed run wrote no results.
+fn assert_no_results(out: &Path, what: &str) {
+    assert!(!out.exists() || std::fs::read_dir(out).unwrap().next().is_none(), "{what} wrote results");
 }
 
 fn succeeded(o: &Output) -> String {
@@ -202,12 +212,20 @@ fn without_lls(samples: &[Value]) -> Vec<Value> {
         .collect()
 }
 
-fn max_abs_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+/// |a − b| for every request, document by document.
+fn abs_diffs(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<f64> {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| {
-        assert_eq!(x.len(), y.len());
-        x.iter().zip(y).map(|(p, q)| (p - q).abs())
-    }).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .collect()
+}
+
+fn max_abs_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    abs_diffs(a, b).into_iter().fold(0.0, f64::max)
 }
 
 /// The server record of a run's results (`invscale.server`).
@@ -258,23 +276,15 @@ print(json.dumps(answers))
 
 /// `invscale run` on the same file in-process, at `dtype`: each sample's log-likelihoods.
 fn local_lls(model: &Path, dtype: &str, limit: usize, out: &Path) -> Vec<Vec<f64>> {
-    let mut local = Command::new(env!("CARGO_BIN_EXE_invscale"));
-    local
-        .args(["run", "--tasks", TASK, "--limit", &limit.to_string(), "--log-samples", "--dtype", dtype, "--no-cache"])
-        .arg("--model")
-        .arg(model)
-        .arg("--data-dir")
-        .arg(data_dir())
-        .arg("--output-path")
-        .arg(out)
-        .env("HF_HUB_OFFLINE", "1");
+    let mut local = invscale_run(model, limit, out);
+    local.args(["--dtype", dtype, "--no-cache"]);
     succeeded(&local.output().unwrap());
     lls(&read_outputs(out).1)
 }
 
 /// Mean |Δ| a request, and on how many documents the highest-scoring choice is the same.
 fn agreement(a: &[Vec<f64>], b: &[Vec<f64>]) -> (f64, usize) {
-    let diffs: Vec<f64> = a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).collect();
+    let diffs = abs_diffs(a, b);
     let argmax = |v: &Vec<f64>| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
     (diffs.iter().sum::<f64>() / diffs.len() as f64, a.iter().zip(b).filter(|(x, y)| argmax(x) == argmax(y)).count())
 }
@@ -336,7 +346,7 @@ fn smollm2_served_by_llama_cpp_python_is_refused_by_the_self_check() {
     assert!(log.contains("failed its self-check, so nothing was scored"), "{log}");
     assert!(log.contains("shifted by one position"), "the message names the shift: {log}");
     assert!(log.contains("llama-cpp-python bug for models that add no BOS"), "and its cause: {log}");
-    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(), "a refused run wrote results");
+    assert_no_results(&out, "a refused run");
 }
 
 #[test]
@@ -389,17 +399,22 @@ fn faults_between_client_and_server_change_nothing() {
     assert_eq!(server_record(&results)["sequences_sent"], 2 * DOCS as u64, "every sequence sent once, retries apart");
 }
 
-/// `invscale run` started, killed with SIGKILL once `answered` answers are on record.
-fn kill_client_after(cmd: &mut Command, cache: &Path, answered: usize) -> usize {
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+/// Waits until `answered` answers are on record in `cache`, `child` still running.
+fn wait_for_answers(child: &mut Child, cache: &Path, answered: usize) {
     let deadline = Instant::now() + Duration::from_secs(600);
     while answers_on_record(cache) < answered {
         assert!(Instant::now() < deadline, "the run did not get {answered} answers in 600 s");
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status}) before it could be killed");
+            panic!("the run ended ({status}) before {answered} answers were on record");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// `invscale run` started, killed with SIGKILL once `answered` answers are on record.
+fn kill_client_after(cmd: &mut Command, cache: &Path, answered: usize) -> usize {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_answers(&mut child, cache, answered);
     child.kill().unwrap();
     child.wait().unwrap();
     answers_on_record(cache)
@@ -444,7 +459,7 @@ fn a_client_killed_mid_run_resumes_sending_only_what_was_not_answered() {
     let (cache, out) = (tmp.path().join("cache"), tmp.path().join("out"));
     let on_record = kill_client_after(&mut run_on_server(&server.url(), GEMMA, DOCS, &cache, &out), &cache, 4);
     assert!(on_record < 2 * DOCS, "killed before the end ({on_record} answers)");
-    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(), "a killed run wrote results");
+    assert_no_results(&out, "a killed run");
     let log = succeeded(&run_on_server(&server.url(), GEMMA, DOCS, &cache, &out).output().unwrap());
     assert_resumed(&out, &reference, on_record, 2 * DOCS, &log);
 }
@@ -462,19 +477,15 @@ fn a_server_killed_mid_run_stops_the_client_with_a_clear_error_and_the_rerun_res
     let (cache, out) = (tmp.path().join("cache"), tmp.path().join("out"));
     let mut cmd = run_on_server(&server.url(), GEMMA, DOCS, &cache, &out);
     cmd.args(["--max-retries", "2"]);
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while answers_on_record(&cache) < 4 {
-        assert!(Instant::now() < deadline, "the run did not get 4 answers in 600 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_answers(&mut child, &cache, 4);
     server.kill_hard();
     let o = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "the client carried on without its server: {log}");
     assert!(log.contains("no answer after 3 attempts"), "the error says the retries ran out: {log}");
     assert!(log.contains("rerun"), "and that a rerun resumes: {log}");
-    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(), "a failed run wrote results");
+    assert_no_results(&out, "a failed run");
     let on_record = answers_on_record(&cache);
     assert!((4..2 * DOCS).contains(&on_record), "{on_record} answers on record");
 
