@@ -6,7 +6,7 @@ use std::time::Instant;
 use candle_core::Device;
 use invscale_eval::Scorer;
 use invscale_models::load::describe;
-use invscale_models::{BosPolicy, Model, Precision, Tokenizer, resolve};
+use invscale_models::{BosPolicy, Model, Needed, Precision, Tokenizer, resolve_for};
 use invscale_servers::{ServerOptions, ServerScorer};
 
 use crate::error::HarnessError;
@@ -60,7 +60,8 @@ impl LoadedModel {
     /// tokenizer is read here (see [`crate::server`]).
     pub fn load(request: &ModelRequest, hub: &invscale_hub::Hub) -> Result<LoadedModel, HarnessError> {
         let started = Instant::now();
-        let source = resolve(&request.reference, request.gguf_file.as_deref(), hub).map_err(|e| HarnessError::BadInput(e.to_string()))?;
+        let needed = if request.server.is_some() { Needed::Tokenizer } else { Needed::Weights };
+        let source = resolve_for(&request.reference, request.gguf_file.as_deref(), hub, needed).map_err(|e| HarnessError::BadInput(e.to_string()))?;
         if request.server.is_some() {
             let described = describe(&source).map_err(|e| HarnessError::BadInput(e.to_string()))?;
             let options = request.server.as_ref().expect("a server");

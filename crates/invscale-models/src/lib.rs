@@ -26,4 +26,4 @@ pub use host::{pin_cpu_thread_count, tune_allocator};
 pub use invscale_tokenizer::{self as tokenizer, BosPolicy, Tokenizer};
 pub use model::{Model, Prefix, TokenScore};
 pub use weights::precision::Precision;
-pub use weights::source::{ModelSource, resolve};
+pub use weights::source::{ModelSource, Needed, resolve, resolve_for};

@@ -148,7 +148,8 @@ impl Model {
 pub struct Described {
     pub tokenizer: Tokenizer,
     pub arch: String,
-    /// Parameters counted from the tensors' shapes (the weights are not read).
+    /// Parameters counted from the tensors' shapes (the weights are not read); 0 for a folder
+    /// without weights (a served model's tokenizer).
     pub params: u64,
     pub context_length: Option<usize>,
     pub path: std::path::PathBuf,
@@ -167,12 +168,21 @@ pub fn describe(source: &ModelSource) -> Result<Described> {
             Ok(Described { tokenizer, arch, params, context_length, path: path.clone() })
         }
         ModelSource::Checkpoint(dir) => {
-            let config = HfConfig::read(dir)?;
-            let arch = config.model_type()?.to_string();
-            let tokenizer = Tokenizer::from_checkpoint(dir, config.value())?;
-            let params = HfWeights::open(dir, &Device::Cpu, candle_core::DType::F32)?.param_count();
-            let context_length = config.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]);
+            // A served model's folder may hold only its tokenizer (see `Needed::Tokenizer`).
+            let config = if dir.join("config.json").is_file() { Some(HfConfig::read(dir)?) } else { None };
+            let arch = match &config {
+                Some(c) => c.model_type()?.to_string(),
+                None => "unknown (no config.json)".into(),
+            };
+            let tokenizer = Tokenizer::from_checkpoint(dir, config.as_ref().map_or(&serde_json::Value::Null, HfConfig::value))?;
+            let params = if has_weights(dir) { HfWeights::open(dir, &Device::Cpu, candle_core::DType::F32)?.param_count() } else { 0 };
+            let context_length = config.and_then(|c| c.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]));
             Ok(Described { tokenizer, arch, params, context_length, path: dir.clone() })
         }
     }
+}
+
+/// Whether a checkpoint folder holds safetensors weights.
+fn has_weights(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".safetensors")))
 }

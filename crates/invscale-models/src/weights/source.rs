@@ -28,9 +28,25 @@ fn is_gguf(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with(".gguf")
 }
 
-/// Resolves `reference`. `gguf_file` picks one file where a folder or repository holds several
-/// (lm-eval's `gguf_file=` model argument).
+/// What of a model is needed here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needed {
+    /// Everything to run it in-process.
+    Weights,
+    /// Its tokenizer (and config) only: the model runs on a server. A checkpoint's weights are
+    /// then not fetched (a 400B model's tokenizer is a few megabytes), and a folder holding just
+    /// a `tokenizer.json` will do.
+    Tokenizer,
+}
+
+/// Resolves `reference` to run it here. `gguf_file` picks one file where a folder or repository
+/// holds several (lm-eval's `gguf_file=` model argument).
 pub fn resolve(reference: &str, gguf_file: Option<&str>, hub: &Hub) -> Result<ModelSource> {
+    resolve_for(reference, gguf_file, hub, Needed::Weights)
+}
+
+/// Resolves `reference` for what is `needed` of it.
+pub fn resolve_for(reference: &str, gguf_file: Option<&str>, hub: &Hub, needed: Needed) -> Result<ModelSource> {
     let path = Path::new(reference);
     if path.is_file() {
         return if is_gguf(reference) {
@@ -40,7 +56,7 @@ pub fn resolve(reference: &str, gguf_file: Option<&str>, hub: &Hub) -> Result<Mo
         };
     }
     if path.is_dir() {
-        return from_folder(path, gguf_file);
+        return from_folder(path, gguf_file, needed);
     }
     let looks_like_hub_id = reference.split('@').next().is_some_and(|id| {
         let parts: Vec<&str> = id.split('/').collect();
@@ -50,15 +66,15 @@ pub fn resolve(reference: &str, gguf_file: Option<&str>, hub: &Hub) -> Result<Mo
         return Err(ModelError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
     }
     let (id, revision) = reference.split_once('@').unwrap_or((reference, "main"));
-    from_hub(hub, &Repo::new(id, RepoKind::Model, revision), gguf_file)
+    from_hub(hub, &Repo::new(id, RepoKind::Model, revision), gguf_file, needed)
 }
 
-fn from_folder(dir: &Path, gguf_file: Option<&str>) -> Result<ModelSource> {
+fn from_folder(dir: &Path, gguf_file: Option<&str>, needed: Needed) -> Result<ModelSource> {
     if let Some(f) = gguf_file {
         let p = dir.join(f);
         return if p.is_file() { Ok(ModelSource::Gguf(p)) } else { Err(ModelError::io(&p, std::io::ErrorKind::NotFound.into())) };
     }
-    if dir.join("config.json").is_file() {
+    if dir.join("config.json").is_file() || (needed == Needed::Tokenizer && dir.join("tokenizer.json").is_file()) {
         return Ok(ModelSource::Checkpoint(dir.to_path_buf()));
     }
     let mut ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -69,6 +85,7 @@ fn from_folder(dir: &Path, gguf_file: Option<&str>) -> Result<ModelSource> {
     ggufs.sort();
     match ggufs.len() {
         1 => Ok(ModelSource::Gguf(ggufs.remove(0))),
+        0 if needed == Needed::Tokenizer => Err(ModelError::corrupt(dir, "no tokenizer here: neither a tokenizer.json nor a .gguf file")),
         0 => Err(ModelError::corrupt(dir, "no model here: neither a config.json (Hugging Face checkpoint) nor a .gguf file")),
         _ => Err(ModelError::unsupported(dir, format!("several .gguf files; pick one with --gguf-file: {}", names(&ggufs)))),
     }
@@ -78,13 +95,14 @@ fn names(paths: &[PathBuf]) -> String {
     paths.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ")
 }
 
-fn from_hub(hub: &Hub, repo: &Repo, gguf_file: Option<&str>) -> Result<ModelSource> {
+fn from_hub(hub: &Hub, repo: &Repo, gguf_file: Option<&str>, needed: Needed) -> Result<ModelSource> {
     let hub_err = |e: invscale_hub::HubError| ModelError::Hub(e.to_string());
     let listing = hub.listing(repo).map_err(hub_err)?;
     let ggufs: Vec<&String> = listing.files.iter().filter(|f| is_gguf(f)).collect();
+    let has = |name: &str| listing.files.iter().any(|f| f == name);
     let chosen = match gguf_file {
         Some(f) => Some(f.to_string()),
-        None if listing.files.iter().any(|f| f == "config.json") => None,
+        None if has("config.json") || (needed == Needed::Tokenizer && has("tokenizer.json")) => None,
         None if ggufs.len() == 1 => Some(ggufs[0].clone()),
         None if ggufs.is_empty() => {
             return Err(ModelError::Hub(format!("{repo}: neither a config.json nor a .gguf file in the repository")));
@@ -97,16 +115,15 @@ fn from_hub(hub: &Hub, repo: &Repo, gguf_file: Option<&str>) -> Result<ModelSour
     if let Some(file) = chosen {
         return Ok(ModelSource::Gguf(hub.file(repo, &listing.commit, &file).map_err(hub_err)?));
     }
-    // A checkpoint: its config, tokenizer files and weights (sharded or not).
+    // A checkpoint: its config, tokenizer files and, to run it here, its weights (sharded or not).
     let wanted = |f: &str| {
         matches!(f, "config.json" | "tokenizer.json" | "tokenizer_config.json" | "special_tokens_map.json" | "generation_config.json")
-            || (f.ends_with(".safetensors") && !f.contains('/'))
-            || f == "model.safetensors.index.json"
+            || (needed == Needed::Weights && ((f.ends_with(".safetensors") && !f.contains('/')) || f == "model.safetensors.index.json"))
     };
     let mut dir = None;
     for f in listing.files.iter().filter(|f| wanted(f)) {
         let p = hub.file(repo, &listing.commit, f).map_err(hub_err)?;
         dir = p.parent().map(Path::to_path_buf);
     }
-    Ok(ModelSource::Checkpoint(dir.expect("config.json is among the files")))
+    Ok(ModelSource::Checkpoint(dir.expect("config.json or tokenizer.json is among the files")))
 }

@@ -9,7 +9,8 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use invscale_hub::testing::{FakeFile, FakeHub};
 use invscale_hub::{Hub, HubConfig, Repo};
-use invscale_models::{Model, ModelError, ModelSource, Precision, resolve};
+use invscale_models::load::describe;
+use invscale_models::{Model, ModelError, ModelSource, Needed, Precision, resolve, resolve_for};
 
 fn load_err(path: &Path) -> String {
     match Model::load_gguf(path, Precision::F32) {
@@ -222,4 +223,49 @@ fn hub_checkpoints_resolve_through_the_hub_cache() {
     let ids = local.tokenizer.encode("Question: Is the sky blue?\nAnswer: Yes").unwrap();
     assert_eq!(from_hub.score(&ids, 1).unwrap(), local.score(&ids, 1).unwrap());
     assert!(Model::load(&source, Precision::Quantized).err().unwrap().to_string().contains("--dtype quantized applies to GGUF files"));
+}
+
+/// A model scored on a server needs only its tokenizer here: a hub checkpoint's weights are not
+/// fetched, and a folder holding just `tokenizer.json` (+ its config) is enough.
+#[test]
+fn served_models_fetch_only_their_tokenizer() {
+    let commit = "5555555555555555555555555555555555555555";
+    let files: Vec<FakeFile> = std::fs::read_dir(tiny_checkpoint("llama"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            FakeFile { repo: Repo::model("org/tiny-llama"), commit: commit.into(), lfs: name.ends_with(".safetensors"), path: name, content: std::fs::read(&p).unwrap() }
+        })
+        .collect();
+    let server = FakeHub::start(files);
+    let cache = tempfile::tempdir().unwrap();
+    let hub = Hub::new(HubConfig::new(cache.path(), &server.endpoint, false));
+    let source = resolve_for("org/tiny-llama", None, &hub, Needed::Tokenizer).unwrap();
+    let fetched: Vec<String> = server.log.lock().unwrap().iter().map(|(_, path, _)| path.clone()).collect();
+    assert!(fetched.iter().any(|p| p.ends_with("/tokenizer.json")), "{fetched:?}");
+    assert!(!fetched.iter().any(|p| p.contains("safetensors")), "weights fetched for a served model: {fetched:?}");
+    let served = describe(&source).unwrap();
+    let local = Model::load(&ModelSource::Checkpoint(tiny_checkpoint("llama")), Precision::F32).unwrap();
+    let text = "Question: Is the sky blue?\nAnswer: Yes";
+    assert_eq!(served.tokenizer.encode(text).unwrap(), local.tokenizer.encode(text).unwrap());
+    assert_eq!((served.tokenizer.bos_id, served.tokenizer.add_bos), (local.tokenizer.bos_id, local.tokenizer.add_bos));
+    assert_eq!(served.arch, "llama");
+    assert_eq!(served.params, 0, "no weights here, none counted");
+    assert!(served.context_length.is_some());
+    assert_eq!(served.context_length, local.context_length);
+
+    // A folder with the tokenizer alone: fine for a server, not a model to run here.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(tiny_checkpoint("llama").join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    let reference = dir.path().to_str().unwrap();
+    let source = resolve_for(reference, None, &hub, Needed::Tokenizer).unwrap();
+    let alone = describe(&source).unwrap();
+    assert_eq!(alone.tokenizer.encode(text).unwrap(), local.tokenizer.encode(text).unwrap());
+    assert!(alone.arch.contains("no config.json"), "{}", alone.arch);
+    let e = resolve(reference, None, &hub).unwrap_err().to_string();
+    assert!(e.contains("neither a config.json"), "{e}");
+    let empty = tempfile::tempdir().unwrap();
+    let e = resolve_for(empty.path().to_str().unwrap(), None, &hub, Needed::Tokenizer).unwrap_err().to_string();
+    assert!(e.contains("no tokenizer here: neither a tokenizer.json nor a .gguf file"), "{e}");
 }
