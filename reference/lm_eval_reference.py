@@ -39,27 +39,34 @@ LM_EVAL_NAMES = {
 }
 
 
+def write_task(tmp: Path, base: Path, release_file: Path, name: str) -> None:
+    """lm-eval's task config `base` (its `_inverse_scaling_mc_yaml`, included as is) as task `name`
+    over a release file: `classes` turned from its Python-literal string into the list the Hub's
+    parquet copies hold, in a copy under `tmp`."""
+    data = tmp / f"{name}.jsonl"
+    with open(release_file, encoding="utf-8") as src, open(data, "w", encoding="utf-8") as dst:
+        for line in src:
+            row = json.loads(line)
+            row["classes"] = ast.literal_eval(row["classes"])
+            dst.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (tmp / f"{name}.yaml").write_text(
+        f"include: {base}\n"
+        f"task: {name}\n"
+        "tag: []\n"
+        "dataset_path: json\n"
+        "dataset_kwargs:\n"
+        f"  data_files:\n    train: {data}\n"
+    )
+
+
 def write_tasks(tmp: Path) -> list[str]:
     import lm_eval
 
     base = Path(lm_eval.__file__).parent / "tasks/inverse_scaling/_inverse_scaling_mc_yaml"
     names = []
     for short, file in TASKS.items():
-        data = tmp / f"{short}.jsonl"
-        with open(DATA / file, encoding="utf-8") as src, open(data, "w", encoding="utf-8") as dst:
-            for line in src:
-                row = json.loads(line)
-                row["classes"] = ast.literal_eval(row["classes"])
-                dst.write(json.dumps(row, ensure_ascii=False) + "\n")
         name = f"ref_{LM_EVAL_NAMES[short]}"
-        (tmp / f"{name}.yaml").write_text(
-            f"include: {base}\n"
-            f"task: {name}\n"
-            "tag: []\n"
-            "dataset_path: json\n"
-            "dataset_kwargs:\n"
-            f"  data_files:\n    train: {data}\n"
-        )
+        write_task(tmp, base, DATA / file, name)
         names.append(name)
     return names
 

@@ -6,11 +6,20 @@
 //! [[model]]
 //! path = "EleutherAI/pythia-160m"
 //! train_tokens = 300e9       # for --x train-tokens
+//! [[model]]
+//! path = "Qwen/Qwen3-235B-A22B"  # the tokenizer; the weights are on the server
+//! server = "http://gpu-node:8000"
+//! params = 235e9
 //! ```
 
 use std::path::Path;
 
+use candle_core::Device;
+use invscale_models::Precision;
 use invscale_scale::Axis;
+use invscale_servers::{ApiKind, ServerOptions};
+
+use crate::models::ModelRequest;
 
 /// One `[[model]]` of a family file, or one of `--models`.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -25,11 +34,52 @@ pub struct Member {
     pub params: Option<f64>,
     pub train_tokens: Option<f64>,
     pub train_flops: Option<f64>,
+    /// Scored on this server (`run --server`'s URL) instead of in-process; `path` then gives the
+    /// tokenizer and names the model in the cache.
+    pub server: Option<String>,
+    /// The model's name on the server (default: its only one).
+    pub served_model: Option<String>,
+    /// The server's API (default: found from its endpoints).
+    #[serde(default, deserialize_with = "api_kind")]
+    pub server_api: Option<ApiKind>,
+}
+
+/// `server_api = "vllm"`: one of `run --server-api`'s names.
+fn api_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ApiKind>, D::Error> {
+    let name = <String as serde::Deserialize>::deserialize(d)?;
+    if name == "auto" {
+        return Ok(None);
+    }
+    ApiKind::parse(&name).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!("unknown server_api `{name}`: one of auto, {}", ApiKind::NAMES.join(", ")))
+    })
 }
 
 impl Member {
     pub fn new(path: &str) -> Member {
-        Member { path: path.into(), label: None, family: None, params: None, train_tokens: None, train_flops: None }
+        Member {
+            path: path.into(),
+            label: None,
+            family: None,
+            params: None,
+            train_tokens: None,
+            train_flops: None,
+            server: None,
+            served_model: None,
+            server_api: None,
+        }
+    }
+
+    /// How this member is scored: in-process at `precision` on `devices`, or on its server with
+    /// `tuning`'s concurrency, timeout, retries and self-check.
+    pub fn request(&self, precision: Precision, devices: &[Device], tuning: &ServerOptions) -> ModelRequest {
+        let server = self.server.as_ref().map(|url| ServerOptions {
+            url: url.clone(),
+            api: self.server_api,
+            served_model: self.served_model.clone(),
+            ..tuning.clone()
+        });
+        ModelRequest { reference: self.path.clone(), gguf_file: None, precision, devices: devices.to_vec(), server }
     }
 
     /// The member's size on `axis` (parameters: `params`, else the count from the weights).
@@ -83,6 +133,16 @@ pub fn check(members: &[Member], axis: Axis) -> Result<(), String> {
     });
     if let Some(m) = missing {
         return Err(format!("--x needs `train_tokens`/`train_flops` for every model of the family file; `{}` has none", m.path));
+    }
+    // Only a GGUF's tensors can be counted without the weights (which are on the server).
+    let uncounted = members.iter().find(|m| {
+        axis == Axis::Parameters && m.server.is_some() && m.params.is_none() && !m.path.to_ascii_lowercase().ends_with(".gguf")
+    });
+    if let Some(m) = uncounted {
+        return Err(format!(
+            "`{}` is scored on a server, so its parameters cannot be counted here (its weights are there): give `params` in the family file",
+            m.path
+        ));
     }
     Ok(())
 }

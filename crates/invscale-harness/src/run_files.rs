@@ -13,6 +13,15 @@ use invscale_report::samples::sample_line;
 use invscale_report::{RunInfo, TaskReport};
 
 use crate::error::HarnessError;
+
+/// This process's command line as a user would type it (the program by its name, not the path
+/// it was started from; arguments with spaces quoted), for the results to record.
+pub fn command_line() -> String {
+    std::iter::once("invscale".to_string())
+        .chain(std::env::args().skip(1).map(|a| if a.contains(' ') { format!("{a:?}") } else { a }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 use crate::evaluate::ModelRun;
 use crate::observer::Observer;
 use crate::tasks::TaskSet;

@@ -35,6 +35,7 @@ pub fn report(members: &[Member], runs: &[ModelRun], tasks: &TaskSet, analysis: 
                 family: member.family.clone().unwrap_or_else(|| "models".into()),
                 parameters,
                 size: member.size(analysis.axis, run.model.params),
+                scored_by: scored_by(run),
             };
             (point, run)
         })
@@ -53,6 +54,22 @@ pub fn report(members: &[Member], runs: &[ModelRun], tasks: &TaskSet, analysis: 
         tasks: scaling,
         skipped: tasks.skipped.iter().map(|s| invscale_scale::Skipped { task: s.task.clone(), reason: s.reason.clone() }).collect(),
     }
+}
+
+/// Writes `report`'s files (scaling.json, scaling.md, report.html, plots/) into `dir`, each
+/// whole or not at all; how many.
+pub fn write_files(dir: &std::path::Path, report: &ScalingReport, flips: usize) -> Result<usize, String> {
+    let files = invscale_scale::report_files(report, flips)?;
+    for (name, bytes) in &files {
+        invscale_report::output::write_atomic(&dir.join(name), bytes).map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+    }
+    Ok(files.len())
+}
+
+/// `in-process (f32)`, or `server URL (API, model NAME)` from the run's server record.
+fn scored_by(run: &ModelRun) -> String {
+    let field = |k: &str| run.server[k].as_str().unwrap_or("?").to_string();
+    if run.server.is_null() { format!("in-process ({})", run.model.dtype) } else { format!("server {} ({} API, model {})", field("url"), field("api"), field("served_model")) }
 }
 
 /// Uniform guessing among each document's classes: accuracy mean(1/k), loss mean(ln k).

@@ -22,6 +22,18 @@ pub struct TaskSet {
 }
 
 impl TaskSet {
+    /// What to tell of the tasks skipped for want of data, if any.
+    pub fn skipped_note(&self) -> Option<String> {
+        let names: Vec<&str> = self.skipped.iter().map(|s| s.task.as_str()).collect();
+        (!names.is_empty()).then(|| {
+            format!(
+                "skipped {} task(s) without data: {} (`invscale data validate TASK` lists where invscale looked and how to get the data)",
+                names.len(),
+                names.join(", ")
+            )
+        })
+    }
+
     /// Locates and reads the data of every task `tasks` names (comma-separated). Tasks without
     /// data are skipped (a warning each); a dataset with errors, or no task with data, is bad
     /// input, reported whole.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::flips::Flip;
-use crate::trend::{Options, Verdict, human_params};
+use crate::trend::{Options, Trend, Verdict, human_params};
 
 /// What "size" means on the trend's axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +44,8 @@ pub struct ModelPoint {
     pub parameters: u64,
     /// The size on the report's axis.
     pub size: f64,
+    /// Where its scores came from: `in-process (f32)`, or the server (address, API, model).
+    pub scored_by: String,
 }
 
 /// One metric of one task across the models.
@@ -125,6 +127,16 @@ pub struct ScalingReport {
 }
 
 impl ScalingReport {
+    /// The prize's one question of a candidate dataset, answered first: does task `t` show
+    /// inverse scaling (on loss, else its first metric)?
+    pub fn prize_verdict(&self, t: usize, dataset: &str) -> Option<String> {
+        let task = &self.tasks[t];
+        let s = task.metric("loss").or_else(|| task.metrics.first())?;
+        let inverse = s.verdict.trend == Trend::Inverse;
+        let answer = if inverse { "INVERSE SCALING" } else { "no inverse scaling shown" };
+        Some(format!("verdict: {answer} on {dataset} ({}: {}) — {}", s.metric, s.verdict.trend.label(), s.verdict.evidence))
+    }
+
     /// The families in order of their smallest model, each with its members' indices.
     pub fn families(&self) -> Vec<(&str, Vec<usize>)> {
         let mut out: Vec<(&str, Vec<usize>)> = Vec::new();
@@ -151,6 +163,7 @@ impl ScalingReport {
                         "family": m.family,
                         "parameters": m.parameters,
                         "size": m.size,
+                        "scored_by": m.scored_by,
                         "metrics": t.metrics.iter().map(|s| (s.metric.clone(), json!({"value": s.values[i], "stderr": s.stderrs[i]}))).collect::<serde_json::Map<_, _>>(),
                     })).collect::<Vec<_>>(),
                     "chance": t.metrics.iter().map(|s| (s.metric.clone(), json!(s.chance))).collect::<serde_json::Map<_, _>>(),

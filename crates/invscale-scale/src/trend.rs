@@ -73,6 +73,19 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Whether the intervals these options give mean anything; `Err` names the flag at fault.
+    pub fn check(&self) -> Result<(), String> {
+        if !(0.5..1.0).contains(&self.level) {
+            return Err(format!("--level {} must be in [0.5, 1)", self.level));
+        }
+        if self.resamples < 100 {
+            return Err(format!("--resamples {}: at least 100 are needed for a 95% interval", self.resamples));
+        }
+        Ok(())
+    }
+}
+
 /// A small, fast, well-mixed generator (SplitMix64): resamples are reproducible from the seed.
 pub struct SplitMix64(u64);
 

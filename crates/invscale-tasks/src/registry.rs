@@ -177,6 +177,19 @@ pub fn task_from_path(path: &Path) -> Result<TaskSpec, ResolveError> {
     task_for_data_file(path)
 }
 
+/// A candidate dataset's task (`invscale check FILE [--as TASK]`): its columns guessed from the
+/// file, or those and the rules of the built-in task `as_task`.
+pub fn candidate_task(path: &Path, as_task: Option<&str>) -> Result<TaskSpec, String> {
+    let Some(name) = as_task else {
+        return task_for_data_file(path).map_err(|e| e.to_string());
+    };
+    let mut specs = Registry::builtin().resolve(name).map_err(|e| format!("--as: {e}"))?;
+    if specs.len() != 1 {
+        return Err("--as needs one task, not a group".into());
+    }
+    Ok(specs.remove(0).reading(path))
+}
+
 /// An ad-hoc task for a data file: its type is read off the columns (`completion` →
 /// sequence_prob, `other_prompt` → logodds, `text`/`target` → the winobias schema, else the
 /// prize's classification schema `prompt, classes, answer_index`).

@@ -155,7 +155,11 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         Err(e) => return harness_failure(e),
     };
     stamp("run: data read");
-    let (gguf_file, precision, server) = (args.gguf_file.clone(), args.dtype.precision(), args.server.options());
+    let server = match args.server.options() {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    let (gguf_file, precision) = (args.gguf_file.clone(), args.dtype.precision());
     let request = ModelRequest { reference: args.model.clone(), gguf_file, precision, devices, server };
     if request.on_cpu() {
         invscale_models::tune_allocator();
@@ -177,7 +181,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         start_time,
         end_time: now(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: run_files::command_line(),
     };
     if let Some(out) = &args.output_path
         && let Err(e) = run_files::write(out, &run, &tasks, &how, args.log_samples, console)
@@ -186,13 +190,8 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
     }
     print!("{}", run_files::summary(&run, &tasks, &how));
     eprintln!("{}; {:.1}s", run_files::counts_line(&run.total()), started.elapsed().as_secs_f64());
-    if !tasks.skipped.is_empty() {
-        let names: Vec<&str> = tasks.skipped.iter().map(|s| s.task.as_str()).collect();
-        eprintln!(
-            "skipped {} task(s) without data: {} (`invscale data validate TASK` lists where invscale looked and how to get the data)",
-            names.len(),
-            names.join(", ")
-        );
+    if let Some(note) = tasks.skipped_note() {
+        eprintln!("{note}");
     }
     Ok(ExitCode::SUCCESS)
 }

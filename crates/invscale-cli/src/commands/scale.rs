@@ -13,15 +13,15 @@ use invscale_harness::family::{self, Member};
 use invscale_harness::models::parse_devices;
 use invscale_harness::scaling::{self, Analysis};
 use invscale_harness::{ModelRequest, Options, TaskSet, evaluate};
-use invscale_report::output::write_atomic;
-use invscale_scale::{Axis, ScalingReport, report_files};
+use invscale_scale::{Axis, ScalingReport};
 use invscale_tasks::dataset::check;
 use invscale_tasks::diag::Severity;
-use invscale_tasks::registry::task_for_data_file;
+use invscale_tasks::registry::candidate_task;
 use invscale_tasks::spec::Metric;
-use invscale_tasks::{DataOptions, Origin, Registry, TaskSpec};
+use invscale_tasks::{DataOptions, Origin};
 
 use super::logprobs::Bos;
+use super::server::ServerTuning;
 use super::{BAD_INPUT, Dtype, harness_failure};
 
 /// Which models, and what their size is.
@@ -32,7 +32,8 @@ pub struct FamilyArgs {
     models: Vec<String>,
     /// A family file (TOML) instead of --models: each `[[model]]` has `path` and optionally
     /// `label`, `family` (one line per family in the plots), `params` (else counted from the
-    /// weights), `train_tokens`, `train_flops`.
+    /// weights), `train_tokens`, `train_flops`, and `server` (a URL: scored there, as `run
+    /// --server`) with `served_model` and `server_api`.
     #[arg(long, value_name = "FILE", conflicts_with = "models")]
     family: Option<PathBuf>,
     /// What size means on the trend's axis: parameters, or training tokens / FLOPs from the
@@ -68,6 +69,8 @@ pub struct AnalysisArgs {
     cache_dir: Option<PathBuf>,
     #[arg(long)]
     no_cache: bool,
+    #[command(flatten)]
+    server: ServerTuning,
 }
 
 #[derive(Args)]
@@ -83,6 +86,10 @@ A family file:
   path = \"EleutherAI/pythia-160m\"
   family = \"Pythia\"          # one line per family in the plots
   train_tokens = 300e9        # for --x train-tokens
+  [[model]]
+  path = \"Qwen/Qwen3-32B\"    # the tokenizer (no weights fetched): scored on the server
+  server = \"http://gpu-node:8000\"
+  params = 32.8e9
 
 --output-path DIR writes scaling.json, scaling.md, report.html (one self-contained file: open it
 in a browser) and plots/<task>.svg|png with plots/grid_acc.svg|png. Each model's finished
@@ -128,6 +135,12 @@ pub struct CheckArgs {
     analysis: AnalysisArgs,
 }
 
+impl AnalysisArgs {
+    fn bootstrap(&self) -> invscale_scale::Options {
+        invscale_scale::Options { resamples: self.resamples, level: self.level, ..Default::default() }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum SizeAxis {
     Params,
@@ -148,17 +161,15 @@ impl SizeAxis {
 /// The family's members, checked against the axis, and the analysis options checked; `Err` is
 /// printed as a bad-input error.
 fn members(args: &FamilyArgs, analysis: &AnalysisArgs) -> Result<Vec<Member>, String> {
-    if !(0.5..1.0).contains(&analysis.level) {
-        return Err(format!("--level {} must be in [0.5, 1)", analysis.level));
-    }
-    if analysis.resamples < 100 {
-        return Err(format!("--resamples {}: at least 100 are needed for a 95% interval", analysis.resamples));
-    }
+    analysis.bootstrap().check()?;
     let members = match &args.family {
         Some(path) => family::read(path)?,
         None => args.models.iter().map(|m| Member::new(m)).collect(),
     };
     family::check(&members, args.x.axis())?;
+    if let Some(flag) = analysis.server.given().filter(|_| members.iter().all(|m| m.server.is_none())) {
+        return Err(format!("{flag} applies to models on a server: give a family file's [[model]] a `server = \"http://…\"`"));
+    }
     Ok(members)
 }
 
@@ -191,7 +202,7 @@ pub fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if !path.is_file() {
         return super::bad_input(format!("{}: no such file", path.display()));
     }
-    let spec = match candidate_spec(path, args.as_task.as_deref()) {
+    let spec = match candidate_task(path, args.as_task.as_deref()) {
         Ok(s) => s,
         Err(e) => return super::bad_input(e),
     };
@@ -212,19 +223,9 @@ pub fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let task = &report.tasks[0];
     println!("{}", report.to_markdown(args.analysis.flips));
-    // The prize asked one question: does the task show inverse scaling? The answer first.
-    if let Some(s) = task.metric("loss").or_else(|| task.metrics.first()) {
-        let inverse = s.verdict.trend == invscale_scale::Trend::Inverse;
-        println!(
-            "verdict: {} on {} ({}: {}) — {}",
-            if inverse { "INVERSE SCALING" } else { "no inverse scaling shown" },
-            path.display(),
-            s.metric,
-            s.verdict.trend.label(),
-            s.verdict.evidence
-        );
+    if let Some(verdict) = report.prize_verdict(0, &path.display().to_string()) {
+        println!("{verdict}");
     }
     let stem = path.file_stem().map_or("check".into(), |s| s.to_string_lossy().into_owned());
     let dir = args.output_path.clone().unwrap_or_else(|| PathBuf::from(format!("{stem}_scaling")));
@@ -232,24 +233,9 @@ pub fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A candidate file's task: its columns guessed from the file, or a built-in task's (`--as`).
-fn candidate_spec(path: &Path, as_task: Option<&str>) -> Result<TaskSpec, String> {
-    let Some(name) = as_task else {
-        return task_for_data_file(path).map_err(|e| e.to_string());
-    };
-    let mut specs = Registry::builtin().resolve(name).map_err(|e| format!("--as: {e}"))?;
-    if specs.len() != 1 {
-        return Err("--as needs one task, not a group".into());
-    }
-    Ok(specs.remove(0).reading(path))
-}
-
 fn write_report(dir: &Path, report: &ScalingReport, flips: usize) -> anyhow::Result<()> {
-    let files = report_files(report, flips).map_err(|e| anyhow::anyhow!(e))?;
-    for (name, bytes) in &files {
-        write_atomic(&dir.join(name), bytes).map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(name).display()))?;
-    }
-    eprintln!("wrote {} ({} files: open report.html in a browser)", dir.display(), files.len());
+    let count = scaling::write_files(dir, report, flips).map_err(|e| anyhow::anyhow!(e))?;
+    eprintln!("wrote {} ({count} files: open report.html in a browser)", dir.display());
     Ok(())
 }
 
@@ -260,10 +246,8 @@ fn analyse(members: &[Member], x: SizeAxis, tasks: &TaskSet, a: &AnalysisArgs) -
         eprintln!("error: {e}");
         ExitCode::from(BAD_INPUT)
     })?;
-    let requests: Vec<ModelRequest> = members
-        .iter()
-        .map(|m| ModelRequest { reference: m.path.clone(), gguf_file: None, precision: a.dtype.precision(), devices: devices.clone(), server: None })
-        .collect();
+    let tuning = a.server.options();
+    let requests: Vec<ModelRequest> = members.iter().map(|m| m.request(a.dtype.precision(), &devices, &tuning)).collect();
     // The paper's plots show loss too.
     let settings = RunSettings { bos: a.bos.into(), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };
     let options = Options { settings, limit: a.limit, cache: CacheOptions { dir: a.cache_dir.clone(), disabled: a.no_cache } };
@@ -272,12 +256,6 @@ fn analyse(members: &[Member], x: SizeAxis, tasks: &TaskSet, a: &AnalysisArgs) -
         eprintln!("error: {e}");
         ExitCode::from(if failure { BAD_INPUT } else { 1 })
     })?;
-    let bootstrap = invscale_scale::Options { resamples: a.resamples, level: a.level, seed: 1234 };
-    let analysis = Analysis { axis: x.axis(), bootstrap, flips: a.flips, limit: a.limit };
-    // As a user would type it: the program by its name, not the path it was started from.
-    let command = std::iter::once("invscale".to_string())
-        .chain(std::env::args().skip(1).map(|a| if a.contains(' ') { format!("{a:?}") } else { a }))
-        .collect::<Vec<_>>()
-        .join(" ");
-    Ok(scaling::report(members, &runs, tasks, analysis, command))
+    let analysis = Analysis { axis: x.axis(), bootstrap: a.bootstrap(), flips: a.flips, limit: a.limit };
+    Ok(scaling::report(members, &runs, tasks, analysis, invscale_harness::run_files::command_line()))
 }

@@ -201,6 +201,7 @@ fn run_refuses_bad_arguments_clearly() {
         (&["--tasks", "neqa", "--limit", "1.5"], "--limit 1.5"),
         (&["--tasks", "neqa", "--metrics", "accuracy"], "unknown metric `accuracy`"),
         (&["--tasks", "neqa", "--batch-size", "0"], "--batch-size 0"),
+        (&["--tasks", "neqa", "--timeout", "30"], "--timeout applies to scoring on a server: give --server URL"),
     ];
     for (args, needle) in cases {
         let mut all = vec!["run", "--model", "/nonexistent/model.gguf", "--no-cache", "--data-dir", data.to_str().unwrap()];
@@ -300,6 +301,22 @@ fn scale_runs_a_family_and_writes_verdicts() {
     let o = invscale(&["scale", "--family", family.to_str().unwrap(), "--x", "train-flops", "--tasks", "neqa", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("train_flops"), "{}", stderr(&o));
+
+    // Servers in a family file (scored for real in tests/cli/server.rs): refused before any work
+    // where the size cannot be known, the API is unknown, or a server flag has no server.
+    let served = |extra: &str| {
+        std::fs::write(&family, format!("[[model]]\npath = {:?}\nserver = \"http://127.0.0.1:9\"\n{extra}[[model]]\npath = {:?}\n", models[0], models[1])).unwrap();
+        let o = invscale(&["scale", "--family", family.to_str().unwrap(), "--tasks", "neqa", "--data-dir", data.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let e = served("");
+    assert!(e.contains("is scored on a server, so its parameters cannot be counted here") && e.contains("give `params`"), "{e}");
+    let e = served("params = 1e6\nserver_api = \"vlm\"\n");
+    assert!(e.contains("family.toml:5") && e.contains("unknown server_api `vlm`: one of auto, openai, vllm"), "{e}");
+    let o = invscale(&["scale", "--models", &models.join(","), "--concurrency", "4", "--tasks", "neqa", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--concurrency applies to models on a server: give a family file's [[model]] a `server"), "{}", stderr(&o));
 }
 
 /// A candidate dataset in the prize format, `rows` of them, with `bad_line` (1-based data row)

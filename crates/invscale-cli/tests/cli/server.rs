@@ -139,20 +139,17 @@ impl Drop for LlamaServer {
     }
 }
 
+/// `invscale ARGS`, offline, with no data folder or API key from this environment.
+fn invscale(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_invscale"));
+    cmd.args(args).env("HF_HUB_OFFLINE", "1").env_remove("INVSCALE_DATA_DIR").env_remove("OPENAI_API_KEY").env_remove("INVSCALE_API_KEY");
+    cmd
+}
+
 /// `invscale run` of `model` on the first `limit` memo-trap documents, its outputs in `out`.
 fn invscale_run(model: &Path, limit: usize, out: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_invscale"));
-    cmd.args(["run", "--tasks", TASK, "--limit", &limit.to_string(), "--log-samples"])
-        .arg("--model")
-        .arg(model)
-        .arg("--data-dir")
-        .arg(data_dir())
-        .arg("--output-path")
-        .arg(out)
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("INVSCALE_DATA_DIR")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("INVSCALE_API_KEY");
+    let mut cmd = invscale(&["run", "--tasks", TASK, "--limit", &limit.to_string(), "--log-samples"]);
+    cmd.arg("--model").arg(model).arg("--data-dir").arg(data_dir()).arg("--output-path").arg(out);
     cmd
 }
 
@@ -317,7 +314,29 @@ fn gemma_served_by_llama_cpp_python_scores_as_llama_cpp_and_as_invscale_quantize
     println!("server vs llama.cpp in-process, the same requests in the same order: max |Δ ll| {d:.2e}");
     assert!(d <= 1e-5, "the scores differ from llama.cpp's own by {d} (tolerance 1e-5): {served:?} vs {replayed:?}");
 
-    // 2. invscale's own runtime on the same file. Quantized (`--dtype quantized`, the issue's
+    // 2. `scale` on a family file: the served Gemma beside SmolLM2 in-process. The served model's
+    // requests come from the score cache the run filled (only the self-check reaches the server
+    // again), its accuracy is the run's, and the report says where each model was scored.
+    let before = p.forwarded.lock().unwrap().len();
+    let family = tmp.path().join("family.toml");
+    let smollm2 = invscale_models::testing::model_path(SMOLLM2);
+    std::fs::write(&family, format!("[[model]]\npath = {:?}\nserver = {:?}\n[[model]]\npath = {smollm2:?}\n", server.model, p.url)).unwrap();
+    let scaled = tmp.path().join("scaled");
+    let mut cmd = invscale(&["scale", "--tasks", TASK, "--limit", &DOCS.to_string(), "--concurrency", "1", "--resamples", "100"]);
+    cmd.arg("--family").arg(&family).arg("--data-dir").arg(data_dir()).arg("--output-path").arg(&scaled);
+    cmd.arg("--cache-dir").arg(tmp.path().join("cache"));
+    succeeded(&cmd.output().unwrap());
+    let self_check = before - 2 * DOCS;
+    assert_eq!(p.forwarded.lock().unwrap().len() - before, self_check, "only the self-check reached the server again");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(scaled.join("scaling.json")).unwrap()).unwrap();
+    let points = report["tasks"][0]["models"].as_array().unwrap();
+    let by = |prefix: &str| points.iter().find(|m| m["scored_by"].as_str().unwrap().starts_with(prefix)).unwrap_or_else(|| panic!("{report}"));
+    let (url, name) = (record["url"].as_str().unwrap(), record["served_model"].as_str().unwrap());
+    assert_eq!(by("server ")["scored_by"], format!("server {url} (openai API, model {name})"), "{report}");
+    assert_eq!(by("server ")["metrics"]["acc"]["value"], results["results"][TASK]["acc,none"], "the served model's accuracy is the run's");
+    assert_eq!(by("in-process")["scored_by"], "in-process (f32)");
+
+    // 3. invscale's own runtime on the same file. Quantized (`--dtype quantized`, the issue's
     // reference): the same class on ≥ 90% of documents. Its mean |Δ ll| is at the noise floor of
     // quantized activations: on these 10 documents 0.22 nats a request (0.196 over 40), while
     // llama.cpp's answers move by up to 0.41 nats with the order of requests alone (the prefix its

@@ -36,6 +36,9 @@ impl ApiKind {
         }
     }
 
+    /// The names `parse` takes (as `name` gives them).
+    pub const NAMES: [&'static str; 5] = ["openai", "vllm", "sglang", "tgi", "llama-cpp"];
+
     pub fn parse(name: &str) -> Option<ApiKind> {
         Some(match name {
             "openai" => ApiKind::OpenAi,
