@@ -8,10 +8,14 @@ per-token log-probs transformers computes (float32, and in bfloat16 and float16 
 log-softmax in float32) on prompts from the real data, tokenised
 with a small byte-level BPE trained here with the `tokenizers` package.
 
-    reference/tiny_models.py
+    reference/tiny_models.py                  # every variant, the tokenizer trained anew
+    reference/tiny_models.py --only qwen3,olmo2   # these variants only, added or replaced
 
 Writes crates/invscale-models/tests/fixtures/tiny/<variant>/ and
-crates/invscale-models/tests/fixtures/tiny/logprobs.jsonl
+crates/invscale-models/tests/fixtures/tiny/logprobs.jsonl. With --only, the other variants'
+folders and rows stay as they are, the tokenizer is the one they were made with (read back from
+`llama/tokenizer.json`), and the new rows name their transformers and torch versions.
+Needs: torch, transformers >= 5.20, tokenizers.
 """
 import json
 import shutil
@@ -40,8 +44,8 @@ def train_tokenizer():
 
 
 def variants():
-    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3TextConfig, LlamaConfig, OPTConfig,
-                              Qwen2Config)
+    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3TextConfig, LlamaConfig, Olmo2Config,
+                              Olmo3Config, OPTConfig, Qwen2Config, Qwen3Config)
 
     common = dict(vocab_size=VOCAB)
     return {
@@ -78,6 +82,21 @@ def variants():
                                     layer_types=["sliding_attention", "full_attention", "sliding_attention"],
                                     query_pre_attn_scalar=16, bos_token_id=1, eos_token_id=2, pad_token_id=3,
                                     **common), True),
+        # Qwen3: RMSNorm on each head's queries and keys, head_dim != hidden / heads, no biases,
+        # untied head.
+        "qwen3": (Qwen3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                              head_dim=16, intermediate_size=64, max_position_embeddings=128, bos_token_id=0,
+                              eos_token_id=0, tie_word_embeddings=False, rope_theta=1_000_000.0, **common), False),
+        # OLMo 2: norms after attention and the MLP, q/k norms over all heads, untied head.
+        "olmo2": (Olmo2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                              intermediate_size=64, max_position_embeddings=128, bos_token_id=0, eos_token_id=0,
+                              pad_token_id=3, tie_word_embeddings=False, **common), False),
+        # OLMo 3: OLMo 2 with sliding-window layers (window 16, shorter than the prompts) by
+        # layer_types, and a full-attention one.
+        "olmo3": (Olmo3Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                              intermediate_size=64, max_position_embeddings=128, sliding_window=16,
+                              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                              bos_token_id=0, eos_token_id=0, pad_token_id=3, tie_word_embeddings=False, **common), False),
     }
 
 
@@ -89,22 +108,46 @@ def selected_prompts():
 
 
 def main():
+    import argparse
+
+    from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", help="comma-separated variants to add or replace, the rest kept")
+    args = ap.parse_args()
     torch.set_grad_enabled(False)
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    tok = train_tokenizer()
+    tool = f"transformers {__import__('transformers').__version__}, torch {torch.__version__}"
+    everything = variants()
+    if args.only:
+        only = args.only.split(",")
+        unknown = [v for v in only if v not in everything]
+        if unknown:
+            sys.exit(f"unknown variants {unknown}: one of {', '.join(everything)}")
+        tok = Tokenizer.from_file(str(OUT / "llama" / "tokenizer.json"))
+        lines = (OUT / "logprobs.jsonl").read_text().splitlines()
+        header, kept = lines[0], [l for l in lines[1:] if json.loads(l)["model"] not in only]
+    else:
+        if OUT.exists():
+            shutil.rmtree(OUT)
+        OUT.mkdir(parents=True)
+        tok = train_tokenizer()
+        only = list(everything)
+        header = json.dumps({"tool": tool, "dtype": "float32", "text": "prompt + classes[0], first {MAX_TOKENS} tokens"})
+        kept = []
     rows = []
-    for i, (name, (config, bos)) in enumerate(variants().items()):
+    for i, (name, (config, bos)) in enumerate(everything.items()):
+        if name not in only:
+            continue
         torch.manual_seed(1000 + i)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
         model.eval()
         # Random weights are tiny by default; widen them so the log-probs are far from uniform.
         for p in model.parameters():
             p.mul_(12.0 if p.dim() > 1 else 1.0)
         d = OUT / name
+        if d.exists():
+            shutil.rmtree(d)
         model.save_pretrained(d, safe_serialization=True)
         bos_token = "<s>" if config.bos_token_id == 1 else ("</s>" if config.bos_token_id == 2 else "<|endoftext|>")
         fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos_token, eos_token=SPECIALS[config.eos_token_id],
@@ -115,23 +158,23 @@ def main():
         cfg["add_bos_token"] = bos
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         # The same weights loaded in half precision, as `from_pretrained(dtype=...)` would.
-        half = {dt: AutoModelForCausalLM.from_pretrained(d, dtype=dt).eval() for dt in (torch.bfloat16, torch.float16)}
+        half = {dt: AutoModelForCausalLM.from_pretrained(d, dtype=dt, attn_implementation="eager").eval()
+                for dt in (torch.bfloat16, torch.float16)}
         for task, doc_id, text in selected_prompts():
             ids = tok.encode(text, add_special_tokens=False).ids
             if bos:
                 ids = [config.bos_token_id] + ids
             ids = ids[:MAX_TOKENS]
             row = {"model": name, "task": task, "doc": doc_id, "ids": ids}
+            if args.only:
+                row["tool"] = tool
             for key, m in [("logprobs", model), ("logprobs_bf16", half[torch.bfloat16]), ("logprobs_f16", half[torch.float16])]:
                 logp = torch.log_softmax(m(torch.tensor([ids])).logits[0].float(), dim=-1)
                 row[key] = [round(logp[j - 1, ids[j]].item(), 7) for j in range(1, len(ids))]
-            rows.append(row)
+            rows.append(json.dumps(row))
     with open(OUT / "logprobs.jsonl", "w") as f:
-        f.write(json.dumps({"tool": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}",
-                            "dtype": "float32", "text": "prompt + classes[0], first {MAX_TOKENS} tokens"}) + "\n")
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    print(f"wrote {OUT}: {len(rows)} rows", file=sys.stderr)
+        f.write("\n".join([header] + kept + rows) + "\n")
+    print(f"wrote {OUT}: {len(rows)} rows of {', '.join(only)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -145,10 +145,16 @@ pub fn write(out: &Path, run: &ModelRun, tasks: &TaskSet, how: &Invocation, log_
 
 /// What a run's requests came to: computed, from the cache, truncated, boundary fallbacks, and
 /// the tokens computed of those lm-eval would put through the model.
-pub fn counts_line(total: &invscale_eval::Counts) -> String {
+pub fn counts_line(total: &invscale_eval::Counts, on_server: bool) -> String {
+    // A server's engine decides what it recomputes; only in-process is it known here.
+    let tokens = if on_server {
+        format!("{} requested tokens, scored on the server", total.tokens_requested)
+    } else {
+        format!("{} of {} requested tokens computed", total.tokens_computed, total.tokens_requested)
+    };
     format!(
-        "{} requests: {} computed, {} from the score cache; {} truncated, {} boundary fallbacks; {} of {} requested tokens computed",
-        total.requests, total.computed, total.cached, total.truncated, total.boundary_fallback, total.tokens_computed, total.tokens_requested
+        "{} requests: {} computed, {} from the score cache; {} truncated, {} boundary fallbacks; {tokens}",
+        total.requests, total.computed, total.cached, total.truncated, total.boundary_fallback
     )
 }
 

@@ -9,7 +9,7 @@ use crate::error::{ModelError, Result};
 use crate::host::release_freed_memory;
 use crate::model::{Model, profiling};
 use crate::models::causal_lm::CausalLm;
-use crate::models::{gemma3::Gemma3, gpt_neox::GptNeox, gpt2::Gpt2, llama::Llama, opt::Opt};
+use crate::models::{gemma3::Gemma3, gpt_neox::GptNeox, gpt2::Gpt2, llama::Llama, olmo2::Olmo2, opt::Opt};
 use crate::weights::checkpoint::{HfConfig, HfWeights};
 use crate::weights::gguf::GgufFile;
 use crate::weights::gguf_weights::GgufWeights;
@@ -51,8 +51,8 @@ impl Model {
     fn load_checkpoint_on(dir: &Path, precision: Precision, device: &Device) -> Result<Model> {
         let config = HfConfig::read(dir)?;
         let arch = config.model_type()?.to_string();
-        const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, qwen2, gemma3_text";
-        if !matches!(arch.as_str(), "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "qwen2" | "gemma3_text") {
+        const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, qwen2, qwen3, olmo2, olmo3, gemma3_text";
+        if !matches!(arch.as_str(), "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "qwen2" | "qwen3" | "olmo2" | "olmo3" | "gemma3_text") {
             return Err(ModelError::unsupported(
                 &config.path,
                 format!("model_type `{arch}` is not supported (supported: {SUPPORTED})"),
@@ -79,6 +79,7 @@ impl Model {
             "opt" => Box::new(Opt::from_hf(&weights, &config)?),
             "gpt_neox" => Box::new(GptNeox::from_hf(&weights, &config)?),
             "gemma3_text" => Box::new(Gemma3::from_hf(&weights, &config)?),
+            "olmo2" | "olmo3" => Box::new(Olmo2::from_hf(&weights, &config)?),
             _ => Box::new(Llama::from_hf(&weights, &config)?),
         };
         let context_length = config.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]);
@@ -106,10 +107,10 @@ impl Model {
     fn load_gguf_on(path: &Path, precision: Precision, device: &Device) -> Result<Model> {
         let file = GgufFile::open(path)?;
         let arch = file.architecture()?.to_string();
-        if !matches!(arch.as_str(), "llama" | "qwen2" | "gemma3") {
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3" | "gemma3") {
             return Err(ModelError::unsupported(
                 path,
-                format!("GGUF architecture `{arch}` is not supported (supported: llama, qwen2, gemma3)"),
+                format!("GGUF architecture `{arch}` is not supported (supported: llama, qwen2, qwen3, gemma3)"),
             ));
         }
         // The tokenizer first: a vocabulary larger than the embedding means the two do not

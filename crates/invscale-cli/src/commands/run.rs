@@ -189,7 +189,7 @@ pub fn run(args: RunArgs, data: &DataOptions) -> anyhow::Result<ExitCode> {
         return harness_failure(e);
     }
     print!("{}", run_files::summary(&run, &tasks, &how));
-    eprintln!("{}; {:.1}s", run_files::counts_line(&run.total()), started.elapsed().as_secs_f64());
+    eprintln!("{}; {:.1}s", run_files::counts_line(&run.total(), !run.server.is_null()), started.elapsed().as_secs_f64());
     if let Some(note) = tasks.skipped_note() {
         eprintln!("{note}");
     }

@@ -1,6 +1,7 @@
-//! Llama and its close relatives from GGUF: Llama 1/2/3, SmolLM (arch `llama`) and Qwen2 (arch
-//! `qwen2`: biases on q/k/v, NeoX-style rotary). Pre-norm blocks with RMSNorm, grouped-query
-//! attention with rotary embeddings, and a SwiGLU MLP.
+//! Llama and its close relatives: Llama 1/2/3, SmolLM (arch `llama`), Mistral, Qwen2 (biases on
+//! q/k/v, NeoX-style rotary) and Qwen3 (RMSNorm on each head's queries and keys before the
+//! rotary, no biases). Pre-norm blocks with RMSNorm, grouped-query attention with rotary
+//! embeddings, and a SwiGLU MLP.
 
 use candle_core::Tensor;
 
@@ -17,6 +18,8 @@ struct Block {
     k: Linear,
     v: Linear,
     o: Linear,
+    /// Qwen3's per-head norms of queries and keys (before the rotary).
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     ffn_norm: RmsNorm,
     gate: Linear,
     up: Linear,
@@ -53,6 +56,10 @@ impl Llama {
                 k: w.linear(&n("attn_k"))?,
                 v: w.linear(&n("attn_v"))?,
                 o: w.linear(&n("attn_output"))?,
+                qk_norm: match arch {
+                    "qwen3" => Some((w.rms_norm(&n("attn_q_norm"), eps)?, w.rms_norm(&n("attn_k_norm"), eps)?)),
+                    _ => None,
+                },
                 ffn_norm: w.rms_norm(&n("ffn_norm"), eps)?,
                 gate: w.linear(&n("ffn_gate"))?,
                 up: w.linear(&n("ffn_up"))?,
@@ -74,9 +81,10 @@ impl Llama {
 }
 
 impl Llama {
-    /// A Hugging Face checkpoint (`llama`, `qwen2`, `mistral` model types): HF's rotary layout
-    /// (halves; the weights are not permuted as in GGUF).
+    /// A Hugging Face checkpoint (`llama`, `mistral`, `qwen2`, `qwen3` model types): HF's rotary
+    /// layout (halves; the weights are not permuted as in GGUF).
     pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Llama> {
+        let qk_norms = c.model_type()? == "qwen3";
         let Dims { layers, heads, kv_heads, head_dim, rms_eps: eps, .. } = Dims::from_config(c)?;
         let (base, scale) = c.rope(None, 10_000.0)?;
         let embed = w.get("model.embed_tokens.weight")?;
@@ -89,6 +97,10 @@ impl Llama {
                 k: w.linear(&n("self_attn.k_proj"))?,
                 v: w.linear(&n("self_attn.v_proj"))?,
                 o: w.linear(&n("self_attn.o_proj"))?,
+                qk_norm: match qk_norms {
+                    true => Some((w.rms_norm(&n("self_attn.q_norm.weight"), eps, false)?, w.rms_norm(&n("self_attn.k_norm.weight"), eps, false)?)),
+                    false => None,
+                },
                 ffn_norm: w.rms_norm(&n("post_attention_layernorm.weight"), eps, false)?,
                 gate: w.linear(&n("mlp.gate_proj"))?,
                 up: w.linear(&n("mlp.up_proj"))?,
@@ -123,8 +135,11 @@ impl CausalLm for Llama {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.attn_norm.forward(&x)?;
-            let q = self.rotary.apply(&split_heads(&b.q.forward(&h)?, self.heads)?, &layout.positions)?;
-            let k = self.rotary.apply(&split_heads(&b.k.forward(&h)?, self.kv_heads)?, &layout.positions)?;
+            let (mut q, mut k) = (split_heads(&b.q.forward(&h)?, self.heads)?, split_heads(&b.k.forward(&h)?, self.kv_heads)?);
+            if let Some((q_norm, k_norm)) = &b.qk_norm {
+                (q, k) = (q_norm.forward(&q)?, k_norm.forward(&k)?);
+            }
+            let (q, k) = (self.rotary.apply(&q, &layout.positions)?, self.rotary.apply(&k, &layout.positions)?);
             let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
             let (k, v) = cache.append(i, k, v)?;
             x = (x + b.o.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;

@@ -6,4 +6,5 @@ pub mod gemma3;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod llama;
+pub mod olmo2;
 pub mod opt;

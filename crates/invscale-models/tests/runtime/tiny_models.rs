@@ -1,9 +1,11 @@
 //! Every architecture and variant from Hugging Face checkpoints (safetensors, tokenizer.json),
 //! against transformers on the same tiny random models: GPT-2, OPT (pre-norm; OPT-350m's
 //! post-norm with project_in/project_out), GPT-NeoX (parallel and sequential residual, partial
-//! rotary), Llama (GQA, untied head), Qwen2 (q/k/v biases, tied head), Gemma 3 (sliding window
-//! shorter than the prompt, query_pre_attn_scalar ≠ head_dim). Models and log-probs from
-//! reference/tiny_models.py (transformers, float32), on prompts from the real data.
+//! rotary), Llama (GQA, untied head), Qwen2 (q/k/v biases, tied head), Qwen3 (per-head q/k
+//! norms, head_dim ≠ hidden / heads), OLMo 2 (post-norms, q/k norms over all heads), OLMo 3
+//! (sliding-window layers by layer_types), Gemma 3 (sliding window shorter than the prompt,
+//! query_pre_attn_scalar ≠ head_dim). Models and log-probs from reference/tiny_models.py
+//! (transformers, float32, eager attention), on prompts from the real data.
 //!
 //! Tolerance: max |Δ log-prob| ≤ 1e-4 per token (issue 3). Also: the tokenizer gives the ids
 //! transformers' tokenizer gave, and the default BOS is the one transformers put first.
@@ -37,7 +39,7 @@ fn tiny_models_match_transformers() {
         let row: Row = serde_json::from_str(line).unwrap();
         by_model.entry(row.model.clone()).or_default().push(row);
     }
-    let expected = ["gemma3", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "opt", "opt-350m", "qwen2"];
+    let expected = ["gemma3", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "olmo2", "olmo3", "opt", "opt-350m", "qwen2", "qwen3"];
     assert_eq!(by_model.keys().map(String::as_str).collect::<Vec<_>>(), expected);
     let mut report = Vec::new();
     for (name, rows) in &by_model {
@@ -96,7 +98,7 @@ fn float16_matches_transformers_float16() {
     let text = std::fs::read_to_string(tiny().join("logprobs.jsonl")).unwrap();
     let rows: Vec<Row> = text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut report = Vec::new();
-    for name in ["gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "qwen2", "gemma3"] {
+    for name in ["gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "qwen2", "qwen3", "olmo2", "olmo3", "gemma3"] {
         let model = Model::load(&ModelSource::Checkpoint(tiny().join(name)), Precision::F16).unwrap();
         let mut worst = 0f32;
         for row in rows.iter().filter(|r| r.model == name) {
