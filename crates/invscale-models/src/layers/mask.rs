@@ -21,6 +21,17 @@ impl Layout {
         self.mask_as(window, device, device.is_cuda())
     }
 
+    /// The masks of a model whose layers attend fully or through a sliding `window` (Gemma 3,
+    /// OLMo 3): `(full, sliding)`, the sliding one the full one where no layer slides.
+    pub fn full_and_sliding_masks(&self, window: Option<usize>, device: &Device, f16_kv: bool) -> Result<(AttnMask, AttnMask)> {
+        let full = self.mask(None, device)?.with_f16_kv(f16_kv);
+        let sliding = match window {
+            Some(w) => self.mask(Some(w), device)?.with_f16_kv(f16_kv),
+            None => full.clone(),
+        };
+        Ok((full, sliding))
+    }
+
     /// The blocks as the fused CUDA kernel takes them (see `cuda_attention`; `None`: it cannot).
     pub(crate) fn fused_blocks(&self, window: Option<usize>, device: &Device) -> Result<Option<FusedBlocks>> {
         let spans = self.segment_spans();

@@ -163,15 +163,9 @@ impl CausalLm for Gemma3 {
     }
 
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
-        let device = &self.embed.device();
-        assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
-        let t = ids.len();
-        let mut x = (self.embed.lookup(ids, device)? * self.embed_scale)?;
-        let global_mask = layout.mask(None, device)?.with_f16_kv(self.f16_kv);
-        let local_mask = match self.blocks.iter().find_map(|b| b.window) {
-            Some(w) => layout.mask(Some(w), device)?.with_f16_kv(self.f16_kv),
-            None => global_mask.clone(),
-        };
+        let mut x = (self.embed.start_pass(ids, layout, cache)? * self.embed_scale)?;
+        let window = self.blocks.iter().find_map(|b| b.window);
+        let (global_mask, local_mask) = layout.full_and_sliding_masks(window, x.device(), self.f16_kv)?;
         for (i, b) in self.blocks.iter().enumerate() {
             let (rotary, mask) = match b.window {
                 Some(_) => (&self.rotary_local, &local_mask),
@@ -189,7 +183,7 @@ impl CausalLm for Gemma3 {
             let m = b.down.forward(&(crate::layers::gelu_pytorch_tanh(&b.gate.forward(&h)?)? * b.up.forward(&h)?)?)?;
             x = (&x + b.post_ffn_norm.forward(&m)?)?;
         }
-        cache.advance(t);
+        cache.advance(ids.len());
         self.norm.forward(&x)
     }
 

@@ -127,11 +127,8 @@ impl CausalLm for Llama {
     }
 
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
-        let device = &self.embed.device();
-        assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
-        let t = ids.len();
-        let mut x = self.embed.lookup(ids, device)?;
-        let mask = layout.mask(None, device)?.with_f16_kv(self.f16_kv);
+        let mut x = self.embed.start_pass(ids, layout, cache)?;
+        let mask = layout.mask(None, x.device())?.with_f16_kv(self.f16_kv);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.attn_norm.forward(&x)?;
@@ -148,7 +145,7 @@ impl CausalLm for Llama {
             let mlp = rows_in_chunks(&h, chunk, |h| b.down.forward(&silu_mul(b.gate.forward(h)?, || b.up.forward(h))?))?;
             x = (&x + mlp)?;
         }
-        cache.advance(t);
+        cache.advance(ids.len());
         self.norm.forward(&x)
     }
 

@@ -98,15 +98,9 @@ impl CausalLm for Olmo2 {
     }
 
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
-        let device = &self.embed.device();
-        assert_eq!((layout.past, layout.len()), (cache.len(), ids.len()));
-        let t = ids.len();
-        let mut x = self.embed.lookup(ids, device)?;
-        let full_mask = layout.mask(None, device)?;
-        let sliding_mask = match self.blocks.iter().find_map(|b| b.window) {
-            Some(w) => layout.mask(Some(w), device)?,
-            None => full_mask.clone(),
-        };
+        let mut x = self.embed.start_pass(ids, layout, cache)?;
+        let window = self.blocks.iter().find_map(|b| b.window);
+        let (full_mask, sliding_mask) = layout.full_and_sliding_masks(window, x.device(), false)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let (rotary, mask) = match b.window {
@@ -124,7 +118,7 @@ impl CausalLm for Olmo2 {
             let m = rows_in_chunks(&x, chunk, |h| b.down.forward(&silu_mul(b.gate.forward(h)?, || b.up.forward(h))?))?;
             x = (&x + b.post_ffn_norm.forward(&m)?)?;
         }
-        cache.advance(t);
+        cache.advance(ids.len());
         self.norm.forward(&x)
     }
 

@@ -201,18 +201,22 @@ fn broken_checkpoints_give_clear_errors() {
     assert!(e.contains("tensor `decoder.embed_tokens.weight` is missing from the checkpoint"), "{e}");
 }
 
-#[test]
-fn hub_checkpoints_resolve_through_the_hub_cache() {
-    let commit = "4444444444444444444444444444444444444444";
-    let files: Vec<FakeFile> = std::fs::read_dir(tiny_checkpoint("gpt2"))
+/// A tiny checkpoint's files as the fake hub serves them in `repo` at `commit` (weights as LFS).
+fn hub_files(checkpoint: &str, repo: &str, commit: &str) -> Vec<FakeFile> {
+    std::fs::read_dir(tiny_checkpoint(checkpoint))
         .unwrap()
         .map(|e| {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_str().unwrap().to_string();
-            FakeFile { repo: Repo::model("org/tiny-gpt2"), commit: commit.into(), lfs: name.ends_with(".safetensors"), path: name, content: std::fs::read(&p).unwrap() }
+            FakeFile { repo: Repo::model(repo), commit: commit.into(), lfs: name.ends_with(".safetensors"), path: name, content: std::fs::read(&p).unwrap() }
         })
-        .collect();
-    let server = FakeHub::start(files);
+        .collect()
+}
+
+#[test]
+fn hub_checkpoints_resolve_through_the_hub_cache() {
+    let commit = "4444444444444444444444444444444444444444";
+    let server = FakeHub::start(hub_files("gpt2", "org/tiny-gpt2", commit));
     let cache = tempfile::tempdir().unwrap();
     let hub = Hub::new(HubConfig::new(cache.path(), &server.endpoint, false));
     let source = resolve("org/tiny-gpt2", None, &hub).unwrap();
@@ -230,15 +234,7 @@ fn hub_checkpoints_resolve_through_the_hub_cache() {
 #[test]
 fn served_models_fetch_only_their_tokenizer() {
     let commit = "5555555555555555555555555555555555555555";
-    let files: Vec<FakeFile> = std::fs::read_dir(tiny_checkpoint("llama"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_str().unwrap().to_string();
-            FakeFile { repo: Repo::model("org/tiny-llama"), commit: commit.into(), lfs: name.ends_with(".safetensors"), path: name, content: std::fs::read(&p).unwrap() }
-        })
-        .collect();
-    let server = FakeHub::start(files);
+    let server = FakeHub::start(hub_files("llama", "org/tiny-llama", commit));
     let cache = tempfile::tempdir().unwrap();
     let hub = Hub::new(HubConfig::new(cache.path(), &server.endpoint, false));
     let source = resolve_for("org/tiny-llama", None, &hub, Needed::Tokenizer).unwrap();
