@@ -5,7 +5,7 @@ use invscale_kernels::cpu::block_quant::BlockMatrix;
 
 use crate::batch::layout::Layout;
 use crate::error::Result;
-use crate::layers::KvCache;
+use crate::layers::kv_cache::KvCache;
 
 /// A token embedding table: dense, or quantized rows dequantized as they are looked up.
 pub enum Embedding {
