@@ -44,8 +44,8 @@ def train_tokenizer():
 
 
 def variants():
-    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3TextConfig, LlamaConfig, Olmo2Config,
-                              Olmo3Config, OPTConfig, Qwen2Config, Qwen3Config)
+    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3TextConfig, LlamaConfig, MistralConfig, Olmo2Config,
+                              Olmo3Config, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config, SmolLM3Config)
 
     common = dict(vocab_size=VOCAB)
     return {
@@ -97,6 +97,21 @@ def variants():
                               intermediate_size=64, max_position_embeddings=128, sliding_window=16,
                               layer_types=["sliding_attention", "sliding_attention", "full_attention"],
                               bos_token_id=0, eos_token_id=0, pad_token_id=3, tie_word_embeddings=False, **common), False),
+        # SmolLM3: a NoPE layer (no rotary) between rotary ones, tied head.
+        "smollm3": (SmolLM3Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                  intermediate_size=64, max_position_embeddings=128, no_rope_layers=[1, 0, 1],
+                                  use_sliding_window=False, bos_token_id=0, eos_token_id=0, pad_token_id=3,
+                                  tie_word_embeddings=True, **common), False),
+        # Phi-3: fused qkv_proj and gate_up_proj, partial rotary, a sliding window (16, shorter than
+        # the prompts) on every layer, BOS first.
+        "phi3": (Phi3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                            intermediate_size=64, max_position_embeddings=128, original_max_position_embeddings=128,
+                            sliding_window=16, partial_rotary_factor=0.5, bos_token_id=1, eos_token_id=2,
+                            pad_token_id=3, tie_word_embeddings=False, **common), True),
+        # Mistral: Llama with a sliding window (16) on every layer.
+        "mistral": (MistralConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                  intermediate_size=64, max_position_embeddings=128, sliding_window=16,
+                                  bos_token_id=1, eos_token_id=2, tie_word_embeddings=False, **common), True),
     }
 
 

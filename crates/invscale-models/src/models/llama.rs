@@ -1,12 +1,14 @@
 //! Llama and its close relatives: Llama 1/2/3, SmolLM (arch `llama`), Mistral, Qwen2 (biases on
 //! q/k/v, NeoX-style rotary) and Qwen3 (RMSNorm on each head's queries and keys before the
-//! rotary, no biases). Pre-norm blocks with RMSNorm, grouped-query attention with rotary
+//! rotary, no biases), SmolLM3 (no rotary on the layers `no_rope_layers` marks 0) and Phi-3/4
+//! (q/k/v and gate/up each one fused matrix, split here; partial rotary; a sliding window on
+//! every layer, as Mistral's). Pre-norm blocks with RMSNorm, grouped-query attention with rotary
 //! embeddings, and a SwiGLU MLP.
 
 use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, rows_in_chunks, silu_mul, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
@@ -20,6 +22,8 @@ struct Block {
     o: Linear,
     /// Qwen3's per-head norms of queries and keys (before the rotary).
     qk_norm: Option<(RmsNorm, RmsNorm)>,
+    /// Whether positions are rotated in (not on SmolLM3's NoPE layers).
+    rotary: bool,
     ffn_norm: RmsNorm,
     gate: Linear,
     up: Linear,
@@ -35,6 +39,8 @@ pub struct Llama {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// Every layer's sliding window (Mistral, Phi-3), if any.
+    window: Option<usize>,
     /// The quantized GGUF path: attention in llama.cpp's f16-KV arithmetic.
     f16_kv: bool,
 }
@@ -60,6 +66,7 @@ impl Llama {
                     "qwen3" => Some((w.rms_norm(&n("attn_q_norm"), eps)?, w.rms_norm(&n("attn_k_norm"), eps)?)),
                     _ => None,
                 },
+                rotary: true,
                 ffn_norm: w.rms_norm(&n("ffn_norm"), eps)?,
                 gate: w.linear(&n("ffn_gate"))?,
                 up: w.linear(&n("ffn_up"))?,
@@ -76,6 +83,7 @@ impl Llama {
             heads,
             kv_heads,
             head_dim,
+            window: None,
         })
     }
 }
@@ -86,37 +94,63 @@ impl Llama {
     pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Llama> {
         let qk_norms = c.model_type()? == "qwen3";
         let Dims { layers, heads, kv_heads, head_dim, rms_eps: eps, .. } = Dims::from_config(c)?;
+        if c.bool_or("use_sliding_window", false) {
+            return Err(ModelError::unsupported(&c.path, "`use_sliding_window` is set: sliding-window layers are not supported for this model type"));
+        }
+        // SmolLM3: 1 where the layer uses the rotary, 0 for its NoPE layers.
+        let rotary: Vec<bool> = match c.get("no_rope_layers").as_array() {
+            Some(flags) if flags.len() == layers => flags.iter().map(|f| f.as_u64() != Some(0)).collect(),
+            Some(flags) => return Err(ModelError::corrupt(&c.path, format!("`no_rope_layers` has {} entries for {layers} layers", flags.len()))),
+            None => vec![true; layers],
+        };
         let (base, scale) = c.rope(None, 10_000.0)?;
+        let model_type = c.model_type()?;
+        let fused = model_type == "phi3";
         let embed = w.get("model.embed_tokens.weight")?;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let n = |s: &str| format!("model.layers.{i}.{s}");
+            let [q, k, v] = match fused {
+                true => w.split_linear(&n("self_attn.qkv_proj"), [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim])?,
+                false => [w.linear(&n("self_attn.q_proj"))?, w.linear(&n("self_attn.k_proj"))?, w.linear(&n("self_attn.v_proj"))?],
+            };
+            let [gate, up] = match fused {
+                true => {
+                    let inner = c.usize(&["intermediate_size"])?;
+                    w.split_linear(&n("mlp.gate_up_proj"), [inner, inner])?
+                }
+                false => [w.linear(&n("mlp.gate_proj"))?, w.linear(&n("mlp.up_proj"))?],
+            };
             blocks.push(Block {
                 attn_norm: w.rms_norm(&n("input_layernorm.weight"), eps, false)?,
-                q: w.linear(&n("self_attn.q_proj"))?,
-                k: w.linear(&n("self_attn.k_proj"))?,
-                v: w.linear(&n("self_attn.v_proj"))?,
+                q,
+                k,
+                v,
                 o: w.linear(&n("self_attn.o_proj"))?,
                 qk_norm: match qk_norms {
                     true => Some((w.rms_norm(&n("self_attn.q_norm.weight"), eps, false)?, w.rms_norm(&n("self_attn.k_norm.weight"), eps, false)?)),
                     false => None,
                 },
+                rotary: rotary[i],
                 ffn_norm: w.rms_norm(&n("post_attention_layernorm.weight"), eps, false)?,
-                gate: w.linear(&n("mlp.gate_proj"))?,
-                up: w.linear(&n("mlp.up_proj"))?,
+                gate,
+                up,
                 down: w.linear(&n("mlp.down_proj"))?,
             });
         }
+        let rotary_dim = (head_dim as f64 * c.partial_rotary()) as usize;
         Ok(Llama {
             f16_kv: false,
             norm: w.rms_norm("model.norm.weight", eps, false)?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
             embed: Embedding::Dense(embed),
             blocks,
-            rotary: Rotary::new(RopeStyle::Halves, head_dim, base, scale),
+            rotary: Rotary::new(RopeStyle::Halves, rotary_dim, base, scale),
             heads,
             kv_heads,
             head_dim,
+            // transformers gives Mistral's and Phi-3's attention their `sliding_window` on every layer.
+            window: if matches!(model_type, "mistral" | "phi3") { c.opt_usize(&["sliding_window"]) } else { None },
         })
     }
 }
@@ -128,7 +162,7 @@ impl CausalLm for Llama {
 
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
         let mut x = self.embed.start_pass(ids, layout, cache)?;
-        let mask = layout.mask(None, x.device())?.with_f16_kv(self.f16_kv);
+        let mask = layout.mask(self.window, x.device())?.with_f16_kv(self.f16_kv);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.attn_norm.forward(&x)?;
@@ -136,7 +170,9 @@ impl CausalLm for Llama {
             if let Some((q_norm, k_norm)) = &b.qk_norm {
                 (q, k) = (q_norm.forward(&q)?, k_norm.forward(&k)?);
             }
-            let (q, k) = (self.rotary.apply(&q, &layout.positions)?, self.rotary.apply(&k, &layout.positions)?);
+            if b.rotary {
+                (q, k) = (self.rotary.apply(&q, &layout.positions)?, self.rotary.apply(&k, &layout.positions)?);
+            }
             let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
             let (k, v) = cache.append(i, k, v)?;
             x = (x + b.o.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;

@@ -217,6 +217,24 @@ impl HfWeights {
         })
     }
 
+    /// A fused projection (Phi-3's `qkv_proj`, `gate_up_proj`) split into consecutive groups of
+    /// `rows` output rows, each its own layer.
+    pub fn split_linear<const N: usize>(&self, prefix: &str, rows: [usize; N]) -> Result<[Linear; N]> {
+        let fused = self.linear(prefix)?;
+        let Weight::Dense(weight) = &fused.weight else { unreachable!("checkpoint weights are dense") };
+        if weight.dim(0)? != rows.iter().sum::<usize>() {
+            return Err(ModelError::corrupt(&self.dir, format!("`{prefix}.weight` has {} rows, not {}", weight.dim(0)?, rows.iter().sum::<usize>())));
+        }
+        let mut start = 0;
+        let mut out = Vec::with_capacity(rows.len());
+        for n in rows {
+            let part = |t: &Tensor| -> Result<Tensor> { Ok(t.narrow(0, start, n)?.contiguous()?) };
+            out.push(Linear { weight: Weight::Dense(part(weight)?), bias: fused.bias.as_ref().map(part).transpose()? });
+            start += n;
+        }
+        Ok(out.try_into().unwrap_or_else(|_| unreachable!("one layer per group")))
+    }
+
     /// GPT-2's `Conv1D`: the weight is stored `[in, out]`.
     pub fn conv1d(&self, prefix: &str) -> Result<Linear> {
         Ok(Linear {
