@@ -44,8 +44,9 @@ def train_tokenizer():
 
 
 def variants():
-    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3TextConfig, LlamaConfig, MistralConfig, Olmo2Config,
-                              Olmo3Config, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config, SmolLM3Config)
+    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3TextConfig, LlamaConfig, MistralConfig, MixtralConfig,
+                              Olmo2Config, Olmo3Config, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config, Qwen3MoeConfig,
+                              SmolLM3Config)
 
     common = dict(vocab_size=VOCAB)
     return {
@@ -112,6 +113,18 @@ def variants():
         "mistral": (MistralConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                   intermediate_size=64, max_position_embeddings=128, sliding_window=16,
                                   bos_token_id=1, eos_token_id=2, tie_word_embeddings=False, **common), True),
+        # Mixtral: 4 experts, top 2 (weights rescaled to sum to 1), BOS first.
+        "mixtral": (MixtralConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                  intermediate_size=48, num_local_experts=4, num_experts_per_tok=2,
+                                  max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
+                                  tie_word_embeddings=False, **common), True),
+        # Qwen3-MoE: q/k norms, 4 experts, top 2 without rescaling (norm_topk_prob false), the
+        # second layer a dense MLP (mlp_only_layers).
+        "qwen3-moe": (Qwen3MoeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                     head_dim=8, intermediate_size=64, moe_intermediate_size=24, num_experts=4,
+                                     num_experts_per_tok=2, norm_topk_prob=False, mlp_only_layers=[1],
+                                     max_position_embeddings=128, bos_token_id=0, eos_token_id=0,
+                                     tie_word_embeddings=False, **common), False),
     }
 
 

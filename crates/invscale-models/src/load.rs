@@ -51,8 +51,11 @@ impl Model {
     fn load_checkpoint_on(dir: &Path, precision: Precision, device: &Device) -> Result<Model> {
         let config = HfConfig::read(dir)?;
         let arch = config.model_type()?.to_string();
-        const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, qwen2, qwen3, smollm3, phi3, olmo2, olmo3, gemma3_text";
-        if !matches!(arch.as_str(), "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "qwen2" | "qwen3" | "smollm3" | "phi3" | "olmo2" | "olmo3" | "gemma3_text") {
+        const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, smollm3, phi3, olmo2, olmo3, gemma3_text";
+        if !matches!(
+            arch.as_str(),
+            "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "mixtral" | "qwen2" | "qwen3" | "qwen3_moe" | "smollm3" | "phi3" | "olmo2" | "olmo3" | "gemma3_text"
+        ) {
             return Err(ModelError::unsupported(
                 &config.path,
                 format!("model_type `{arch}` is not supported (supported: {SUPPORTED})"),

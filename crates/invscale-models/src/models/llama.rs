@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::{ModelError, Result};
-use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, rows_in_chunks, silu_mul, split_heads};
+use crate::layers::{Embedding, FeedForward, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, SparseMoe, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
 use crate::weights::gguf_weights::{GgufWeights, Hparams};
@@ -25,9 +25,7 @@ struct Block {
     /// Whether positions are rotated in (not on SmolLM3's NoPE layers).
     rotary: bool,
     ffn_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    ffn: FeedForward,
 }
 
 pub struct Llama {
@@ -68,9 +66,7 @@ impl Llama {
                 },
                 rotary: true,
                 ffn_norm: w.rms_norm(&n("ffn_norm"), eps)?,
-                gate: w.linear(&n("ffn_gate"))?,
-                up: w.linear(&n("ffn_up"))?,
-                down: w.linear(&n("ffn_down"))?,
+                ffn: FeedForward::Dense(GatedMlp { gate: w.linear(&n("ffn_gate"))?, up: w.linear(&n("ffn_up"))?, down: w.linear(&n("ffn_down"))? }),
             });
         }
         Ok(Llama {
@@ -92,7 +88,7 @@ impl Llama {
     /// A Hugging Face checkpoint (`llama`, `mistral`, `qwen2`, `qwen3` model types): HF's rotary
     /// layout (halves; the weights are not permuted as in GGUF).
     pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Llama> {
-        let qk_norms = c.model_type()? == "qwen3";
+        let qk_norms = matches!(c.model_type()?, "qwen3" | "qwen3_moe");
         let Dims { layers, heads, kv_heads, head_dim, rms_eps: eps, .. } = Dims::from_config(c)?;
         if c.bool_or("use_sliding_window", false) {
             return Err(ModelError::unsupported(&c.path, "`use_sliding_window` is set: sliding-window layers are not supported for this model type"));
@@ -114,13 +110,7 @@ impl Llama {
                 true => w.split_linear(&n("self_attn.qkv_proj"), [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim])?,
                 false => [w.linear(&n("self_attn.q_proj"))?, w.linear(&n("self_attn.k_proj"))?, w.linear(&n("self_attn.v_proj"))?],
             };
-            let [gate, up] = match fused {
-                true => {
-                    let inner = c.usize(&["intermediate_size"])?;
-                    w.split_linear(&n("mlp.gate_up_proj"), [inner, inner])?
-                }
-                false => [w.linear(&n("mlp.gate_proj"))?, w.linear(&n("mlp.up_proj"))?],
-            };
+            let ffn = feed_forward(w, c, i, fused)?;
             blocks.push(Block {
                 attn_norm: w.rms_norm(&n("input_layernorm.weight"), eps, false)?,
                 q,
@@ -133,9 +123,7 @@ impl Llama {
                 },
                 rotary: rotary[i],
                 ffn_norm: w.rms_norm(&n("post_attention_layernorm.weight"), eps, false)?,
-                gate,
-                up,
-                down: w.linear(&n("mlp.down_proj"))?,
+                ffn,
             });
         }
         let rotary_dim = (head_dim as f64 * c.partial_rotary()) as usize;
@@ -150,8 +138,44 @@ impl Llama {
             kv_heads,
             head_dim,
             // transformers gives Mistral's and Phi-3's attention their `sliding_window` on every layer.
-            window: if matches!(model_type, "mistral" | "phi3") { c.opt_usize(&["sliding_window"]) } else { None },
+            window: if matches!(model_type, "mistral" | "mixtral" | "phi3") { c.opt_usize(&["sliding_window"]) } else { None },
         })
+    }
+}
+
+/// Layer `i`'s MLP: dense (Phi-3's gate/up one fused matrix), or a sparse mixture of experts
+/// (Mixtral's `block_sparse_moe`; Qwen3-MoE's `mlp` on every `decoder_sparse_step`-th layer not
+/// in `mlp_only_layers`).
+fn feed_forward(w: &HfWeights, c: &HfConfig, i: usize, fused: bool) -> Result<FeedForward> {
+    let n = |s: &str| format!("model.layers.{i}.{s}");
+    let gated = |prefix: &str, names: [&str; 3]| -> Result<GatedMlp> {
+        let p = |s: &str| format!("{prefix}.{s}");
+        Ok(GatedMlp { gate: w.linear(&p(names[0]))?, up: w.linear(&p(names[1]))?, down: w.linear(&p(names[2]))? })
+    };
+    let top_k = c.opt_usize(&["num_experts_per_tok"]).unwrap_or(2);
+    match c.model_type()? {
+        "mixtral" => {
+            let experts = c.usize(&["num_local_experts"])?;
+            let experts = (0..experts).map(|e| gated(&n(&format!("block_sparse_moe.experts.{e}")), ["w1", "w3", "w2"])).collect::<Result<_>>()?;
+            Ok(FeedForward::Experts(SparseMoe { router: w.linear(&n("block_sparse_moe.gate"))?, experts, top_k, normalize: true }))
+        }
+        "qwen3_moe" => {
+            let dense_only = c.get("mlp_only_layers").as_array().is_some_and(|l| l.iter().any(|v| v.as_u64() == Some(i as u64)));
+            let step = c.opt_usize(&["decoder_sparse_step"]).unwrap_or(1).max(1);
+            let experts = c.opt_usize(&["num_experts", "num_local_experts"]).unwrap_or(0);
+            if dense_only || experts == 0 || (i + 1) % step != 0 {
+                return Ok(FeedForward::Dense(gated(&n("mlp"), ["gate_proj", "up_proj", "down_proj"])?));
+            }
+            let experts = (0..experts).map(|e| gated(&n(&format!("mlp.experts.{e}")), ["gate_proj", "up_proj", "down_proj"])).collect::<Result<_>>()?;
+            let normalize = c.bool_or("norm_topk_prob", false);
+            Ok(FeedForward::Experts(SparseMoe { router: w.linear(&n("mlp.gate"))?, experts, top_k, normalize }))
+        }
+        _ if fused => {
+            let inner = c.usize(&["intermediate_size"])?;
+            let [gate, up] = w.split_linear(&n("mlp.gate_up_proj"), [inner, inner])?;
+            Ok(FeedForward::Dense(GatedMlp { gate, up, down: w.linear(&n("mlp.down_proj"))? }))
+        }
+        _ => Ok(FeedForward::Dense(gated(&n("mlp"), ["gate_proj", "up_proj", "down_proj"])?)),
     }
 }
 
@@ -176,10 +200,7 @@ impl CausalLm for Llama {
             let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
             let (k, v) = cache.append(i, k, v)?;
             x = (x + b.o.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;
-            let h = b.ffn_norm.forward(&x)?;
-            let chunk = if [&b.gate, &b.up, &b.down].iter().all(|l| l.rows_independent()) { 256 } else { usize::MAX };
-            let mlp = rows_in_chunks(&h, chunk, |h| b.down.forward(&silu_mul(b.gate.forward(h)?, || b.up.forward(h))?))?;
-            x = (&x + mlp)?;
+            x = (&x + b.ffn.forward(&b.ffn_norm.forward(&x)?)?)?;
         }
         cache.advance(ids.len());
         self.norm.forward(&x)

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::{ModelError, Result};
-use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, rows_in_chunks, silu_mul, split_heads};
+use crate::layers::{Embedding, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
 
@@ -20,9 +20,7 @@ struct Block {
     q_norm: RmsNorm,
     k_norm: RmsNorm,
     post_attn_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    mlp: GatedMlp,
     post_ffn_norm: RmsNorm,
     /// `Some(window)` on sliding-window layers (OLMo 3).
     window: Option<usize>,
@@ -69,9 +67,7 @@ impl Olmo2 {
                 q_norm: norm(&n("self_attn.q_norm.weight"))?,
                 k_norm: norm(&n("self_attn.k_norm.weight"))?,
                 post_attn_norm: norm(&n("post_attention_layernorm.weight"))?,
-                gate: w.linear(&n("mlp.gate_proj"))?,
-                up: w.linear(&n("mlp.up_proj"))?,
-                down: w.linear(&n("mlp.down_proj"))?,
+                mlp: GatedMlp { gate: w.linear(&n("mlp.gate_proj"))?, up: w.linear(&n("mlp.up_proj"))?, down: w.linear(&n("mlp.down_proj"))? },
                 post_ffn_norm: norm(&n("post_feedforward_layernorm.weight"))?,
                 window: if is_sliding { window } else { None },
             });
@@ -114,9 +110,7 @@ impl CausalLm for Olmo2 {
             let (k, v) = cache.append(i, k, v)?;
             let a = b.o.forward(&attention(&q, &k, &v, mask, scale)?)?;
             x = (x + b.post_attn_norm.forward(&a)?)?;
-            let chunk = if [&b.gate, &b.up, &b.down].iter().all(|l| l.rows_independent()) { 256 } else { usize::MAX };
-            let m = rows_in_chunks(&x, chunk, |h| b.down.forward(&silu_mul(b.gate.forward(h)?, || b.up.forward(h))?))?;
-            x = (&x + b.post_ffn_norm.forward(&m)?)?;
+            x = (&x + b.post_ffn_norm.forward(&b.mlp.forward(&x)?)?)?;
         }
         cache.advance(ids.len());
         self.norm.forward(&x)

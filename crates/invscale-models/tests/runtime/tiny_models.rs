@@ -3,7 +3,8 @@
 //! post-norm with project_in/project_out), GPT-NeoX (parallel and sequential residual, partial
 //! rotary), Llama (GQA, untied head), Qwen2 (q/k/v biases, tied head), Qwen3 (per-head q/k
 //! norms, head_dim ≠ hidden / heads), SmolLM3 (a NoPE layer), Phi-3 (fused qkv and gate/up,
-//! partial rotary, sliding window), Mistral (sliding window on every layer), OLMo 2 (post-norms,
+//! partial rotary, sliding window), Mistral (sliding window on every layer), Mixtral and
+//! Qwen3-MoE (top-2 of 4 experts, rescaled or not; a dense layer among sparse ones), OLMo 2 (post-norms,
 //! q/k norms over all heads), OLMo 3
 //! (sliding-window layers by layer_types), Gemma 3 (sliding window shorter than the prompt,
 //! query_pre_attn_scalar ≠ head_dim). Models and log-probs from reference/tiny_models.py
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 use invscale_models::{BosPolicy, Model, ModelSource, Precision};
 
 const MAX_ABS: f32 = 1e-4;
+/// The mixtures of experts among the variants.
+const MOE: [&str; 2] = ["mixtral", "qwen3-moe"];
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -42,8 +45,8 @@ fn tiny_models_match_transformers() {
         by_model.entry(row.model.clone()).or_default().push(row);
     }
     let expected = [
-        "gemma3", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "mistral", "olmo2", "olmo3", "opt", "opt-350m", "phi3", "qwen2", "qwen3",
-        "smollm3",
+        "gemma3", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3", "qwen2",
+        "qwen3", "qwen3-moe", "smollm3",
     ];
     assert_eq!(by_model.keys().map(String::as_str).collect::<Vec<_>>(), expected);
     let mut report = Vec::new();
@@ -104,16 +107,33 @@ fn float16_matches_transformers_float16() {
     let rows: Vec<Row> = text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut report = Vec::new();
     for name in [
-        "gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "mistral", "qwen2", "qwen3", "smollm3", "phi3", "olmo2", "olmo3", "gemma3",
+        "gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3-moe", "smollm3", "phi3",
+        "olmo2", "olmo3", "gemma3",
     ] {
         let model = Model::load(&ModelSource::Checkpoint(tiny().join(name)), Precision::F16).unwrap();
-        let mut worst = 0f32;
+        let (mut worst, mut tokens, mut off, mut sum_off) = (0f32, 0, 0, 0f32);
         for row in rows.iter().filter(|r| r.model == name) {
-            for (s, want) in model.score(&row.ids, 1).unwrap().iter().zip(&row.logprobs_f16) {
+            for ((s, want), exact) in model.score(&row.ids, 1).unwrap().iter().zip(&row.logprobs_f16).zip(&row.logprobs) {
                 worst = worst.max((s.logprob - want).abs());
+                let nearest = (s.logprob - want).abs().min((s.logprob - exact).abs());
+                tokens += 1;
+                sum_off += nearest;
+                off += usize::from(nearest > 2e-2);
             }
         }
-        // SmolLM3's tiny model: 0.0216 at one position of 75 (ours -6.2462, transformers' float16
+        if MOE.contains(&name) {
+            // A mixture of experts in half precision: where two experts' routing probabilities
+            // nearly tie, a rounding picks the other one, and the tokens after it see that token
+            // changed (transformers' own float16 is 0.23 from its float32 at one token of
+            // Mixtral's; ours rerouted one token of Qwen3-MoE's: 0.59, the 6 after it ≤ 0.04). So
+            // per token against the nearer of transformers' float16 and float32: few beyond 2e-2
+            // and a small mean (a wrong weighting or expert moves most tokens by tenths).
+            let mean = sum_off / tokens as f32;
+            assert!(off * 10 <= tokens && mean <= 1e-2, "{name}: {off} of {tokens} tokens beyond 2e-2, mean {mean}");
+            report.push(format!("{name} {off}/{tokens} beyond 2e-2, mean {mean:.1e}"));
+            continue;
+        }
+        // SmolLM3's tiny model: 0.0216 at one position of ~430 (ours -6.2462, transformers' float16
         // -6.2247, its float32 -6.2279; six more positions 0.008-0.011): two roundings of the same
         // network, ~0.015 each from the exact value, not a layer computed otherwise (a NoPE layer
         // given the rotary fails the float32 test above at once: 5e-3 at position 2 already).
