@@ -44,7 +44,7 @@ def train_tokenizer():
 
 
 def variants():
-    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3TextConfig, LlamaConfig, MistralConfig, MixtralConfig,
+    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3Config, Gemma3TextConfig, SiglipVisionConfig, LlamaConfig, MistralConfig, MixtralConfig,
                               Olmo2Config, Olmo3Config, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config, Qwen3MoeConfig,
                               SmolLM3Config)
 
@@ -83,6 +83,18 @@ def variants():
                                     layer_types=["sliding_attention", "full_attention", "sliding_attention"],
                                     query_pre_attn_scalar=16, bos_token_id=1, eos_token_id=2, pad_token_id=3,
                                     **common), True),
+        # Gemma 3's multimodal checkpoints (4B-27B): the same kind of language model inside
+        # `language_model.model.*`, its config nested in `text_config`, beside a vision tower
+        # (tiny here) that a text run leaves alone.
+        "gemma3-multimodal": (Gemma3Config(
+            text_config=Gemma3TextConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                         head_dim=8, intermediate_size=64, max_position_embeddings=128, sliding_window=16,
+                                         layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                                         query_pre_attn_scalar=16, bos_token_id=1, eos_token_id=2, pad_token_id=3,
+                                         **common).to_dict(),
+            vision_config=SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                             image_size=28, patch_size=14).to_dict(),
+            mm_tokens_per_image=4, image_token_index=5, boi_token_index=6, eoi_token_index=7), True),
         # Qwen3: RMSNorm on each head's queries and keys, head_dim != hidden / heads, no biases,
         # untied head.
         "qwen3": (Qwen3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -177,8 +189,9 @@ def main():
         if d.exists():
             shutil.rmtree(d)
         model.save_pretrained(d, safe_serialization=True)
-        bos_token = "<s>" if config.bos_token_id == 1 else ("</s>" if config.bos_token_id == 2 else "<|endoftext|>")
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos_token, eos_token=SPECIALS[config.eos_token_id],
+        ids_of = getattr(config, "text_config", config)  # a multimodal config's token ids are its language model's
+        bos_token = "<s>" if ids_of.bos_token_id == 1 else ("</s>" if ids_of.bos_token_id == 2 else "<|endoftext|>")
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos_token, eos_token=SPECIALS[ids_of.eos_token_id],
                                        pad_token="<pad>")
         fast.add_bos_token = bos
         fast.save_pretrained(d)
@@ -191,7 +204,7 @@ def main():
         for task, doc_id, text in selected_prompts():
             ids = tok.encode(text, add_special_tokens=False).ids
             if bos:
-                ids = [config.bos_token_id] + ids
+                ids = [ids_of.bos_token_id] + ids
             ids = ids[:MAX_TOKENS]
             row = {"model": name, "task": task, "doc": doc_id, "ids": ids}
             if args.only:

@@ -51,6 +51,9 @@ impl Model {
     fn load_checkpoint_on(dir: &Path, precision: Precision, device: &Device) -> Result<Model> {
         let config = HfConfig::read(dir)?;
         let arch = config.model_type()?.to_string();
+        // Gemma 3's multimodal checkpoints (4B-27B): their language model, as a text model.
+        let multimodal = arch == "gemma3";
+        let (config, arch) = if multimodal { (config.text_config()?, "gemma3_text".to_string()) } else { (config, arch) };
         const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, smollm3, phi3, olmo2, olmo3, gemma3_text";
         if !matches!(
             arch.as_str(),
@@ -64,7 +67,10 @@ impl Model {
         let tokenizer = Tokenizer::from_checkpoint(dir, config.value())?;
         let device = device.clone();
         let started = std::time::Instant::now();
-        let weights = HfWeights::open(dir, &device, precision.dtype())?;
+        let mut weights = HfWeights::open(dir, &device, precision.dtype())?;
+        if multimodal && !weights.text_model() {
+            return Err(ModelError::corrupt(dir, "a Gemma 3 multimodal checkpoint without its language model's tensors (language_model.model.*)"));
+        }
         let opened = started.elapsed();
         let embed_name = ["model.embed_tokens.weight", "transformer.wte.weight", "wte.weight", "gpt_neox.embed_in.weight", "embed_in.weight", "model.decoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
             .into_iter()
@@ -179,7 +185,16 @@ pub fn describe(source: &ModelSource) -> Result<Described> {
                 None => "unknown (no config.json)".into(),
             };
             let tokenizer = Tokenizer::from_checkpoint(dir, config.as_ref().map_or(&serde_json::Value::Null, HfConfig::value))?;
-            let params = if has_weights(dir) { HfWeights::open(dir, &Device::Cpu, candle_core::DType::F32)?.param_count() } else { 0 };
+            let params = match has_weights(dir) {
+                true => {
+                    let mut weights = HfWeights::open(dir, &Device::Cpu, candle_core::DType::F32)?;
+                    if arch == "gemma3" {
+                        weights.text_model(); // a multimodal checkpoint: its language model's count
+                    }
+                    weights.param_count()
+                }
+                false => 0,
+            };
             let context_length = config.and_then(|c| c.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]));
             Ok(Described { tokenizer, arch, params, context_length, path: dir.clone() })
         }

@@ -37,6 +37,15 @@ impl HfConfig {
         &self.value[key]
     }
 
+    /// A multimodal config's language model (`text_config`), read as a text model's config.
+    pub fn text_config(&self) -> Result<HfConfig> {
+        let text = &self.value["text_config"];
+        if !text.is_object() {
+            return Err(ModelError::corrupt(&self.path, "no `text_config` (a multimodal config names its language model there)"));
+        }
+        Ok(HfConfig { path: self.path.clone(), value: text.clone() })
+    }
+
     /// The whole file.
     pub fn value(&self) -> &Value {
         &self.value
@@ -123,6 +132,10 @@ pub struct HfWeights {
     uploaded: HashMap<String, Tensor>,
     device: Device,
     dtype: DType,
+    /// A multimodal checkpoint's language model: where its `model.*` tensors are stored (see
+    /// [`HfWeights::text_model`]).
+    /// `(prefix of model.*, prefix of the rest)`.
+    text_prefix: Option<(&'static str, &'static str)>,
 }
 
 impl HfWeights {
@@ -154,7 +167,7 @@ impl HfWeights {
             .map_err(|e| ModelError::corrupt(&files[0], format!("not a readable safetensors file: {e}")))?;
         let names = tensors.tensors().into_iter().map(|(n, _)| n).collect();
         let uploaded = Self::upload(&files, device, dtype)?;
-        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, uploaded, device: device.clone(), dtype })
+        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, uploaded, device: device.clone(), dtype, text_prefix: None })
     }
 
     #[cfg(feature = "cuda")]
@@ -176,30 +189,53 @@ impl HfWeights {
         Ok(HashMap::new())
     }
 
+    /// Reads a multimodal checkpoint's language model (Gemma 3 4B-27B) as a text model: its
+    /// tensors named as a text checkpoint names them (`model.layers.0…`, `lm_head.weight`),
+    /// stored under `language_model.model.` (the Hub's files) or `model.language_model.` (newer
+    /// transformers); the vision tower is left alone. `false`: no language model found.
+    pub fn text_model(&mut self) -> bool {
+        self.text_prefix = [("language_model.model.", "language_model."), ("model.language_model.", "")]
+            .into_iter()
+            .find(|(p, _)| self.names.contains(&format!("{p}embed_tokens.weight")));
+        self.text_prefix.is_some()
+    }
+
+    /// Where the tensor the models call `name` is stored.
+    fn stored<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        match (self.text_prefix, name.strip_prefix("model.")) {
+            (Some((model, _)), Some(rest)) => format!("{model}{rest}").into(),
+            (Some((_, other)), None) => format!("{other}{name}").into(),
+            (None, _) => name.into(),
+        }
+    }
+
     /// A tensor as the file has it (its dtype), on the run's device.
     fn raw(&self, name: &str) -> Result<Tensor> {
         if !self.has(name) {
-            return Err(ModelError::corrupt(&self.dir, format!("tensor `{name}` is missing from the checkpoint")));
+            return Err(ModelError::corrupt(&self.dir, format!("tensor `{}` is missing from the checkpoint", self.stored(name))));
         }
-        if let Some(t) = self.uploaded.get(name) {
+        let stored = self.stored(name);
+        if let Some(t) = self.uploaded.get(stored.as_ref()) {
             return Ok(t.clone());
         }
-        self.tensors.load(name, &self.device).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{name}`: {e}")))
+        self.tensors.load(&stored, &self.device).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))
     }
 
     /// A tensor's shape, without reading it.
     pub fn dims(&self, name: &str) -> Result<Vec<usize>> {
-        let view = self.tensors.get(name).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{name}`: {e}")))?;
+        let stored = self.stored(name);
+        let view = self.tensors.get(&stored).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))?;
         Ok(view.shape().to_vec())
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.names.contains(name)
+        self.names.contains(self.stored(name).as_ref())
     }
 
-    /// Parameters in the checkpoint.
+    /// Parameters in the checkpoint (of a multimodal one, its language model's).
     pub fn param_count(&self) -> u64 {
-        self.tensors.tensors().iter().map(|(_, v)| v.shape().iter().product::<usize>() as u64).sum()
+        let text = |n: &str| self.text_prefix.is_none_or(|(model, other)| n.starts_with(model) || n == format!("{other}lm_head.weight"));
+        self.tensors.tensors().iter().filter(|(n, _)| text(n)).map(|(_, v)| v.shape().iter().product::<usize>() as u64).sum()
     }
 
     /// A tensor in the run's dtype.

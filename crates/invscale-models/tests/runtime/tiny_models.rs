@@ -4,11 +4,12 @@
 //! rotary), Llama (GQA, untied head), Qwen2 (q/k/v biases, tied head), Qwen3 (per-head q/k
 //! norms, head_dim ≠ hidden / heads), SmolLM3 (a NoPE layer), Phi-3 (fused qkv and gate/up,
 //! partial rotary, sliding window), Mistral (sliding window on every layer), Mixtral and
-//! Qwen3-MoE (top-2 of 4 experts, rescaled or not; a dense layer among sparse ones), OLMo 2 (post-norms,
-//! q/k norms over all heads), OLMo 3
-//! (sliding-window layers by layer_types), Gemma 3 (sliding window shorter than the prompt,
-//! query_pre_attn_scalar ≠ head_dim). Models and log-probs from reference/tiny_models.py
-//! (transformers, float32, eager attention), on prompts from the real data.
+//! Qwen3-MoE (top-2 of 4 experts, rescaled or not; a dense layer among sparse ones), OLMo 2
+//! (post-norms, q/k norms over all heads), OLMo 3 (sliding-window layers by layer_types),
+//! Gemma 3 (sliding window shorter than the prompt, query_pre_attn_scalar ≠ head_dim; also as
+//! the language model of a multimodal checkpoint). Models and log-probs from
+//! reference/tiny_models.py (transformers, float32, eager attention), on prompts from the real
+//! data.
 //!
 //! Tolerance: max |Δ log-prob| ≤ 1e-4 per token (issue 3). Also: the tokenizer gives the ids
 //! transformers' tokenizer gave, and the default BOS is the one transformers put first.
@@ -45,7 +46,7 @@ fn tiny_models_match_transformers() {
         by_model.entry(row.model.clone()).or_default().push(row);
     }
     let expected = [
-        "gemma3", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3", "qwen2",
+        "gemma3", "gemma3-multimodal", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3", "qwen2",
         "qwen3", "qwen3-moe", "smollm3",
     ];
     assert_eq!(by_model.keys().map(String::as_str).collect::<Vec<_>>(), expected);
@@ -77,6 +78,9 @@ fn tiny_models_match_transformers() {
         report.push(format!("{name} {worst:.1e}"));
     }
     eprintln!("max |Δ| per model: {}", report.join(", "));
+    // A multimodal checkpoint counts its language model's parameters only (the trend's x-axis).
+    let params = |name: &str| Model::load(&ModelSource::Checkpoint(tiny().join(name)), Precision::F32).unwrap().params;
+    assert_eq!(params("gemma3-multimodal"), params("gemma3"), "the same language model; the vision tower not counted");
 }
 
 /// (task, doc) → prompt + classes[0], the text the fixture tokenised.
@@ -108,7 +112,7 @@ fn float16_matches_transformers_float16() {
     let mut report = Vec::new();
     for name in [
         "gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3-moe", "smollm3", "phi3",
-        "olmo2", "olmo3", "gemma3",
+        "olmo2", "olmo3", "gemma3", "gemma3-multimodal",
     ] {
         let model = Model::load(&ModelSource::Checkpoint(tiny().join(name)), Precision::F16).unwrap();
         let (mut worst, mut tokens, mut off, mut sum_off) = (0f32, 0, 0, 0f32);
