@@ -44,7 +44,7 @@ def train_tokenizer():
 
 
 def variants():
-    from transformers import (GPT2Config, GPTNeoXConfig, Gemma3Config, Gemma3TextConfig, SiglipVisionConfig, LlamaConfig, MistralConfig, MixtralConfig,
+    from transformers import (GPT2Config, GPTNeoXConfig, Gemma2Config, Gemma3Config, Gemma3TextConfig, SiglipVisionConfig, LlamaConfig, MistralConfig, MixtralConfig,
                               Olmo2Config, Olmo3Config, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config, Qwen3MoeConfig,
                               SmolLM3Config)
 
@@ -95,6 +95,12 @@ def variants():
             vision_config=SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                                              image_size=28, patch_size=14).to_dict(),
             mm_tokens_per_image=4, image_token_index=5, boi_token_index=6, eoi_token_index=7), True),
+        # Gemma 2: attention scores and final logits soft-capped (caps low enough to bite on these
+        # widened weights), every other layer sliding (window 16), query_pre_attn_scalar.
+        "gemma2": (Gemma2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                head_dim=8, intermediate_size=64, max_position_embeddings=128, sliding_window=16,
+                                attn_logit_softcapping=5.0, final_logit_softcapping=10.0, query_pre_attn_scalar=16,
+                                bos_token_id=1, eos_token_id=2, pad_token_id=3, **common), True),
         # Qwen3: RMSNorm on each head's queries and keys, head_dim != hidden / heads, no biases,
         # untied head.
         "qwen3": (Qwen3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -54,10 +54,11 @@ impl Model {
         // Gemma 3's multimodal checkpoints (4B-27B): their language model, as a text model.
         let multimodal = arch == "gemma3";
         let (config, arch) = if multimodal { (config.text_config()?, "gemma3_text".to_string()) } else { (config, arch) };
-        const SUPPORTED: &str = "gpt2, opt, gpt_neox, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, smollm3, phi3, olmo2, olmo3, gemma3_text";
+        const SUPPORTED: &str =
+            "gpt2, opt, gpt_neox, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, smollm3, phi3, olmo2, olmo3, gemma2, gemma3_text, gemma3";
         if !matches!(
             arch.as_str(),
-            "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "mixtral" | "qwen2" | "qwen3" | "qwen3_moe" | "smollm3" | "phi3" | "olmo2" | "olmo3" | "gemma3_text"
+            "gpt2" | "opt" | "gpt_neox" | "llama" | "mistral" | "mixtral" | "qwen2" | "qwen3" | "qwen3_moe" | "smollm3" | "phi3" | "olmo2" | "olmo3" | "gemma2" | "gemma3_text"
         ) {
             return Err(ModelError::unsupported(
                 &config.path,
@@ -87,7 +88,7 @@ impl Model {
             "gpt2" => Box::new(Gpt2::from_hf(&weights, &config)?),
             "opt" => Box::new(Opt::from_hf(&weights, &config)?),
             "gpt_neox" => Box::new(GptNeox::from_hf(&weights, &config)?),
-            "gemma3_text" => Box::new(Gemma3::from_hf(&weights, &config)?),
+            "gemma2" | "gemma3_text" => Box::new(Gemma3::from_hf(&weights, &config)?),
             "olmo2" | "olmo3" => Box::new(Olmo2::from_hf(&weights, &config)?),
             _ => Box::new(Llama::from_hf(&weights, &config)?),
         };

@@ -18,18 +18,28 @@ mod tests;
 /// Attention over a layout's blocks: each block's queries against the cache, its context and
 /// its own keys. `q: [1, h, t, d]`, `k, v: [1, kv_h, past + t, d]`; returns `[t, h·d]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64) -> Result<Tensor> {
-    profile::time("attention", q.device(), || attention_inner(q, k, v, mask, scale))
+    let scores = Scores { scale, softcap: mask.softcap };
+    profile::time("attention", q.device(), || attention_inner(q, k, v, mask, scores))
 }
 
-fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64) -> Result<Tensor> {
+/// How scores are made of `q · k`: scaled, then soft-capped where the model does.
+#[derive(Clone, Copy)]
+struct Scores {
+    scale: f64,
+    softcap: Option<f64>,
+}
+
+fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scores: Scores) -> Result<Tensor> {
+    let scale = scores.scale;
     if let Some(gpu) = &mask.gpu {
-        if cuda_attention::supported(q.device(), q.dtype(), q.dim(3)?)
+        if scores.softcap.is_none()
+            && cuda_attention::supported(q.device(), q.dtype(), q.dim(3)?)
             && let Some(fused) = gpu.fused(q.device())?
         {
             return Ok(cuda_attention::attention(q, k, v, fused, scale)?);
         }
         let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-        return attention_inner(&q, &k, &v, gpu.unfused(q.device())?, scale);
+        return attention_inner(&q, &k, &v, gpu.unfused(q.device())?, scores);
     }
     if let Some(padded) = &mask.padded {
         let mut outs = Vec::with_capacity(padded.groups.len());
@@ -52,7 +62,7 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
                     m
                 }
             };
-            outs.push(attention_block(&qs, &ks, &vs, &full, scale)?);
+            outs.push(attention_block(&qs, &ks, &vs, &full, scores)?);
         }
         return profile::time("attention: unstack", q.device(), || {
             let all = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 0)? };
@@ -62,7 +72,7 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
     if let [(b, m)] = mask.blocks.as_slice()
         && b.context.is_empty()
     {
-        return attention_causal(q, k, v, m, mask.past, scale, mask.f16_kv);
+        return attention_causal(q, k, v, m, mask.past, scores, mask.f16_kv);
     }
     let mut outs = Vec::with_capacity(mask.blocks.len());
     for (b, m) in &mask.blocks {
@@ -80,7 +90,7 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
             Ok(if parts.len() == 1 { parts[0].clone() } else { Tensor::cat(&parts, 2)? })
         };
         let q = q.narrow(2, b.queries.start, b.queries.len())?;
-        outs.push(attention_causal(&q, &keys(k)?, &keys(v)?, m, mask.past + b.context_len(), scale, mask.f16_kv)?);
+        outs.push(attention_causal(&q, &keys(k)?, &keys(v)?, m, mask.past + b.context_len(), scores, mask.f16_kv)?);
     }
     Ok(Tensor::cat(&outs, 0)?)
 }
@@ -90,25 +100,25 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f
 /// last row: a row never attends to a later token (`fill_block` opens keys `kj <= qi` only), so
 /// the keys left out are -inf in the mask and contribute exactly nothing. A long block's
 /// products and softmax then cost about half. `past`: keys before the block's own (cache and context).
-fn attention_causal(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usize, scale: f64, f16_kv: bool) -> Result<Tensor> {
-    if q.device().is_cpu() && q.dtype() == DType::F32 && cpu_attention::available(q.dim(3)?) {
-        return attention_fused_cpu(q, k, v, mask, scale, f16_kv);
+fn attention_causal(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usize, scores: Scores, f16_kv: bool) -> Result<Tensor> {
+    if scores.softcap.is_none() && q.device().is_cpu() && q.dtype() == DType::F32 && cpu_attention::available(q.dim(3)?) {
+        return attention_fused_cpu(q, k, v, mask, scores.scale, f16_kv);
     }
-    attention_chunked(q, k, v, mask, past, scale)
+    attention_chunked(q, k, v, mask, past, scores)
 }
 
-fn attention_chunked(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usize, scale: f64) -> Result<Tensor> {
+fn attention_chunked(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, past: usize, scores: Scores) -> Result<Tensor> {
     const CHUNK: usize = 128;
     let t = q.dim(2)?;
     if t <= 2 * CHUNK || !q.device().is_cpu() {
-        return attention_block(q, k, v, mask, scale);
+        return attention_block(q, k, v, mask, scores);
     }
     let mut outs = Vec::with_capacity(t.div_ceil(CHUNK));
     for start in (0..t).step_by(CHUNK) {
         let n = CHUNK.min(t - start);
         let keys = past + start + n;
         let m = mask.narrow(2, start, n)?.narrow(3, 0, keys)?;
-        outs.push(attention_block(&q.narrow(2, start, n)?, &k.narrow(2, 0, keys)?, &v.narrow(2, 0, keys)?, &m, scale)?);
+        outs.push(attention_block(&q.narrow(2, start, n)?, &k.narrow(2, 0, keys)?, &v.narrow(2, 0, keys)?, &m, scores)?);
     }
     Ok(Tensor::cat(&outs, 0)?)
 }
@@ -131,7 +141,7 @@ fn attention_fused_cpu(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale:
 
 /// `softmax(q kᵀ · scale + mask) v` with grouped-query heads; `q: [b, h, t, d]`,
 /// `k, v: [b, kv_h, s, d]`, `mask: [b or 1, 1, t, s]`. Returns `[b·t, h·d]`.
-fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scores: Scores) -> Result<Tensor> {
     let (b, heads, t, head_dim) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let (k, v) = if kv_heads == heads {
@@ -147,7 +157,13 @@ fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64
     // Softmax in f32 whatever the dtype, cast back for the product with v (as transformers does
     // in half precision).
     let dev = q.device();
-    let scores = profile::time("attention: q·k", dev, || Ok((q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?))?;
+    let scores = profile::time("attention: q·k", dev, || {
+        let s = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scores.scale)?;
+        Ok(match scores.softcap {
+            Some(cap) => ((s / cap)?.tanh()? * cap)?,
+            None => s,
+        })
+    })?;
     let probs = profile::time("attention: softmax", dev, || {
         // The mask holds 0 and -inf only, so adding it before the cast to f32 is exact; a mask of
         // the scores' own shape and dtype makes it a plain elementwise add.

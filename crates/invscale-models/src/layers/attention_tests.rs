@@ -132,7 +132,7 @@ fn per_block(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, attend: impl F
 
 /// The same blocks, each as one unfused product over all of its keys.
 fn whole_blocks(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Tensor {
-    per_block(q, k, v, mask, |q, k, v, m| attention_block(q, k, v, m, 0.35).unwrap())
+    per_block(q, k, v, mask, |q, k, v, m| attention_block(q, k, v, m, Scores { scale: 0.35, softcap: None }).unwrap())
 }
 
 /// Long blocks run in causal chunks of query rows (keys up to each chunk's last row), and on
@@ -152,7 +152,7 @@ fn causal_chunks_and_fused_kernel_equal_whole_block_attention() {
         for window in [None, Some(100)] {
             let mask = layout.mask_as(window, &dev, false).unwrap();
             let whole = whole_blocks(&q, &k, &v, &mask);
-            let mut outs = vec![("chunked", per_block(&q, &k, &v, &mask, |q, k, v, m| attention_chunked(q, k, v, m, mask.past, 0.35).unwrap()))];
+            let mut outs = vec![("chunked", per_block(&q, &k, &v, &mask, |q, k, v, m| attention_chunked(q, k, v, m, mask.past, Scores { scale: 0.35, softcap: None }).unwrap()))];
             if cpu_attention::available(d) {
                 outs.push(("fused", per_block(&q, &k, &v, &mask, |q, k, v, m| attention_fused_cpu(q, k, v, m, 0.35, false).unwrap())));
             }

@@ -16,7 +16,7 @@ impl Layout {
     pub fn mask(&self, window: Option<usize>, device: &Device) -> Result<AttnMask> {
         if device.is_cuda() && self.past == 0 {
             let gpu = GpuMasks { layout: self.clone(), window, fused: OnceLock::new(), unfused: OnceLock::new() };
-            return Ok(AttnMask { past: 0, blocks: Vec::new(), padded: None, f16_kv: false, gpu: Some(Arc::new(gpu)) });
+            return Ok(AttnMask { past: 0, blocks: Vec::new(), padded: None, f16_kv: false, softcap: None, gpu: Some(Arc::new(gpu)) });
         }
         self.mask_as(window, device, device.is_cuda())
     }
@@ -56,7 +56,7 @@ impl Layout {
             let mask = Tensor::from_vec(m, (1, 1, b.queries.len(), s), device)?;
             out.push((b.clone(), mask));
         }
-        Ok(AttnMask { past: self.past, blocks: out, padded: None, f16_kv: false, gpu: None })
+        Ok(AttnMask { past: self.past, blocks: out, padded: None, f16_kv: false, softcap: None, gpu: None })
     }
 
     /// Blocks of similar size padded to common query and key lengths and stacked, so that one
@@ -127,6 +127,7 @@ impl Layout {
             blocks: Vec::new(),
             padded: Some(PaddedBlocks { groups, unpad: Tensor::new(unpad.as_slice(), device)? }),
             f16_kv: false,
+            softcap: None,
             gpu: None,
         })
     }
@@ -146,6 +147,9 @@ pub struct AttnMask {
     /// Attention in llama.cpp's arithmetic (f16 keys, values and probabilities; see
     /// `cpu_attention::attention`), where the fused CPU kernel runs.
     pub(crate) f16_kv: bool,
+    /// Gemma 2's attention soft-capping: scores become `cap · tanh(scores / cap)` before the
+    /// mask (then neither fused kernel runs).
+    pub(crate) softcap: Option<f64>,
     /// On a GPU without a cache: the masks, made at the first layer's attention.
     pub(crate) gpu: Option<Arc<GpuMasks>>,
 }
@@ -179,6 +183,12 @@ impl AttnMask {
     /// The same masks, attention in llama.cpp's f16-KV arithmetic or not.
     pub fn with_f16_kv(mut self, on: bool) -> AttnMask {
         self.f16_kv = on;
+        self
+    }
+
+    /// The same masks, the scores soft-capped at `cap` (see [`AttnMask::softcap`]).
+    pub fn with_softcap(mut self, cap: Option<f64>) -> AttnMask {
+        self.softcap = cap;
         self
     }
 }

@@ -1,8 +1,9 @@
-//! Gemma 3 (text) from GGUF. Differences from Llama: embeddings scaled by √hidden; RMSNorm on
-//! each head's queries and keys; norms after attention and after the MLP as well as before; a
-//! GELU (tanh) gated MLP; sliding-window attention on 5 of every 6 layers, with its own rotary
-//! base. llama.cpp's converter stores Gemma's norm weights as `1 + w`, so they are plain
-//! RMSNorm weights here.
+//! Gemma 3 (text) and Gemma 2. Differences from Llama: embeddings scaled by √hidden; norms
+//! after attention and after the MLP as well as before; a GELU (tanh) gated MLP; sliding-window
+//! layers. Gemma 3: RMSNorm on each head's queries and keys, 5 sliding layers of every 6 with
+//! their own rotary base. Gemma 2: every other layer sliding, attention scores and final logits
+//! soft-capped (`cap · tanh(x / cap)`). llama.cpp's converter stores Gemma's norm weights as
+//! `1 + w`, so they are plain RMSNorm weights there.
 
 use candle_core::Tensor;
 
@@ -24,8 +25,8 @@ struct Block {
     q: Linear,
     k: Linear,
     v: Linear,
-    q_norm: RmsNorm,
-    k_norm: RmsNorm,
+    /// Gemma 3's per-head query and key norms.
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     o: Linear,
     post_attn_norm: RmsNorm,
     ffn_norm: RmsNorm,
@@ -48,6 +49,9 @@ pub struct Gemma3 {
     heads: usize,
     kv_heads: usize,
     scale: f64,
+    /// Gemma 2's soft-capping of attention scores and of the final logits.
+    attn_softcap: Option<f64>,
+    final_softcap: Option<f64>,
     /// The quantized GGUF path: attention in llama.cpp's f16-KV arithmetic.
     f16_kv: bool,
 }
@@ -66,8 +70,7 @@ impl Gemma3 {
                 q: w.linear(&n("attn_q"))?,
                 k: w.linear(&n("attn_k"))?,
                 v: w.linear(&n("attn_v"))?,
-                q_norm: w.rms_norm(&n("attn_q_norm"), eps)?,
-                k_norm: w.rms_norm(&n("attn_k_norm"), eps)?,
+                qk_norm: Some((w.rms_norm(&n("attn_q_norm"), eps)?, w.rms_norm(&n("attn_k_norm"), eps)?)),
                 o: w.linear(&n("attn_output"))?,
                 post_attn_norm: w.rms_norm(&n("post_attention_norm"), eps)?,
                 ffn_norm: w.rms_norm(&n("ffn_norm"), eps)?,
@@ -92,31 +95,41 @@ impl Gemma3 {
             heads,
             kv_heads,
             scale: 1.0 / (head_dim as f64).sqrt(),
+            attn_softcap: None,
+            final_softcap: None,
         })
     }
 }
 
 impl Gemma3 {
-    /// A Hugging Face checkpoint (`gemma3_text`): norms stored as `w` for a scale of `1 + w`,
-    /// queries scaled by `query_pre_attn_scalar^-1/2`, each layer's type and rotary base from the
-    /// config.
+    /// A Hugging Face checkpoint (`gemma3_text`, `gemma2`): norms stored as `w` for a scale of
+    /// `1 + w`, queries scaled by `query_pre_attn_scalar^-1/2`, each layer's type and rotary base
+    /// from the config.
     pub fn from_hf(w: &HfWeights, c: &HfConfig) -> Result<Gemma3> {
         let Dims { hidden, layers, heads, kv_heads, head_dim, rms_eps: eps } = Dims::from_config(c)?;
+        let gemma2 = c.model_type()? == "gemma2";
         let window = c.opt_usize(&["sliding_window"]);
-        if c.get("final_logit_softcapping").as_f64().is_some() || c.get("attn_logit_softcapping").as_f64().is_some() {
-            return Err(crate::error::ModelError::unsupported(&c.path, "logit soft-capping (Gemma 2) is not supported"));
+        let softcap = |key: &str| c.get(key).as_f64().filter(|_| gemma2);
+        if !gemma2 && (c.get("final_logit_softcapping").as_f64().is_some() || c.get("attn_logit_softcapping").as_f64().is_some()) {
+            return Err(crate::error::ModelError::unsupported(&c.path, "logit soft-capping on a Gemma 3 model is not supported"));
         }
         let layer_types: Vec<bool> = match c.get("layer_types").as_array() {
             Some(types) => types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect(),
+            // Gemma 2: even layers slide; Gemma 3: 5 of every 6.
+            None if gemma2 => (0..layers).map(|i| i % 2 == 0).collect(),
             None => {
                 let every = c.opt_usize(&["sliding_window_pattern", "_sliding_window_pattern"]).unwrap_or(GLOBAL_EVERY);
                 (0..layers).map(|i| (i + 1) % every != 0).collect()
             }
         };
-        let (global_base, global_scale) = c.rope(Some("full_attention"), 1_000_000.0)?;
-        let local_base = c.get("rope_parameters")["sliding_attention"]["rope_theta"]
-            .as_f64()
-            .unwrap_or_else(|| c.f64_or("rope_local_base_freq", LOCAL_ROPE_BASE));
+        let (global_base, global_scale) = c.rope(Some("full_attention"), if gemma2 { 10_000.0 } else { 1_000_000.0 })?;
+        // Gemma 2 has one rotary for every layer.
+        let local_base = match gemma2 {
+            true => global_base,
+            false => c.get("rope_parameters")["sliding_attention"]["rope_theta"]
+                .as_f64()
+                .unwrap_or_else(|| c.f64_or("rope_local_base_freq", LOCAL_ROPE_BASE)),
+        };
         let embed = w.get("model.embed_tokens.weight")?;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
@@ -127,8 +140,10 @@ impl Gemma3 {
                 q: w.linear(&n("self_attn.q_proj"))?,
                 k: w.linear(&n("self_attn.k_proj"))?,
                 v: w.linear(&n("self_attn.v_proj"))?,
-                q_norm: norm("self_attn.q_norm.weight", eps)?,
-                k_norm: norm("self_attn.k_norm.weight", eps)?,
+                qk_norm: match gemma2 {
+                    true => None,
+                    false => Some((norm("self_attn.q_norm.weight", eps)?, norm("self_attn.k_norm.weight", eps)?)),
+                },
                 o: w.linear(&n("self_attn.o_proj"))?,
                 post_attn_norm: norm("post_attention_layernorm.weight", eps)?,
                 ffn_norm: norm("pre_feedforward_layernorm.weight", eps)?,
@@ -153,6 +168,8 @@ impl Gemma3 {
             heads,
             kv_heads,
             scale: 1.0 / scalar.sqrt(),
+            attn_softcap: softcap("attn_logit_softcapping"),
+            final_softcap: softcap("final_logit_softcapping"),
         })
     }
 }
@@ -166,14 +183,17 @@ impl CausalLm for Gemma3 {
         let mut x = (self.embed.start_pass(ids, layout, cache)? * self.embed_scale)?;
         let window = self.blocks.iter().find_map(|b| b.window);
         let (global_mask, local_mask) = layout.full_and_sliding_masks(window, x.device(), self.f16_kv)?;
+        let (global_mask, local_mask) = (global_mask.with_softcap(self.attn_softcap), local_mask.with_softcap(self.attn_softcap));
         for (i, b) in self.blocks.iter().enumerate() {
             let (rotary, mask) = match b.window {
                 Some(_) => (&self.rotary_local, &local_mask),
                 None => (&self.rotary_global, &global_mask),
             };
             let h = b.attn_norm.forward(&x)?;
-            let q = b.q_norm.forward(&split_heads(&b.q.forward(&h)?, self.heads)?)?;
-            let k = b.k_norm.forward(&split_heads(&b.k.forward(&h)?, self.kv_heads)?)?;
+            let (mut q, mut k) = (split_heads(&b.q.forward(&h)?, self.heads)?, split_heads(&b.k.forward(&h)?, self.kv_heads)?);
+            if let Some((q_norm, k_norm)) = &b.qk_norm {
+                (q, k) = (q_norm.forward(&q)?, k_norm.forward(&k)?);
+            }
             let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
             let (q, k) = (rotary.apply(&q, &layout.positions)?, rotary.apply(&k, &layout.positions)?);
             let (k, v) = cache.append(i, k, v)?;
@@ -188,6 +208,10 @@ impl CausalLm for Gemma3 {
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.head.forward(hidden)
+        let logits = self.head.forward(hidden)?;
+        Ok(match self.final_softcap {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        })
     }
 }

@@ -6,7 +6,7 @@
 //! partial rotary, sliding window), Mistral (sliding window on every layer), Mixtral and
 //! Qwen3-MoE (top-2 of 4 experts, rescaled or not; a dense layer among sparse ones), OLMo 2
 //! (post-norms, q/k norms over all heads), OLMo 3 (sliding-window layers by layer_types),
-//! Gemma 3 (sliding window shorter than the prompt, query_pre_attn_scalar ≠ head_dim; also as
+//! Gemma 2 (attention and final soft-capping, alternating sliding layers), Gemma 3 (sliding window shorter than the prompt, query_pre_attn_scalar ≠ head_dim; also as
 //! the language model of a multimodal checkpoint). Models and log-probs from
 //! reference/tiny_models.py (transformers, float32, eager attention), on prompts from the real
 //! data.
@@ -46,7 +46,7 @@ fn tiny_models_match_transformers() {
         by_model.entry(row.model.clone()).or_default().push(row);
     }
     let expected = [
-        "gemma3", "gemma3-multimodal", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3", "qwen2",
+        "gemma2", "gemma3", "gemma3-multimodal", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3", "qwen2",
         "qwen3", "qwen3-moe", "smollm3",
     ];
     assert_eq!(by_model.keys().map(String::as_str).collect::<Vec<_>>(), expected);
@@ -112,7 +112,7 @@ fn float16_matches_transformers_float16() {
     let mut report = Vec::new();
     for name in [
         "gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3-moe", "smollm3", "phi3",
-        "olmo2", "olmo3", "gemma3", "gemma3-multimodal",
+        "olmo2", "olmo3", "gemma2", "gemma3", "gemma3-multimodal",
     ] {
         let model = Model::load(&ModelSource::Checkpoint(tiny().join(name)), Precision::F16).unwrap();
         let (mut worst, mut tokens, mut off, mut sum_off) = (0f32, 0, 0, 0f32);
