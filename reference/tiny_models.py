@@ -143,6 +143,12 @@ def variants():
                                      num_experts_per_tok=2, norm_topk_prob=False, mlp_only_layers=[1],
                                      max_position_embeddings=128, bos_token_id=0, eos_token_id=0,
                                      tie_word_embeddings=False, **common), False),
+        # Qwen3-MoE as released (every layer sparse, top-k rescaled), the shape llama.cpp converts.
+        "qwen3-moe-sparse": (Qwen3MoeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                            num_key_value_heads=2, head_dim=8, intermediate_size=64,
+                                            moe_intermediate_size=24, num_experts=4, num_experts_per_tok=2,
+                                            norm_topk_prob=True, max_position_embeddings=128, bos_token_id=0,
+                                            eos_token_id=0, tie_word_embeddings=False, **common), False),
     }
 
 

@@ -117,10 +117,11 @@ impl Model {
     fn load_gguf_on(path: &Path, precision: Precision, device: &Device) -> Result<Model> {
         let file = GgufFile::open(path)?;
         let arch = file.architecture()?.to_string();
-        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3" | "gemma3") {
+        const SUPPORTED_GGUF: &str = "llama (and Mixtral), qwen2, qwen3, qwen3moe, olmo2, gemma3, gpt2, gptneox";
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3" | "qwen3moe" | "olmo2" | "gemma3" | "gpt2" | "gptneox") {
             return Err(ModelError::unsupported(
                 path,
-                format!("GGUF architecture `{arch}` is not supported (supported: llama, qwen2, qwen3, gemma3)"),
+                format!("GGUF architecture `{arch}` is not supported (supported: {SUPPORTED_GGUF})"),
             ));
         }
         // The tokenizer first: a vocabulary larger than the embedding means the two do not
@@ -144,6 +145,9 @@ impl Model {
         let weights = GgufWeights { file: &file, device: device.clone(), precision };
         let net: Box<dyn CausalLm> = match arch.as_str() {
             "gemma3" => Box::new(Gemma3::from_gguf(&weights)?),
+            "olmo2" => Box::new(Olmo2::from_gguf(&weights)?),
+            "gpt2" => Box::new(Gpt2::from_gguf(&weights)?),
+            "gptneox" => Box::new(GptNeox::from_gguf(&weights)?),
             _ => Box::new(Llama::from_gguf(&weights, &arch)?),
         };
         let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();

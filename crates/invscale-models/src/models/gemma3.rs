@@ -81,8 +81,10 @@ impl Gemma3 {
                 window: if (i + 1) % GLOBAL_EVERY == 0 { None } else { window },
             });
         }
-        // Gemma 3 scales queries by query_pre_attn_scalar^-1/2, which is head_dim for the text
-        // models llama.cpp converts (it uses 1/√head_dim as well).
+        // Gemma 3 scales queries by query_pre_attn_scalar^-1/2, which the GGUF does not record:
+        // head_dim for every size but 27B (62 layers), where it is hidden / heads — llama.cpp's
+        // rule, by the layer count as there.
+        let scalar = if layers == 62 { (hidden / heads) as f64 } else { head_dim as f64 };
         Ok(Gemma3 {
             f16_kv: w.precision == crate::weights::precision::Precision::Quantized,
             norm: w.rms_norm("output_norm.weight", eps)?,
@@ -94,7 +96,7 @@ impl Gemma3 {
             rotary_local: Rotary::new(RopeStyle::Halves, head_dim, LOCAL_ROPE_BASE, 1.0),
             heads,
             kv_heads,
-            scale: 1.0 / (head_dim as f64).sqrt(),
+            scale: 1.0 / scalar.sqrt(),
             attn_softcap: None,
             final_softcap: None,
         })

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::layers::{KvCache, LayerNorm, Linear, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{HfConfig, HfWeights};
+use crate::weights::gguf_weights::{GgufWeights, Hparams};
 
 struct Block {
     ln_1: LayerNorm,
@@ -54,6 +55,35 @@ impl Gpt2 {
             ln_f: w.layer_norm(&format!("{p}ln_f"), eps)?,
             head: w.head("lm_head.weight", &wte, c.bool_or("tie_word_embeddings", true))?,
             wte,
+            blocks,
+            heads,
+            hidden,
+        })
+    }
+}
+
+impl Gpt2 {
+    /// llama.cpp's `gpt2` GGUF: the Conv1D weights stored `[out, in]` by its converter.
+    pub fn from_gguf(w: &GgufWeights) -> Result<Gpt2> {
+        let Hparams { hidden, layers, heads, rms_eps: eps, .. } = Hparams::from_gguf(w.file, "gpt2", 10_000.0)?;
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            blocks.push(Block {
+                ln_1: w.layer_norm(&n("attn_norm"), eps)?,
+                c_attn: w.linear(&n("attn_qkv.weight"))?,
+                c_proj: w.linear(&n("attn_output.weight"))?,
+                ln_2: w.layer_norm(&n("ffn_norm"), eps)?,
+                c_fc: w.linear(&n("ffn_up.weight"))?,
+                mlp_proj: w.linear(&n("ffn_down.weight"))?,
+            });
+        }
+        let embed = w.embedding("token_embd.weight")?;
+        Ok(Gpt2 {
+            head: w.lm_head(&embed)?,
+            wte: w.f32("token_embd.weight")?,
+            wpe: w.f32("position_embd.weight")?,
+            ln_f: w.layer_norm("output_norm", eps)?,
             blocks,
             heads,
             hidden,

@@ -7,9 +7,10 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::Result;
-use crate::layers::{KvCache, LayerNorm, Linear, RopeStyle, Rotary, attention, gelu_erf};
+use crate::layers::{KvCache, LayerNorm, Linear, RopeStyle, Rotary, attention, gelu_erf, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{HfConfig, HfWeights};
+use crate::weights::gguf_weights::{GgufWeights, Hparams};
 
 struct Block {
     ln_1: LayerNorm,
@@ -29,6 +30,9 @@ pub struct GptNeox {
     heads: usize,
     head_dim: usize,
     parallel: bool,
+    /// HF's fused QKV is laid out per head (`[heads, 3, head_dim]`); llama.cpp's converter
+    /// regroups it as GPT-2's (all q, all k, all v).
+    qkv_per_head: bool,
 }
 
 impl GptNeox {
@@ -63,6 +67,38 @@ impl GptNeox {
             heads,
             head_dim,
             parallel: c.bool_or("use_parallel_residual", true),
+            qkv_per_head: true,
+        })
+    }
+}
+
+impl GptNeox {
+    /// llama.cpp's `gptneox` GGUF (Pythia): the fused QKV in HF's per-head layout, as there.
+    pub fn from_gguf(w: &GgufWeights) -> Result<GptNeox> {
+        let Hparams { layers, heads, head_dim, rotary_dim, rms_eps: eps, rope_base, rope_scale, .. } = Hparams::from_gguf(w.file, "gptneox", 10_000.0)?;
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            blocks.push(Block {
+                ln_1: w.layer_norm(&n("attn_norm"), eps)?,
+                qkv: w.linear(&n("attn_qkv.weight"))?,
+                dense: w.linear(&n("attn_output.weight"))?,
+                ln_2: w.layer_norm(&n("ffn_norm"), eps)?,
+                up: w.linear(&n("ffn_up.weight"))?,
+                down: w.linear(&n("ffn_down.weight"))?,
+            });
+        }
+        let embed = w.embedding("token_embd.weight")?;
+        Ok(GptNeox {
+            head: w.lm_head(&embed)?,
+            embed: w.f32("token_embd.weight")?,
+            final_norm: w.layer_norm("output_norm", eps)?,
+            blocks,
+            rotary: Rotary::new(RopeStyle::Halves, rotary_dim, rope_base, rope_scale),
+            heads,
+            head_dim,
+            parallel: w.file.opt_bool("gptneox.use_parallel_residual").unwrap_or(true),
+            qkv_per_head: false,
         })
     }
 }
@@ -80,7 +116,11 @@ impl CausalLm for GptNeox {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
             let qkv = b.qkv.forward(&b.ln_1.forward(&x)?)?;
-            let (q, k, v) = if invscale_kernels::cuda::ops::half_on_cuda(&qkv) && invscale_kernels::cuda::ops::neox_qkv_rope_fits(self.head_dim, self.rotary.rotary_dim()) {
+            let (q, k, v) = if !self.qkv_per_head {
+                let width = self.heads * self.head_dim;
+                let part = |j: usize| split_heads(&qkv.narrow(1, j * width, width)?, self.heads);
+                (self.rotary.apply(&part(0)?, &layout.positions)?, self.rotary.apply(&part(1)?, &layout.positions)?, part(2)?)
+            } else if invscale_kernels::cuda::ops::half_on_cuda(&qkv) && invscale_kernels::cuda::ops::neox_qkv_rope_fits(self.head_dim, self.rotary.rotary_dim()) {
                 // One kernel: q, k, v token-major, q and k rotated; [1, heads, t, head_dim] views.
                 let parts = crate::profile::time("rotary", device, || {
                     let (cos, sin) = self.rotary.cos_sin(&layout.positions, qkv.dtype(), device)?;

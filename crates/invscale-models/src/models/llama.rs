@@ -61,12 +61,12 @@ impl Llama {
                 v: w.linear(&n("attn_v"))?,
                 o: w.linear(&n("attn_output"))?,
                 qk_norm: match arch {
-                    "qwen3" => Some((w.rms_norm(&n("attn_q_norm"), eps)?, w.rms_norm(&n("attn_k_norm"), eps)?)),
+                    "qwen3" | "qwen3moe" => Some((w.rms_norm(&n("attn_q_norm"), eps)?, w.rms_norm(&n("attn_k_norm"), eps)?)),
                     _ => None,
                 },
                 rotary: true,
                 ffn_norm: w.rms_norm(&n("ffn_norm"), eps)?,
-                ffn: FeedForward::Dense(GatedMlp { gate: w.linear(&n("ffn_gate"))?, up: w.linear(&n("ffn_up"))?, down: w.linear(&n("ffn_down"))? }),
+                ffn: gguf_feed_forward(w, arch, i)?,
             });
         }
         Ok(Llama {
@@ -82,6 +82,22 @@ impl Llama {
             window: None,
         })
     }
+}
+
+/// Layer `i`'s MLP in a GGUF: dense, or a mixture of experts (Mixtral as arch `llama`,
+/// Qwen3-MoE as `qwen3moe`: `ffn_*_exps` stacked per expert, `ffn_gate_inp` the router).
+fn gguf_feed_forward(w: &GgufWeights, arch: &str, i: usize) -> Result<FeedForward> {
+    let n = |s: &str| format!("blk.{i}.{s}.weight");
+    if !w.file.has_tensor(&n("ffn_gate_inp")) {
+        return Ok(FeedForward::Dense(GatedMlp { gate: w.linear(&n("ffn_gate"))?, up: w.linear(&n("ffn_up"))?, down: w.linear(&n("ffn_down"))? }));
+    }
+    let top_k = w.file.int(&format!("{arch}.expert_used_count"))? as usize;
+    let (gates, ups, downs) = (w.expert_linears(&n("ffn_gate_exps"))?, w.expert_linears(&n("ffn_up_exps"))?, w.expert_linears(&n("ffn_down_exps"))?);
+    let experts: Vec<GatedMlp> = gates.into_iter().zip(ups).zip(downs).map(|((gate, up), down)| GatedMlp { gate, up, down }).collect();
+    // Rescaled top-k weights unless the file says otherwise: Mixtral always, and the released
+    // Qwen3-MoE sets norm_topk_prob (as llama.cpp's graphs for both assume).
+    let normalize = w.file.opt_bool(&format!("{arch}.expert_weights_norm")).unwrap_or(true);
+    Ok(FeedForward::Experts(SparseMoe { router: w.linear(&n("ffn_gate_inp"))?, experts, top_k, normalize }))
 }
 
 impl Llama {

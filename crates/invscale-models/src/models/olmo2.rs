@@ -11,6 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::layers::{Embedding, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
+use crate::weights::gguf_weights::{GgufWeights, Hparams};
 
 struct Block {
     q: Linear,
@@ -81,6 +82,43 @@ impl Olmo2 {
             blocks,
             rotary_full: Rotary::new(RopeStyle::Halves, head_dim, full_base, full_scale),
             rotary_sliding: Rotary::new(RopeStyle::Halves, head_dim, sliding_base, sliding_scale),
+            heads,
+            kv_heads,
+            head_dim,
+        })
+    }
+}
+
+impl Olmo2 {
+    /// llama.cpp's `olmo2` GGUF (no sliding layers: OLMo 3 is its own architecture there).
+    pub fn from_gguf(w: &GgufWeights) -> Result<Olmo2> {
+        let Hparams { layers, heads, kv_heads, head_dim, rotary_dim, rms_eps: eps, rope_base, rope_scale, .. } = Hparams::from_gguf(w.file, "olmo2", 10_000.0)?;
+        let norm = |name: &str| -> Result<RmsNorm> { Ok(RmsNorm { scale_after_cast: false, ..w.rms_norm(name, eps)? }) };
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            blocks.push(Block {
+                q: w.linear(&n("attn_q"))?,
+                k: w.linear(&n("attn_k"))?,
+                v: w.linear(&n("attn_v"))?,
+                o: w.linear(&n("attn_output"))?,
+                q_norm: norm(&n("attn_q_norm"))?,
+                k_norm: norm(&n("attn_k_norm"))?,
+                post_attn_norm: norm(&n("post_attention_norm"))?,
+                mlp: GatedMlp { gate: w.linear(&n("ffn_gate"))?, up: w.linear(&n("ffn_up"))?, down: w.linear(&n("ffn_down"))? },
+                post_ffn_norm: norm(&n("post_ffw_norm"))?,
+                window: None,
+            });
+        }
+        let embed = w.embedding("token_embd.weight")?;
+        let rotary = || Rotary::new(RopeStyle::Halves, rotary_dim, rope_base, rope_scale);
+        Ok(Olmo2 {
+            norm: norm("output_norm.weight")?,
+            head: w.lm_head(&embed)?,
+            embed,
+            blocks,
+            rotary_full: rotary(),
+            rotary_sliding: rotary(),
             heads,
             kv_heads,
             head_dim,

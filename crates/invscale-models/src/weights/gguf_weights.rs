@@ -8,7 +8,7 @@ use invscale_kernels::cpu::block_quant::{BlockFormat, BlockMatrix};
 use crate::error::Result;
 use crate::layers::embedding::Embedding;
 use crate::layers::linear::{Linear, Weight};
-use crate::layers::norm::RmsNorm;
+use crate::layers::norm::{LayerNorm, RmsNorm};
 use crate::weights::gguf::GgufFile;
 use crate::weights::precision::Precision;
 
@@ -49,6 +49,18 @@ impl GgufWeights<'_> {
         // Norm weights stay f32; llama.cpp stores Gemma's as `1 + w` already.
         let weight = self.file.qtensor(name, &self.device)?.dequantize(&self.device)?;
         Ok(RmsNorm { weight, eps, scale_after_cast: true })
+    }
+
+    /// LayerNorm `prefix.weight` and `prefix.bias` (GPT-2, GPT-NeoX), in the run's dtype.
+    pub fn layer_norm(&self, prefix: &str, eps: f32) -> Result<LayerNorm> {
+        Ok(LayerNorm { weight: self.f32(&format!("{prefix}.weight"))?, bias: self.f32(&format!("{prefix}.bias"))?, eps })
+    }
+
+    /// A mixture's experts stacked in one 3-D tensor (`blk.N.ffn_gate_exps.weight`:
+    /// `[experts, out, in]`), one dense layer each.
+    pub fn expert_linears(&self, name: &str) -> Result<Vec<Linear>> {
+        let stacked = self.f32(name)?;
+        (0..stacked.dim(0)?).map(|e| Ok(Linear { weight: Weight::Dense(stacked.get(e)?.contiguous()?), bias: None })).collect()
     }
 
     /// The token embeddings: kept quantized on the quantized path when our block kernel takes
@@ -96,6 +108,7 @@ pub struct Hparams {
     pub head_dim: usize,
     /// Dimensions of each head that rotate (all of them unless the file says otherwise).
     pub rotary_dim: usize,
+    /// RMSNorm's epsilon, else LayerNorm's (GPT-2, GPT-NeoX).
     pub rms_eps: f32,
     /// `rope.freq_base`, or the architecture's default.
     pub rope_base: f64,
@@ -118,7 +131,7 @@ impl Hparams {
             kv_heads: optional("attention.head_count_kv").unwrap_or(heads),
             head_dim,
             rotary_dim: optional("rope.dimension_count").unwrap_or(head_dim),
-            rms_eps: g.float(&key("attention.layer_norm_rms_epsilon"))? as f32,
+            rms_eps: g.float(&key("attention.layer_norm_rms_epsilon")).or_else(|_| g.float(&key("attention.layer_norm_epsilon")))? as f32,
             rope_base: g.float(&key("rope.freq_base")).unwrap_or(default_rope_base),
             rope_scale: g.float(&key("rope.scaling.factor")).unwrap_or(1.0),
         })

@@ -21,7 +21,7 @@ use invscale_models::{BosPolicy, Model, ModelSource, Precision};
 
 const MAX_ABS: f32 = 1e-4;
 /// The mixtures of experts among the variants.
-const MOE: [&str; 2] = ["mixtral", "qwen3-moe"];
+const MOE: [&str; 3] = ["mixtral", "qwen3-moe", "qwen3-moe-sparse"];
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -47,7 +47,7 @@ fn tiny_models_match_transformers() {
     }
     let expected = [
         "gemma2", "gemma3", "gemma3-multimodal", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3", "qwen2",
-        "qwen3", "qwen3-moe", "smollm3",
+        "qwen3", "qwen3-moe", "qwen3-moe-sparse", "smollm3",
     ];
     assert_eq!(by_model.keys().map(String::as_str).collect::<Vec<_>>(), expected);
     let mut report = Vec::new();
@@ -83,6 +83,42 @@ fn tiny_models_match_transformers() {
     assert_eq!(params("gemma3-multimodal"), params("gemma3"), "the same language model; the vision tower not counted");
 }
 
+/// The same tiny models as GGUF files written by llama.cpp's own converter (f32;
+/// reference/tiny_gguf.py), loaded from the GGUF in `--dtype f32`: tokenized as transformers
+/// did (the tokenizer from the GGUF's metadata) and within 1e-3 of transformers' log-probs
+/// (issue 21; measured ≤ 1e-5: the same f32 weights).
+#[test]
+fn tiny_gguf_models_match_transformers() {
+    const GGUF_MAX_ABS: f32 = 1e-3;
+    let text = std::fs::read_to_string(tiny().join("logprobs.jsonl")).unwrap();
+    let rows: Vec<Row> = text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let docs = documents();
+    let dir = tiny().parent().unwrap().join("tiny-gguf");
+    let mut report = Vec::new();
+    for name in ["llama", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
+        let model = Model::load(&ModelSource::Gguf(dir.join(format!("{name}.gguf"))), Precision::F32).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut worst = 0f32;
+        for row in rows.iter().filter(|r| r.model == name) {
+            let text_ids = match model.bos_token(BosPolicy::Auto) {
+                Some(b) => {
+                    assert_eq!(row.ids[0], b, "{name}: the GGUF's BOS is transformers'");
+                    &row.ids[1..]
+                }
+                None => &row.ids[..],
+            };
+            let ids = model.tokenizer.encode(&docs[&(row.task.clone(), row.doc)]).unwrap();
+            assert_eq!(&ids[..text_ids.len()], text_ids, "{name} {} {}: the GGUF's tokenizer differs from transformers'", row.task, row.doc);
+            for (i, (s, want)) in model.score(&row.ids, 1).unwrap().iter().zip(&row.logprobs).enumerate() {
+                let d = (s.logprob - want).abs();
+                worst = worst.max(d);
+                assert!(d <= GGUF_MAX_ABS, "{name}.gguf {} doc {} position {}: {} vs transformers {want}", row.task, row.doc, i + 1, s.logprob);
+            }
+        }
+        report.push(format!("{name} {worst:.1e}"));
+    }
+    eprintln!("GGUF (llama.cpp's converter) vs transformers, max |Δ|: {}", report.join(", "));
+}
+
 /// (task, doc) → prompt + classes[0], the text the fixture tokenised.
 fn documents() -> BTreeMap<(String, usize), String> {
     use invscale_tasks::{DataOptions, Registry, load, locate};
@@ -111,7 +147,7 @@ fn float16_matches_transformers_float16() {
     let rows: Vec<Row> = text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut report = Vec::new();
     for name in [
-        "gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3-moe", "smollm3", "phi3",
+        "gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3-moe", "qwen3-moe-sparse", "smollm3", "phi3",
         "olmo2", "olmo3", "gemma2", "gemma3", "gemma3-multimodal",
     ] {
         let model = Model::load(&ModelSource::Checkpoint(tiny().join(name)), Precision::F16).unwrap();
