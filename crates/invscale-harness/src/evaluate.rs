@@ -76,10 +76,11 @@ pub fn evaluate_model(model: &LoadedModel, tasks: &TaskSet, options: &Options, o
     }
     let info = model.info();
     observer.note(&format!(
-        "model: {} ({}, {:.0}M parameters, {}), loaded in {:.1}s",
+        "model: {} ({}, {:.0}M parameters, {:.0}M non-embedding, {}), loaded in {:.1}s",
         info.path.display(),
         info.arch,
         info.params as f64 / 1e6,
+        info.non_embedding_params as f64 / 1e6,
         info.dtype,
         model.load_seconds
     ));

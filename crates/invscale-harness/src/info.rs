@@ -14,6 +14,8 @@ pub struct ModelInfo {
     pub path: PathBuf,
     pub arch: String,
     pub params: u64,
+    /// Kaplan et al.'s N: embeddings and an untied output head left out.
+    pub non_embedding_params: u64,
     pub dtype: &'static str,
     pub tokenizer: String,
     pub bos_token: Option<(String, u32)>,

@@ -63,6 +63,7 @@ pub fn run_info(run: &ModelRun, how: &Invocation) -> RunInfo {
         model_path: m.path.display().to_string(),
         arch: m.arch.clone(),
         params: m.params,
+        non_embedding_params: m.non_embedding_params,
         dtype: m.dtype.into(),
         fingerprint: run.fingerprint.clone(),
         bos_policy: bos_name(how.bos).into(),

@@ -34,6 +34,8 @@ pub fn report(members: &[Member], runs: &[ModelRun], tasks: &TaskSet, analysis: 
                 name: member.label.clone().unwrap_or_else(|| run.model.name.clone()),
                 family: member.family.clone().unwrap_or_else(|| "models".into()),
                 parameters,
+                // Counted here, unless the family file gave the size.
+                non_embedding_parameters: if member.params.is_some() { 0 } else { run.model.non_embedding_params },
                 size: member.size(analysis.axis, run.model.params),
                 scored_by: scored_by(run),
             };

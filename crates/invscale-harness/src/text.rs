@@ -48,7 +48,7 @@ impl ScoredText {
                        "logprob": s.map(|s| s.logprob), "greedy": s.map(|s| s.greedy)})
             })
             .collect();
-        json!({"model": model.path, "arch": model.arch, "params": model.params, "precision": format!("{:?}", model.precision).to_lowercase(),
+        json!({"model": model.path, "arch": model.arch, "params": model.params.total, "non_embedding_params": model.params.non_embedding, "precision": format!("{:?}", model.precision).to_lowercase(),
                "tokenizer": model.tokenizer.kind, "tokens": tokens, "sum_logprob": self.total()})
     }
 
@@ -57,7 +57,7 @@ impl ScoredText {
             "{} ({}, {:.0}M parameters, {:?}; tokenizer {})\n",
             model.path.display(),
             model.arch,
-            model.params as f64 / 1e6,
+            model.params.total as f64 / 1e6,
             model.precision,
             model.tokenizer.kind
         );

@@ -13,6 +13,7 @@ use crate::models::{gemma3::Gemma3, gpt_neox::GptNeox, gpt2::Gpt2, llama::Llama,
 use crate::weights::checkpoint::{HfConfig, HfWeights};
 use crate::weights::gguf::GgufFile;
 use crate::weights::gguf_weights::GgufWeights;
+use crate::weights::params::{ParamCounts, checkpoint_counts, gguf_counts};
 use crate::weights::precision::Precision;
 use crate::weights::source::ModelSource;
 use invscale_tokenizer::Tokenizer;
@@ -100,7 +101,7 @@ impl Model {
         Ok(Model {
             tokenizer,
             arch,
-            params: weights.param_count(),
+            params: checkpoint_counts(&weights),
             path: dir.to_path_buf(),
             precision,
             context_length,
@@ -150,7 +151,7 @@ impl Model {
             "gptneox" => Box::new(GptNeox::from_gguf(&weights)?),
             _ => Box::new(Llama::from_gguf(&weights, &arch)?),
         };
-        let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
+        let params = gguf_counts(&file);
         let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
         drop(file);
         release_freed_memory();
@@ -165,7 +166,7 @@ pub struct Described {
     pub arch: String,
     /// Parameters counted from the tensors' shapes (the weights are not read); 0 for a folder
     /// without weights (a served model's tokenizer).
-    pub params: u64,
+    pub params: ParamCounts,
     pub context_length: Option<usize>,
     pub path: std::path::PathBuf,
 }
@@ -178,7 +179,7 @@ pub fn describe(source: &ModelSource) -> Result<Described> {
             let file = GgufFile::open(path)?;
             let arch = file.architecture()?.to_string();
             let tokenizer = file.tokenizer()?;
-            let params = file.content.tensor_infos.values().map(|i| i.shape.elem_count() as u64).sum();
+            let params = gguf_counts(&file);
             let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
             Ok(Described { tokenizer, arch, params, context_length, path: path.clone() })
         }
@@ -196,9 +197,9 @@ pub fn describe(source: &ModelSource) -> Result<Described> {
                     if arch == "gemma3" {
                         weights.text_model(); // a multimodal checkpoint: its language model's count
                     }
-                    weights.param_count()
+                    checkpoint_counts(&weights)
                 }
-                false => 0,
+                false => ParamCounts::default(),
             };
             let context_length = config.and_then(|c| c.opt_usize(&["max_position_embeddings", "n_positions", "n_ctx"]));
             Ok(Described { tokenizer, arch, params, context_length, path: dir.clone() })

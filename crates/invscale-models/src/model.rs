@@ -16,6 +16,7 @@ use crate::host::release_freed_memory;
 use crate::layers::kv_cache::KvCache;
 use crate::models::causal_lm::CausalLm;
 use crate::profile;
+use crate::weights::params::ParamCounts;
 use crate::weights::precision::Precision;
 
 
@@ -55,8 +56,8 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     /// The architecture name (GGUF `general.architecture`).
     pub arch: String,
-    /// Parameters counted from the weights (tied matrices once).
-    pub params: u64,
+    /// Parameters counted from the weights (tied matrices once), and those not embeddings.
+    pub params: ParamCounts,
     pub path: PathBuf,
     pub precision: Precision,
     /// The longest sequence the model was trained for, when the file says.
@@ -247,7 +248,7 @@ impl Model {
     /// it with temporaries, at the activation dtype's width), between 1,024 and 65,536.
     pub fn batch_tokens(&self, cpu: usize) -> usize {
         let Some(free) = self.free_device_memory() else { return cpu };
-        let hidden = (self.params as f64 / self.net.layers().max(1) as f64 / 14.0).sqrt();
+        let hidden = (self.params.total as f64 / self.net.layers().max(1) as f64 / 14.0).sqrt();
         let bytes = 12.0 * hidden * self.precision.dtype().size_in_bytes() as f64;
         (free as f64 * 0.25 / bytes).clamp(1024.0, 65536.0) as usize
     }

@@ -22,6 +22,8 @@ pub struct RunInfo {
     pub model_path: String,
     pub arch: String,
     pub params: u64,
+    /// Without embeddings and an untied output head.
+    pub non_embedding_params: u64,
     /// `f32` or `quantized`.
     pub dtype: String,
     pub fingerprint: String,

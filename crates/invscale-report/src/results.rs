@@ -181,6 +181,7 @@ fn invscale_section(run: &RunInfo, tasks: &[TaskReport], skipped: &[Skipped]) ->
             "path": run.model_path,
             "arch": run.arch,
             "parameters": run.params,
+            "non_embedding_parameters": run.non_embedding_params,
             "dtype": run.dtype,
             "fingerprint": run.fingerprint,
             "tokenizer": run.tokenizer,

@@ -42,6 +42,8 @@ pub struct ModelPoint {
     /// Models of one family are joined by a line in the plots.
     pub family: String,
     pub parameters: u64,
+    /// Without embeddings and an untied output head (0 where unknown: a size from the family file).
+    pub non_embedding_parameters: u64,
     /// The size on the report's axis.
     pub size: f64,
     /// Where its scores came from: `in-process (f32)`, or the server (address, API, model).
@@ -162,6 +164,7 @@ impl ScalingReport {
                         "model": m.name,
                         "family": m.family,
                         "parameters": m.parameters,
+                        "non_embedding_parameters": m.non_embedding_parameters,
                         "size": m.size,
                         "scored_by": m.scored_by,
                         "metrics": t.metrics.iter().map(|s| (s.metric.clone(), json!({"value": s.values[i], "stderr": s.stderrs[i]}))).collect::<serde_json::Map<_, _>>(),

@@ -13,10 +13,10 @@ use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingRe
 /// per-document data, one flat.
 fn report() -> ScalingReport {
     let models = vec![
-        ModelPoint { name: "tiny-125m".into(), family: "Tiny".into(), parameters: 125_000_000, size: 125e6, scored_by: "in-process (f32)".into() },
-        ModelPoint { name: "other-300m".into(), family: "Other".into(), parameters: 300_000_000, size: 300e6, scored_by: "in-process (f32)".into() },
-        ModelPoint { name: "tiny-1.3b".into(), family: "Tiny".into(), parameters: 1_300_000_000, size: 1.3e9, scored_by: "in-process (f32)".into() },
-        ModelPoint { name: "tiny-6.7b".into(), family: "Tiny".into(), parameters: 6_700_000_000, size: 6.7e9, scored_by: "in-process (f32)".into() },
+        ModelPoint { name: "tiny-125m".into(), family: "Tiny".into(), parameters: 125_000_000, size: 125e6, non_embedding_parameters: 0, scored_by: "in-process (f32)".into() },
+        ModelPoint { name: "other-300m".into(), family: "Other".into(), parameters: 300_000_000, size: 300e6, non_embedding_parameters: 0, scored_by: "in-process (f32)".into() },
+        ModelPoint { name: "tiny-1.3b".into(), family: "Tiny".into(), parameters: 1_300_000_000, size: 1.3e9, non_embedding_parameters: 0, scored_by: "in-process (f32)".into() },
+        ModelPoint { name: "tiny-6.7b".into(), family: "Tiny".into(), parameters: 6_700_000_000, size: 6.7e9, non_embedding_parameters: 0, scored_by: "in-process (f32)".into() },
     ];
     let sizes: Vec<f64> = models.iter().map(|m| m.size).collect();
     let mut rng = SplitMix64::new(7);

@@ -232,10 +232,10 @@ impl HfWeights {
         self.names.contains(self.stored(name).as_ref())
     }
 
-    /// Parameters in the checkpoint (of a multimodal one, its language model's).
-    pub fn param_count(&self) -> u64 {
+    /// Each tensor's name and size (of a multimodal checkpoint, its language model's).
+    pub fn param_tensors(&self) -> Vec<(String, u64)> {
         let text = |n: &str| self.text_prefix.is_none_or(|(model, other)| n.starts_with(model) || n == format!("{other}lm_head.weight"));
-        self.tensors.tensors().iter().filter(|(n, _)| text(n)).map(|(_, v)| v.shape().iter().product::<usize>() as u64).sum()
+        self.tensors.tensors().into_iter().filter(|(n, _)| text(n)).map(|(n, v)| (n, v.shape().iter().product::<usize>() as u64)).collect()
     }
 
     /// A tensor in the run's dtype.

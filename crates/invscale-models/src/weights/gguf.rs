@@ -171,6 +171,21 @@ impl GgufFile {
         Some(MappedBytes { map: Arc::clone(&self.mmap), start, len })
     }
 
+    /// The first `rows` rows of a 2-D tensor, dequantized (a look at a large matrix without
+    /// reading it all).
+    pub fn rows_f32(&self, name: &str, rows: usize) -> Result<Vec<f32>> {
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| ModelError::corrupt(&self.path, format!("tensor `{name}` is missing")))?;
+        let (n, cols) = info.shape.dims2().map_err(|e| ModelError::corrupt(&self.path, format!("tensor `{name}`: {e}")))?;
+        let rows = rows.min(n);
+        let dtype = info.ggml_dtype;
+        let len = rows * cols / dtype.block_size() * dtype.type_size();
+        let bytes = self.tensor_bytes(name).expect("the tensor is there");
+        let part = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &bytes.as_ref()[..len], vec![rows, cols], &Device::Cpu)
+            .and_then(|q| q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| ModelError::corrupt(&self.path, format!("tensor `{name}`: {e}")))?;
+        Ok(part)
+    }
+
     /// A tensor as stored (quantized or not).
     pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
         if !self.has_tensor(name) {

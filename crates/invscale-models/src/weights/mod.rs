@@ -9,5 +9,6 @@ pub mod checkpoint;
 pub mod cuda_upload;
 pub mod gguf;
 pub mod gguf_weights;
+pub mod params;
 pub mod precision;
 pub mod source;

@@ -247,7 +247,7 @@ fn served_models_fetch_only_their_tokenizer() {
     assert_eq!(served.tokenizer.encode(text).unwrap(), local.tokenizer.encode(text).unwrap());
     assert_eq!((served.tokenizer.bos_id, served.tokenizer.add_bos), (local.tokenizer.bos_id, local.tokenizer.add_bos));
     assert_eq!(served.arch, "llama");
-    assert_eq!(served.params, 0, "no weights here, none counted");
+    assert_eq!(served.params.total, 0, "no weights here, none counted");
     assert!(served.context_length.is_some());
     assert_eq!(served.context_length, local.context_length);
 

@@ -6,6 +6,7 @@ mod branches;
 mod common;
 mod errors;
 mod logprobs_real;
+mod params;
 mod quantized_real;
 mod tiny_models;
 mod tokenize_real;
