@@ -10,6 +10,8 @@ On the accelerator machine (the CUDA binary carried there, see shared/docs/GPU.m
   quantized        a GGUF scored quantized and dequantized, GPU and CPU, against llama.cpp (check_quantized.py)
   quantized-speed  --dtype quantized on the GPU: our TF32 product vs candle's kernels vs bf16 (quantized_speed.py)
   data-parallel    --device cuda:0,cuda:1 against one GPU, bit for bit (check_data_parallel.py)
+  architectures    issue 21's architectures at real shapes, bf16 argmax agreement with transformers
+                   (check_architectures.py)
   profile          one pass of a real shape, time by kind of work (profile_pass.py)
 Here, to make what is carried there:
   cut-gguf         a real GGUF cut to its first and last blocks (cut_gguf.py)
@@ -30,6 +32,7 @@ COMMANDS = {
     "quantized": "check_quantized.py",
     "quantized-speed": "quantized_speed.py",
     "data-parallel": "check_data_parallel.py",
+    "architectures": "check_architectures.py",
     "profile": "profile_pass.py",
     "cut-gguf": "cut_gguf.py",
     "random-gguf": "random_gguf.py",
