@@ -18,17 +18,18 @@ python3 scripts/run-tests.py
 # toolchain from PyPI). Its GPU tests need a GPU and run on the accelerator machine (see
 # bench/gpu/RESULTS.md); here they and the binary must build. candle's own CUDA kernels are not
 # compiled by this check (scripts/nvcc-for-check.sh: a check links nothing, and they took ~15 of
-# CI's minutes); scripts/build-cuda.sh, which makes every binary that runs, compiles them. A
-# separate target folder keeps the CPU build warm.
+# CI's minutes); scripts/build-cuda.sh, which makes every binary that runs, compiles them. The
+# check has a target folder of its own (target/cuda-check): its empty candle kernels must never
+# reach target/cuda, where a real build would link them (undefined launch_mmq_* symbols).
 (
   eval "$(bash ../shared/tools/cuda-toolchain.sh)"
-  stub="$PWD/target/cuda/nvcc-for-check"
+  stub="$PWD/target/cuda-check/nvcc-for-check"
   mkdir -p "$stub/bin"
   cp scripts/nvcc-for-check.sh "$stub/bin/nvcc"
   ln -sfn "$CUDA_HOME/include" "$stub/include"
   ln -sfn "$CUDA_HOME/lib64" "$stub/lib64"
   started=$SECONDS
-  NVCC_REAL="$CUDA_HOME/bin/nvcc" NVCC="$stub/bin/nvcc" CARGO_TARGET_DIR=target/cuda \
+  NVCC_REAL="$CUDA_HOME/bin/nvcc" NVCC="$stub/bin/nvcc" CARGO_TARGET_DIR=target/cuda-check \
     cargo check --release --locked -p invscale-cli -p invscale-models -p invscale-kernels --features cuda --lib --bins --tests
   echo "test.sh: the CUDA check took $((SECONDS - started)) s"
 )

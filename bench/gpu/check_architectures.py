@@ -10,7 +10,16 @@ soft-capping; bf16) continues a random 32-token prompt greedily for 96 tokens; `
 --device cuda --dtype bf16` then scores the whole sequence, and its `greedy` flag at each continued
 token says whether invscale's argmax is transformers' — the issue's agreement (≥ 99%). The noise
 floor beside it: transformers' own sdpa attention and its float32 on the same tokens. Also per-token |Δ log-prob| vs
-transformers bf16. Never read accuracy from these models.
+transformers bf16. And the layer split (issue 21): the first sequence scored again with
+`--device cuda:0+cuda:0` (two stages on one GPU, the activations copied between the stages'
+device handles) must give the single-device numbers exactly. Never read accuracy from these models.
+
+    python3 bench/gpu/check_architectures.py INVSCALE_BINARY --moe-throughput
+
+instead times a mixture (Mixtral-8x7B's layer, 2 of 8 experts) against a dense model of the same
+active parameters (the same attention, one MLP twice as wide), both cut to the same layers:
+tokens a second of `invscale logprobs` on a long random text, the load taken out by timing a
+short text too (rate = Δtokens / Δseconds).
 """
 import argparse
 import json
@@ -77,6 +86,50 @@ def argmaxes(model, ids):
     return logits.argmax(-1).tolist(), torch.log_softmax(logits, -1)
 
 
+def throughput(binary: str, layers: int, out: str | None):
+    """Mixtral's mixture against a dense model of its active parameters, tokens a second."""
+    _, mixtral = SHAPES["mixtral-8x7b"]
+    dense = {k: v for k, v in mixtral.items() if k not in ("num_local_experts", "num_experts_per_tok")}
+    dense["intermediate_size"] = 2 * mixtral["intermediate_size"]  # two experts' MLPs as one
+    tmp = Path(tempfile.mkdtemp())
+    rows = []
+    for name, (model_type, kw) in {"mixtral-8x7b (2 of 8 experts)": ("mixtral", mixtral), "dense, same active parameters": ("mistral", dense)}.items():
+        cfg = AutoConfig.for_model(model_type, num_hidden_layers=layers, **kw)
+        torch.manual_seed(0)
+        with torch.device("cuda"):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        total = sum(p.numel() for p in model.parameters())
+        d = tmp / model_type
+        model.save_pretrained(d)
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        tok = Tokenizer(models.WordLevel(vocab={f"w{i}": i for i in range(cfg.vocab_size)}, unk_token="w0"))
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(d)
+        del model
+        torch.cuda.empty_cache()
+        g = torch.Generator().manual_seed(7)
+        timed = {}
+        for n in (16, 8192):
+            text = " ".join(f"w{i}" for i in torch.randint(0, cfg.vocab_size, (n,), generator=g).tolist())
+            best = None
+            for _ in range(3):  # the first also warms the driver's kernel cache
+                t0 = time.time()
+                r = subprocess.run([binary, "logprobs", "--model", str(d), "--device", "cuda", "--dtype", "bf16", "--bos",
+                                    "never", "--json", "--text", text], capture_output=True, text=True)
+                if r.returncode != 0:
+                    sys.exit(f"{name}: {r.stderr[-2000:]}")
+                best = min(best or 1e9, time.time() - t0)
+            timed[n] = best
+        rate = (8192 - 16) / max(timed[8192] - timed[16], 1e-6)
+        rows.append({"model": name, "layers": layers, "parameters": total, "tokens_per_second": round(rate),
+                     "seconds": {str(k): round(v, 3) for k, v in timed.items()}})
+        print(json.dumps(rows[-1]), flush=True)
+    rows.append({"moe_over_dense": round(rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"], 3)})
+    print(json.dumps(rows[-1]))
+    if out:
+        Path(out).write_text(json.dumps(rows, indent=1) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("binary")
@@ -84,7 +137,10 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--prompts", type=int, default=3)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--moe-throughput", action="store_true")
     args = ap.parse_args()
+    if args.moe_throughput:
+        return throughput(args.binary, args.layers, args.out)
     torch.backends.cuda.matmul.allow_tf32 = False
     tmp = Path(tempfile.mkdtemp())
     results = []
@@ -114,6 +170,14 @@ def main():
             v = json.loads(run.stdout)
             assert [t["id"] for t in v["tokens"]] == ids, "the word-level tokenizer gives the ids back"
             ours = v["tokens"]
+            if p == 0:
+                split = subprocess.run([args.binary, "logprobs", "--model", str(d), "--device", "cuda:0+cuda:0", "--dtype",
+                                        "bf16", "--bos", "never", "--json", "--text", text], capture_output=True, text=True)
+                if split.returncode != 0:
+                    error = "split: " + split.stderr.strip()[-2000:]
+                    break
+                theirs_split = json.loads(split.stdout)["tokens"]
+                split_equal = [t["logprob"] for t in theirs_split] == [t["logprob"] for t in ours]
             _, theirs_logp = argmaxes(ref, ids)
             s_best, _ = argmaxes(sdpa, ids)
             x_best, _ = argmaxes(exact, ids)
@@ -125,7 +189,8 @@ def main():
             for i in range(1, len(ids)):
                 d_lp = abs(ours[i]["logprob"] - theirs_logp[i - 1, ids[i]].item())
                 worst, total = max(worst, d_lp), total + d_lp
-        row = {"shape": name, "layers": ref.config.num_hidden_layers, "seconds": round(time.time() - started, 1)}
+        row = {"shape": name, "layers": ref.config.num_hidden_layers, "seconds": round(time.time() - started, 1),
+               "split_cuda0+cuda0_equal": None if error else split_equal}
         if error:
             row["error"] = error
         else:
@@ -141,7 +206,7 @@ def main():
         shutil.rmtree(d)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
-    ok = all("error" not in r and r["argmax_agreement"]["invscale"] >= 0.99 for r in results)
+    ok = all("error" not in r and r["argmax_agreement"]["invscale"] >= 0.99 and r["split_cuda0+cuda0_equal"] for r in results)
     sys.exit(0 if ok else 1)
 
 

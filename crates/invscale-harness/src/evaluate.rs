@@ -84,6 +84,12 @@ pub fn evaluate_model(model: &LoadedModel, tasks: &TaskSet, options: &Options, o
         info.dtype,
         model.load_seconds
     ));
+    if let Backend::Local(copies) = &model.backend
+        && let Some(sizes) = copies.first().map(invscale_models::Model::stage_sizes).filter(|s| s.len() > 1)
+    {
+        let split: Vec<String> = sizes.iter().map(usize::to_string).collect();
+        observer.note(&format!("layers split over {} devices ({} layers), {} cop{}", sizes.len(), split.join("+"), copies.len(), if copies.len() == 1 { "y" } else { "ies" }));
+    }
     if let Backend::Server(s) = &model.backend {
         observer.note(&format!("server: {} ({} API, model {}): {}", s.server.client.base, s.server.api.name(), s.server.model, s.check.summary()));
         if let Some(sink) = observer.server_lines() {

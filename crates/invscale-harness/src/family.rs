@@ -14,12 +14,11 @@
 
 use std::path::Path;
 
-use candle_core::Device;
 use invscale_models::Precision;
 use invscale_scale::Axis;
 use invscale_servers::{ApiKind, ServerOptions};
 
-use crate::models::ModelRequest;
+use crate::models::{ModelRequest, Placement};
 
 /// One `[[model]]` of a family file, or one of `--models`.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -72,14 +71,14 @@ impl Member {
 
     /// How this member is scored: in-process at `precision` on `devices`, or on its server with
     /// `tuning`'s concurrency, timeout, retries and self-check.
-    pub fn request(&self, precision: Precision, devices: &[Device], tuning: &ServerOptions) -> ModelRequest {
+    pub fn request(&self, precision: Precision, devices: &Placement, tuning: &ServerOptions) -> ModelRequest {
         let server = self.server.as_ref().map(|url| ServerOptions {
             url: url.clone(),
             api: self.server_api,
             served_model: self.served_model.clone(),
             ..tuning.clone()
         });
-        ModelRequest { reference: self.path.clone(), gguf_file: None, precision, devices: devices.to_vec(), server }
+        ModelRequest { reference: self.path.clone(), gguf_file: None, precision, devices: devices.clone(), server }
     }
 
     /// The member's size on `axis` (parameters: `params`, else the count from the weights).

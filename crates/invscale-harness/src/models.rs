@@ -20,8 +20,8 @@ pub struct ModelRequest {
     /// Which `.gguf` of a folder or repository (lm-eval's `gguf_file=`).
     pub gguf_file: Option<String>,
     pub precision: Precision,
-    /// One device, or several of one host (data parallel: a copy on each).
-    pub devices: Vec<Device>,
+    /// Where the in-process model runs (`--device`).
+    pub devices: Placement,
     /// Score on this server instead (`reference` then gives the tokenizer and names the model).
     pub server: Option<ServerOptions>,
 }
@@ -29,12 +29,48 @@ pub struct ModelRequest {
 impl ModelRequest {
     /// `reference` in f32 on the CPU (the exact path).
     pub fn cpu(reference: &str) -> ModelRequest {
-        ModelRequest { reference: reference.into(), gguf_file: None, precision: Precision::F32, devices: vec![Device::Cpu], server: None }
+        ModelRequest { reference: reference.into(), gguf_file: None, precision: Precision::F32, devices: Placement::cpu(), server: None }
     }
 
     /// Whether the scoring runs on this machine's CPU.
     pub fn on_cpu(&self) -> bool {
-        self.server.is_none() && self.devices.iter().all(Device::is_cpu)
+        self.server.is_none() && self.devices.is_cpu()
+    }
+}
+
+/// Where the in-process model runs: `--device`.
+#[derive(Clone, Debug)]
+pub enum Placement {
+    /// A copy per entry (data parallel), each entry's layers split over its devices in order
+    /// (one device: the whole model).
+    Copies(Vec<Vec<Device>>),
+    /// `--device auto` on a GPU host, every GPU: a copy on each while one holds the model, else
+    /// copies split over as few GPUs as hold one (chosen when the model's size is known).
+    Auto(Vec<Device>),
+}
+
+impl Placement {
+    pub fn cpu() -> Placement {
+        Placement::Copies(vec![vec![Device::Cpu]])
+    }
+
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Placement::Copies(c) if c.iter().flatten().all(Device::is_cpu))
+    }
+
+    /// The copies to load for a model of `weight_bytes` at the run's precision.
+    pub fn copies(&self, weight_bytes: u64) -> Vec<Vec<Device>> {
+        match self {
+            Placement::Copies(c) => c.clone(),
+            Placement::Auto(gpus) => {
+                // A copy's GPUs must hold its weights in 80% of their memory (the rest for
+                // activations); as few per copy as that allows, as many copies as the host has room for.
+                let free = invscale_models::free_memory(gpus).unwrap_or_default();
+                let least = free.iter().copied().min().unwrap_or(0).max(1) as f64;
+                let per_copy = ((weight_bytes as f64 / (0.8 * least)).ceil() as usize).clamp(1, gpus.len().max(1));
+                gpus.chunks(per_copy).filter(|c| c.len() == per_copy).map(<[Device]>::to_vec).collect()
+            }
+        }
     }
 }
 
@@ -69,8 +105,15 @@ impl LoadedModel {
             let load_seconds = started.elapsed().as_secs_f64();
             return Ok(LoadedModel { request: request.clone(), backend: Backend::Server(Box::new(scorer)), info, load_seconds });
         }
+        let placement = match &request.devices {
+            Placement::Copies(c) => c.clone(),
+            auto => {
+                let params = describe(&source).map_err(|e| HarnessError::BadInput(e.to_string()))?.params.total;
+                auto.copies(params * request.precision.bytes_per_weight())
+            }
+        };
         let copies = std::thread::scope(|s| {
-            let loads: Vec<_> = request.devices.iter().map(|d| s.spawn(|| Model::load_on(&source, request.precision, d))).collect();
+            let loads: Vec<_> = placement.iter().map(|d| s.spawn(|| Model::load_split(&source, request.precision, d))).collect();
             loads.into_iter().map(|l| l.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect::<Result<Vec<Model>, _>>()
         })
         .map_err(|e| HarnessError::BadInput(e.to_string()))?;
@@ -131,10 +174,23 @@ impl LoadedModel {
     }
 }
 
-/// `--device`: `cpu`, `cuda`, `cuda:N`, or several GPUs of one host comma-separated
-/// (`cuda:0,cuda:1`).
-pub fn parse_devices(spec: &str) -> Result<Vec<Device>, String> {
-    spec.split(',').map(|d| parse_device(d.trim())).collect()
+/// `--device`: `cpu`, `cuda`, `cuda:N`; several GPUs of one host comma-separated, a copy on
+/// each (`cuda:0,cuda:1`); a model's layers split over GPUs joined by `+` (`cuda:0+cuda:1`, and
+/// both at once: `cuda:0+cuda:1,cuda:2+cuda:3`); `auto`: every GPU (see [`Placement::Auto`]),
+/// else the CPU.
+pub fn parse_devices(spec: &str) -> Result<Placement, String> {
+    if spec.trim() == "auto" {
+        let gpus = invscale_models::cuda_device_count();
+        if gpus == 0 {
+            return Ok(Placement::cpu());
+        }
+        return Ok(Placement::Auto((0..gpus).map(|i| parse_device(&format!("cuda:{i}"))).collect::<Result<_, _>>()?));
+    }
+    let copies = spec.split(',').map(|copy| copy.split('+').map(|d| parse_device(d.trim())).collect::<Result<Vec<_>, _>>()).collect::<Result<Vec<_>, _>>()?;
+    if copies.iter().any(|c| c.len() > 1 && c.iter().any(Device::is_cpu) && !c.iter().all(Device::is_cpu)) {
+        return Err(format!("--device {spec}: a model's layers are split over GPUs or over the CPU, not both"));
+    }
+    Ok(Placement::Copies(copies))
 }
 
 fn parse_device(name: &str) -> Result<Device, String> {

@@ -7,6 +7,7 @@ use candle_core::Device;
 
 use crate::error::{ModelError, Result};
 use crate::host::release_freed_memory;
+use crate::layers::stages::Stages;
 use crate::model::{Model, profiling};
 use crate::models::causal_lm::CausalLm;
 use crate::models::{gemma3::Gemma3, gpt_neox::GptNeox, gpt2::Gpt2, llama::Llama, olmo2::Olmo2, opt::Opt};
@@ -26,19 +27,27 @@ impl Model {
 
     /// Loads what [`resolve`](crate::weights::source::resolve) found, on `device`.
     pub fn load_on(source: &ModelSource, precision: Precision, device: &Device) -> Result<Model> {
+        Model::load_split(source, precision, std::slice::from_ref(device))
+    }
+
+    /// Loads what [`resolve`](crate::weights::source::resolve) found with its layers split over
+    /// `devices`, in order (see [`Stages`]); one device holds it all.
+    pub fn load_split(source: &ModelSource, precision: Precision, devices: &[Device]) -> Result<Model> {
         #[cfg(feature = "cuda")]
-        if let Device::Cuda(d) = device {
-            crate::weights::cuda_upload::keep_freed_memory(d)?;
-            invscale_kernels::cuda::launch::warm_kernels(d, precision.dtype(), precision == Precision::Quantized);
+        for device in devices {
+            if let Device::Cuda(d) = device {
+                crate::weights::cuda_upload::keep_freed_memory(d)?;
+                invscale_kernels::cuda::launch::warm_kernels(d, precision.dtype(), precision == Precision::Quantized);
+            }
         }
         match source {
-            ModelSource::Gguf(path) => Model::load_gguf_on(path, precision, device),
+            ModelSource::Gguf(path) => Model::load_gguf_on(path, precision, devices),
             ModelSource::Checkpoint(dir) => match precision {
                 Precision::Quantized => Err(ModelError::unsupported(
                     dir,
                     "--dtype quantized applies to GGUF files; a safetensors checkpoint runs in f32, bf16 or f16",
                 )),
-                _ => Model::load_checkpoint_on(dir, precision, device),
+                _ => Model::load_checkpoint_on(dir, precision, devices),
             },
         }
     }
@@ -46,10 +55,10 @@ impl Model {
     /// Loads a Hugging Face checkpoint folder (`config.json`, safetensors, `tokenizer.json`) on
     /// the CPU, in f32.
     pub fn load_checkpoint(dir: &Path) -> Result<Model> {
-        Model::load_checkpoint_on(dir, Precision::F32, &Device::Cpu)
+        Model::load_checkpoint_on(dir, Precision::F32, &[Device::Cpu])
     }
 
-    fn load_checkpoint_on(dir: &Path, precision: Precision, device: &Device) -> Result<Model> {
+    fn load_checkpoint_on(dir: &Path, precision: Precision, devices: &[Device]) -> Result<Model> {
         let config = HfConfig::read(dir)?;
         let arch = config.model_type()?.to_string();
         // Gemma 3's multimodal checkpoints (4B-27B): their language model, as a text model.
@@ -67,9 +76,9 @@ impl Model {
             ));
         }
         let tokenizer = Tokenizer::from_checkpoint(dir, config.value())?;
-        let device = device.clone();
         let started = std::time::Instant::now();
-        let mut weights = HfWeights::open(dir, &device, precision.dtype())?;
+        let mut weights = HfWeights::open_split(dir, devices, precision.dtype())?;
+        let stages = weights.stages().clone();
         if multimodal && !weights.text_model() {
             return Err(ModelError::corrupt(dir, "a Gemma 3 multimodal checkpoint without its language model's tensors (language_model.model.*)"));
         }
@@ -106,16 +115,16 @@ impl Model {
             precision,
             context_length,
             net,
-            device,
+            stages,
         })
     }
 
     /// Loads a `.gguf` file on the CPU.
     pub fn load_gguf(path: &Path, precision: Precision) -> Result<Model> {
-        Model::load_gguf_on(path, precision, &Device::Cpu)
+        Model::load_gguf_on(path, precision, &[Device::Cpu])
     }
 
-    fn load_gguf_on(path: &Path, precision: Precision, device: &Device) -> Result<Model> {
+    fn load_gguf_on(path: &Path, precision: Precision, devices: &[Device]) -> Result<Model> {
         let file = GgufFile::open(path)?;
         let arch = file.architecture()?.to_string();
         const SUPPORTED_GGUF: &str = "llama (and Mixtral), qwen2, qwen3, qwen3moe, olmo2, gemma3, gpt2, gptneox";
@@ -142,8 +151,21 @@ impl Model {
             }
             Some(_) => {}
         }
-        let device = device.clone();
-        let weights = GgufWeights { file: &file, device: device.clone(), precision };
+        let sized: Vec<(String, u64)> = file
+            .content
+            .tensor_infos
+            .iter()
+            .map(|(n, i)| {
+                let elements = i.shape.elem_count() as u64;
+                let bytes = match precision {
+                    Precision::Quantized => elements * i.ggml_dtype.type_size() as u64 / i.ggml_dtype.block_size() as u64,
+                    _ => elements * precision.dtype().size_in_bytes() as u64,
+                };
+                (n.clone(), bytes)
+            })
+            .collect();
+        let stages = Stages::plan(devices, &sized, path)?;
+        let weights = GgufWeights { file: &file, stages: stages.clone(), precision };
         let net: Box<dyn CausalLm> = match arch.as_str() {
             "gemma3" => Box::new(Gemma3::from_gguf(&weights)?),
             "olmo2" => Box::new(Olmo2::from_gguf(&weights)?),
@@ -155,7 +177,7 @@ impl Model {
         let context_length = file.opt_int(&format!("{arch}.context_length")).map(|v| v as usize);
         drop(file);
         release_freed_memory();
-        Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, device })
+        Ok(Model { tokenizer, arch, params, path: path.to_path_buf(), precision, context_length, net, stages })
     }
 }
 

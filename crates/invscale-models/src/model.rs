@@ -14,6 +14,7 @@ use crate::batch::prefix_tree::{MIN_SHARED_TOKENS, PrefixTree, SegmentTree};
 use crate::error::Result;
 use crate::host::release_freed_memory;
 use crate::layers::kv_cache::KvCache;
+use crate::layers::stages::Stages;
 use crate::models::causal_lm::CausalLm;
 use crate::profile;
 use crate::weights::params::ParamCounts;
@@ -63,7 +64,8 @@ pub struct Model {
     /// The longest sequence the model was trained for, when the file says.
     pub context_length: Option<usize>,
     pub(crate) net: Box<dyn CausalLm>,
-    pub(crate) device: Device,
+    /// Where its layers run; the pass starts and ends on the first device (`device()`).
+    pub(crate) stages: Stages,
 }
 
 impl Model {
@@ -144,7 +146,7 @@ impl Model {
     pub fn score_forest_cut(&self, trees: &[(&[u32], Vec<&[u32]>)], cuts: &[Vec<usize>]) -> Result<Vec<Vec<Vec<TokenScore>>>> {
         static TRIM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let scores = self.score_pass(trees, cuts);
-        if self.device.is_cpu() && *TRIM.get_or_init(|| std::env::var_os("INVSCALE_NO_TRIM").is_none()) {
+        if self.device().is_cpu() && *TRIM.get_or_init(|| std::env::var_os("INVSCALE_NO_TRIM").is_none()) {
             release_freed_memory();
         }
         scores
@@ -168,12 +170,12 @@ impl Model {
         let profile = profiling().then(|| {
             // What building the masks costs (the forward builds its own again).
             let started = std::time::Instant::now();
-            let _ = layout.mask(None, &self.device);
+            let _ = layout.mask(None, self.device());
             (started.elapsed(), std::time::Instant::now())
         });
         let hidden = self.net.forward(&ids, &layout, &mut cache)?;
         let forward_done = profile.map(|_| {
-            let _ = self.device.synchronize();
+            let _ = self.device().synchronize();
             std::time::Instant::now()
         });
         // Row r of `hidden` predicts the token after it; a continuation's first token is
@@ -204,7 +206,7 @@ impl Model {
                 })
             })
             .collect();
-        let picked = hidden.index_select(&Tensor::new(unique.as_slice(), &self.device)?, 0)?;
+        let picked = hidden.index_select(&Tensor::new(unique.as_slice(), self.device())?, 0)?;
         let mut scores = self.gather_at(&picked, &which, &targets)?.into_iter();
         profile::stamp("pass: scored");
         if let (Some((mask, started)), Some(forward_done)) = (profile, forward_done) {
@@ -227,18 +229,34 @@ impl Model {
             .collect())
     }
 
-    /// Whether the model runs on the CPU (not a GPU).
-    pub fn on_cpu(&self) -> bool {
-        self.device.is_cpu()
+    /// Where a pass starts and ends (the first stage's device).
+    pub(crate) fn device(&self) -> &Device {
+        self.stages.home()
     }
 
-    /// Bytes of device memory free now (CUDA); `None` on the CPU.
+    /// How many layers each device holds, in order (one entry when one device holds them all).
+    pub fn stage_sizes(&self) -> Vec<usize> {
+        self.stages.sizes()
+    }
+
+    /// Whether the model runs on the CPU (not a GPU).
+    pub fn on_cpu(&self) -> bool {
+        self.device().is_cpu()
+    }
+
+    /// Bytes of device memory free now (CUDA; of a split model, the least any stage's device
+    /// has); `None` on the CPU.
     pub fn free_device_memory(&self) -> Option<usize> {
         #[cfg(feature = "cuda")]
-        if let Device::Cuda(d) = &self.device {
-            let pooled = crate::weights::cuda_upload::pooled_free_memory(d).unwrap_or(0);
-            return d.cuda_stream().context().mem_get_info().ok().map(|(free, _)| free + pooled);
+        {
+            let free = |d: &Device| -> Option<usize> {
+                let Device::Cuda(d) = d else { return None };
+                let pooled = crate::weights::cuda_upload::pooled_free_memory(d).unwrap_or(0);
+                d.cuda_stream().context().mem_get_info().ok().map(|(free, _)| free + pooled)
+            };
+            return self.stages.devices().iter().map(free).collect::<Option<Vec<usize>>>().and_then(|f| f.into_iter().min());
         }
+        #[allow(unreachable_code)]
         None
     }
 
@@ -267,7 +285,7 @@ impl Model {
     /// continuation) goes through the LM head once.
     fn gather_at(&self, rows: &Tensor, which: &[usize], targets: &[u32]) -> Result<Vec<TokenScore>> {
         let vocab = self.tokenizer.vocab_size().max(1);
-        let chunk = if self.device.is_cpu() { ((1 << 21) / vocab).clamp(1, 32) } else { 2048 };
+        let chunk = if self.device().is_cpu() { ((1 << 21) / vocab).clamp(1, 32) } else { 2048 };
         let n = rows.dim(0)?;
         let mut by_row: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, &r) in which.iter().enumerate() {
@@ -277,17 +295,17 @@ impl Model {
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
             let mut part = rows.narrow(0, start, len)?;
-            if self.device.is_cpu() && len < chunk {
+            if self.device().is_cpu() && len < chunk {
                 // Always `chunk` rows on the CPU (the first repeated): matrix-product kernels
                 // take other paths for other row counts (one row is a matrix-vector product),
                 // and a row's logits must not depend on how many rows a batch scores.
-                let pad = Tensor::new(vec![0u32; chunk - len], &self.device)?;
+                let pad = Tensor::new(vec![0u32; chunk - len], self.device())?;
                 part = Tensor::cat(&[part.clone(), part.index_select(&pad, 0)?], 0)?;
             }
             let logits = self.net.logits(&part)?.to_dtype(DType::F32)?;
             let members: Vec<(usize, usize)> =
                 (start..start + len).flat_map(|r| by_row[r].iter().map(move |&i| (r - start, i))).collect();
-            if self.device.is_cpu() {
+            if self.device().is_cpu() {
                 log_softmax_at(&logits, &members, targets, &mut out)?;
                 continue;
             }
@@ -295,7 +313,7 @@ impl Model {
             let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
             let width = logp.dim(1)?;
             let cells: Vec<u32> = members.iter().map(|&(r, i)| (r * width + targets[i] as usize) as u32).collect();
-            let picked: Vec<f32> = logp.flatten_all()?.index_select(&Tensor::new(cells.as_slice(), &self.device)?, 0)?.to_vec1()?;
+            let picked: Vec<f32> = logp.flatten_all()?.index_select(&Tensor::new(cells.as_slice(), self.device())?, 0)?.to_vec1()?;
             for (&(r, i), logprob) in members.iter().zip(picked) {
                 out[i] = TokenScore { token: targets[i], logprob, greedy: argmax[r] == targets[i] };
             }

@@ -24,7 +24,7 @@ pub struct LogprobsArgs {
     /// quantized: keep GGUF quantization (fast; llama.cpp's arithmetic).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     dtype: Dtype,
-    /// cpu, cuda or cuda:N (GPU builds).
+    /// cpu, cuda or cuda:N (GPU builds); cuda:0+cuda:1 splits the layers over two GPUs.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Put BOS first: auto follows the tokenizer's default.
@@ -67,8 +67,8 @@ pub fn run(args: LogprobsArgs) -> anyhow::Result<ExitCode> {
         invscale_models::tune_allocator();
     }
     let devices = match parse_devices(&args.device) {
-        Ok(d) if d.len() == 1 => d,
-        Ok(_) => return bad_input(format!("--device {}: one device scores a text", args.device)),
+        Ok(d @ invscale_harness::models::Placement::Copies(_)) if d.copies(0).len() == 1 => d,
+        Ok(_) => return bad_input(format!("--device {}: one copy of the model scores a text (no `,`, no auto)", args.device)),
         Err(e) => return bad_input(e),
     };
     let request = ModelRequest { reference: args.model.clone(), gguf_file: args.gguf_file.clone(), precision: args.dtype.precision(), devices, server: None };

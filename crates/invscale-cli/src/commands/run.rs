@@ -53,9 +53,9 @@ pub struct RunArgs {
     /// long ones go alone). Results do not depend on it beyond float rounding (≤ 1e-5).
     #[arg(long, default_value = "auto", value_name = "N|auto")]
     batch_size: String,
-    /// cpu, cuda or cuda:N (GPU builds: `--features cuda`); several GPUs of one host as
-    /// cuda:0,cuda:1 (data parallel: a copy of the model on each, batches handed out in turns;
-    /// the results are those of one GPU).
+    /// cpu, cuda or cuda:N (GPU builds: `--features cuda`); cuda:0,cuda:1: a copy on each GPU
+    /// (data parallel); cuda:0+cuda:1: the layers split over them (a model one GPU can't hold);
+    /// both: cuda:0+cuda:1,cuda:2+cuda:3; auto: every GPU. Results are those of one GPU.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// f32: every weight in f32 (exact; what lm-eval's hf backend does with dtype=float32).

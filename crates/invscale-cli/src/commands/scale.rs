@@ -51,7 +51,7 @@ pub struct AnalysisArgs {
     /// f32 (exact), quantized (GGUF models only), bf16 or f16 (GPUs).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     dtype: Dtype,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda, cuda:N; cuda:0,cuda:1 (a copy each), cuda:0+cuda:1 (layers split), auto.
     #[arg(long, default_value = "cpu")]
     device: String,
     #[arg(long, value_enum, default_value_t = Bos::Auto)]

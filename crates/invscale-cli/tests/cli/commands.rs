@@ -364,3 +364,29 @@ fn check_validates_then_runs_the_family_and_gives_a_verdict() {
     assert_eq!(v["models"].as_array().unwrap().len(), 3);
     assert!(out.join("report.html").is_file());
 }
+
+/// `--device cpu+cpu`: SmolLM2's 30 layers in two stages (said on stderr), the samples' numbers
+/// those of `--device cpu` exactly (issue 21; every architecture: invscale-models' layer_split).
+#[test]
+fn run_with_the_layers_split_gives_one_devices_samples() {
+    let data = shared_data();
+    let model = smollm2();
+    let samples = |device: &str| -> (String, Vec<serde_json::Value>) {
+        let out = tempfile::tempdir().unwrap();
+        let o = invscale(&[
+            "run", "--model", &model, "--tasks", "neqa", "--limit", "3", "--no-cache", "--device", device, "--log-samples",
+            "--data-dir", data.to_str().unwrap(), "--output-path", out.path().to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{device}: {}", stderr(&o));
+        let dir = std::fs::read_dir(out.path()).unwrap().next().unwrap().unwrap().path();
+        let file = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().contains("samples_")).unwrap();
+        let rows = std::fs::read_to_string(file).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["resps"].clone()).collect();
+        (stderr(&o), rows)
+    };
+    let (one_err, one) = samples("cpu");
+    let (split_err, split) = samples("cpu+cpu");
+    assert!(!one_err.contains("layers split"), "{one_err}");
+    assert!(split_err.contains("layers split over 2 devices (15+15 layers), 1 copy"), "{split_err}");
+    assert_eq!(split.len(), 3);
+    assert_eq!(split, one, "the split model's log-likelihoods are one device's");
+}

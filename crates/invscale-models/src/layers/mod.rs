@@ -13,6 +13,7 @@ pub mod mask;
 pub mod moe;
 pub mod norm;
 pub mod rotary;
+pub mod stages;
 pub mod tensor;
 
 pub use activation::{gelu_erf, gelu_pytorch_tanh, gelu_tanh, silu, silu_mul};
@@ -24,4 +25,5 @@ pub use mask::AttnMask;
 pub use moe::{FeedForward, GatedMlp, SparseMoe};
 pub use norm::{LayerNorm, RmsNorm};
 pub use rotary::{RopeStyle, Rotary};
+pub use stages::{OnStages, Stages};
 pub use tensor::{ensure_f32, rows_in_chunks, split_heads};

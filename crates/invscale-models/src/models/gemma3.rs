@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::Result;
-use crate::layers::{Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, split_heads};
+use crate::layers::{Stages, Embedding, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
 use crate::weights::gguf_weights::{GgufWeights, Hparams};
@@ -39,6 +39,8 @@ struct Block {
 }
 
 pub struct Gemma3 {
+    /// Where each layer runs (see [`Stages`]).
+    stages: Stages,
     embed: Embedding,
     embed_scale: f64,
     blocks: Vec<Block>,
@@ -86,6 +88,7 @@ impl Gemma3 {
         // rule, by the layer count as there.
         let scalar = if layers == 62 { (hidden / heads) as f64 } else { head_dim as f64 };
         Ok(Gemma3 {
+            stages: w.stages().clone(),
             f16_kv: w.precision == crate::weights::precision::Precision::Quantized,
             norm: w.rms_norm("output_norm.weight", eps)?,
             head: w.lm_head(&embed)?,
@@ -158,6 +161,7 @@ impl Gemma3 {
         }
         let scalar = c.get("query_pre_attn_scalar").as_f64().unwrap_or(head_dim as f64);
         Ok(Gemma3 {
+            stages: w.stages().clone(),
             f16_kv: false,
             norm: w.rms_norm("model.norm.weight", eps, true)?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", true))?,
@@ -184,12 +188,16 @@ impl CausalLm for Gemma3 {
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
         let mut x = (self.embed.start_pass(ids, layout, cache)? * self.embed_scale)?;
         let window = self.blocks.iter().find_map(|b| b.window);
-        let (global_mask, local_mask) = layout.full_and_sliding_masks(window, x.device(), self.f16_kv)?;
-        let (global_mask, local_mask) = (global_mask.with_softcap(self.attn_softcap), local_mask.with_softcap(self.attn_softcap));
+        let masks = self.stages.per_device(|d| {
+            let (global, local) = layout.full_and_sliding_masks(window, d, self.f16_kv)?;
+            Ok((global.with_softcap(self.attn_softcap), local.with_softcap(self.attn_softcap)))
+        })?;
         for (i, b) in self.blocks.iter().enumerate() {
+            x = self.stages.enter(i, x)?;
+            let (global_mask, local_mask) = masks.at(i);
             let (rotary, mask) = match b.window {
-                Some(_) => (&self.rotary_local, &local_mask),
-                None => (&self.rotary_global, &global_mask),
+                Some(_) => (&self.rotary_local, local_mask),
+                None => (&self.rotary_global, global_mask),
             };
             let h = b.attn_norm.forward(&x)?;
             let (mut q, mut k) = (split_heads(&b.q.forward(&h)?, self.heads)?, split_heads(&b.k.forward(&h)?, self.kv_heads)?);
@@ -206,7 +214,7 @@ impl CausalLm for Gemma3 {
             x = (&x + b.post_ffn_norm.forward(&m)?)?;
         }
         cache.advance(ids.len());
-        self.norm.forward(&x)
+        self.norm.forward(&self.stages.leave(x)?)
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {

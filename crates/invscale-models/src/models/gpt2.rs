@@ -5,7 +5,7 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::Result;
-use crate::layers::{KvCache, LayerNorm, Linear, attention, split_heads};
+use crate::layers::{Stages, KvCache, LayerNorm, Linear, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{HfConfig, HfWeights};
 use crate::weights::gguf_weights::{GgufWeights, Hparams};
@@ -20,6 +20,8 @@ struct Block {
 }
 
 pub struct Gpt2 {
+    /// Where each layer runs (see [`Stages`]).
+    stages: Stages,
     wte: Tensor,
     wpe: Tensor,
     blocks: Vec<Block>,
@@ -51,6 +53,7 @@ impl Gpt2 {
             });
         }
         Ok(Gpt2 {
+            stages: w.stages().clone(),
             wpe: w.get(&format!("{p}wpe.weight"))?,
             ln_f: w.layer_norm(&format!("{p}ln_f"), eps)?,
             head: w.head("lm_head.weight", &wte, c.bool_or("tie_word_embeddings", true))?,
@@ -80,6 +83,7 @@ impl Gpt2 {
         }
         let embed = w.embedding("token_embd.weight")?;
         Ok(Gpt2 {
+            stages: w.stages().clone(),
             head: w.lm_head(&embed)?,
             wte: w.f32("token_embd.weight")?,
             wpe: w.f32("position_embd.weight")?,
@@ -101,20 +105,21 @@ impl CausalLm for Gpt2 {
         let positions: Vec<u32> = layout.positions.iter().map(|&p| p as u32).collect();
         let mut x = (self.wte.index_select(&Tensor::new(ids, device)?, 0)?
             + self.wpe.index_select(&Tensor::new(positions.as_slice(), device)?, 0)?)?;
-        let mask = layout.mask(None, device)?;
+        let masks = self.stages.per_device(|d| layout.mask(None, d))?;
         let scale = 1.0 / ((self.hidden / self.heads) as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
+            x = self.stages.enter(i, x)?;
             let qkv = b.c_attn.forward(&b.ln_1.forward(&x)?)?;
             let q = split_heads(&qkv.narrow(1, 0, self.hidden)?, self.heads)?;
             let k = split_heads(&qkv.narrow(1, self.hidden, self.hidden)?, self.heads)?;
             let v = split_heads(&qkv.narrow(1, 2 * self.hidden, self.hidden)?, self.heads)?;
             let (k, v) = cache.append(i, k, v)?;
-            x = (x + b.c_proj.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;
+            x = (x + b.c_proj.forward(&attention(&q, &k, &v, masks.at(i), scale)?)?)?;
             let h = crate::layers::gelu_tanh(&b.c_fc.forward(&b.ln_2.forward(&x)?)?)?;
             x = (&x + b.mlp_proj.forward(&h)?)?;
         }
         cache.advance(ids.len());
-        self.ln_f.forward(&x)
+        self.ln_f.forward(&self.stages.leave(x)?)
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -7,7 +7,7 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::Result;
-use crate::layers::{KvCache, LayerNorm, Linear, RopeStyle, Rotary, attention, gelu_erf, split_heads};
+use crate::layers::{Stages, KvCache, LayerNorm, Linear, RopeStyle, Rotary, attention, gelu_erf, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{HfConfig, HfWeights};
 use crate::weights::gguf_weights::{GgufWeights, Hparams};
@@ -22,6 +22,8 @@ struct Block {
 }
 
 pub struct GptNeox {
+    /// Where each layer runs (see [`Stages`]).
+    stages: Stages,
     embed: Tensor,
     blocks: Vec<Block>,
     final_norm: LayerNorm,
@@ -59,6 +61,7 @@ impl GptNeox {
             });
         }
         Ok(GptNeox {
+            stages: w.stages().clone(),
             final_norm: w.layer_norm(&format!("{p}final_layer_norm"), eps)?,
             head: w.head("embed_out.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
             embed,
@@ -90,6 +93,7 @@ impl GptNeox {
         }
         let embed = w.embedding("token_embd.weight")?;
         Ok(GptNeox {
+            stages: w.stages().clone(),
             head: w.lm_head(&embed)?,
             embed: w.f32("token_embd.weight")?,
             final_norm: w.layer_norm("output_norm", eps)?,
@@ -112,9 +116,10 @@ impl CausalLm for GptNeox {
         let device = self.embed.device();
         let t = ids.len();
         let mut x = self.embed.index_select(&Tensor::new(ids, device)?, 0)?;
-        let mask = layout.mask(None, device)?;
+        let masks = self.stages.per_device(|d| layout.mask(None, d))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
+            x = self.stages.enter(i, x)?;
             let qkv = b.qkv.forward(&b.ln_1.forward(&x)?)?;
             let (q, k, v) = if !self.qkv_per_head {
                 let width = self.heads * self.head_dim;
@@ -122,8 +127,8 @@ impl CausalLm for GptNeox {
                 (self.rotary.apply(&part(0)?, &layout.positions)?, self.rotary.apply(&part(1)?, &layout.positions)?, part(2)?)
             } else if invscale_kernels::cuda::ops::half_on_cuda(&qkv) && invscale_kernels::cuda::ops::neox_qkv_rope_fits(self.head_dim, self.rotary.rotary_dim()) {
                 // One kernel: q, k, v token-major, q and k rotated; [1, heads, t, head_dim] views.
-                let parts = crate::profile::time("rotary", device, || {
-                    let (cos, sin) = self.rotary.cos_sin(&layout.positions, qkv.dtype(), device)?;
+                let parts = crate::profile::time("rotary", qkv.device(), || {
+                    let (cos, sin) = self.rotary.cos_sin(&layout.positions, qkv.dtype(), qkv.device())?;
                     Ok(invscale_kernels::cuda::ops::neox_qkv_rope(&qkv, &cos, &sin, self.heads, self.rotary.rotary_dim())?)
                 })?;
                 let part = |j: usize| -> Result<Tensor> { Ok(parts.get(j)?.unsqueeze(0)?.transpose(1, 2)?) };
@@ -135,7 +140,7 @@ impl CausalLm for GptNeox {
                 (self.rotary.apply(&part(0)?, &layout.positions)?, self.rotary.apply(&part(1)?, &layout.positions)?, part(2)?)
             };
             let (k, v) = cache.append(i, k, v)?;
-            let attn = b.dense.forward(&attention(&q, &k, &v, &mask, scale)?)?;
+            let attn = b.dense.forward(&attention(&q, &k, &v, masks.at(i), scale)?)?;
             // transformers' order of the sums (in half types each rounds): mlp + attn + x.
             if self.parallel {
                 let mlp = b.down.forward(&gelu_erf(&b.up.forward(&b.ln_2.forward(&x)?)?)?)?;
@@ -147,7 +152,7 @@ impl CausalLm for GptNeox {
             }
         }
         cache.advance(t);
-        self.final_norm.forward(&x)
+        self.final_norm.forward(&self.stages.leave(x)?)
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {

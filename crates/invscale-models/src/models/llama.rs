@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::{ModelError, Result};
-use crate::layers::{Embedding, FeedForward, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, SparseMoe, attention, split_heads};
+use crate::layers::{Stages, Embedding, FeedForward, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, SparseMoe, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
 use crate::weights::gguf_weights::{GgufWeights, Hparams};
@@ -29,6 +29,8 @@ struct Block {
 }
 
 pub struct Llama {
+    /// Where each layer runs (see [`Stages`]).
+    stages: Stages,
     embed: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
@@ -70,6 +72,7 @@ impl Llama {
             });
         }
         Ok(Llama {
+            stages: w.stages().clone(),
             f16_kv: w.precision == crate::weights::precision::Precision::Quantized,
             norm: w.rms_norm("output_norm.weight", eps)?,
             head: w.lm_head(&embed)?,
@@ -144,6 +147,7 @@ impl Llama {
         }
         let rotary_dim = (head_dim as f64 * c.partial_rotary()) as usize;
         Ok(Llama {
+            stages: w.stages().clone(),
             f16_kv: false,
             norm: w.rms_norm("model.norm.weight", eps, false)?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
@@ -202,9 +206,10 @@ impl CausalLm for Llama {
 
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
         let mut x = self.embed.start_pass(ids, layout, cache)?;
-        let mask = layout.mask(self.window, x.device())?.with_f16_kv(self.f16_kv);
+        let masks = self.stages.per_device(|d| Ok(layout.mask(self.window, d)?.with_f16_kv(self.f16_kv)))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
+            x = self.stages.enter(i, x)?;
             let h = b.attn_norm.forward(&x)?;
             let (mut q, mut k) = (split_heads(&b.q.forward(&h)?, self.heads)?, split_heads(&b.k.forward(&h)?, self.kv_heads)?);
             if let Some((q_norm, k_norm)) = &b.qk_norm {
@@ -215,11 +220,11 @@ impl CausalLm for Llama {
             }
             let v = split_heads(&b.v.forward(&h)?, self.kv_heads)?;
             let (k, v) = cache.append(i, k, v)?;
-            x = (x + b.o.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;
+            x = (x + b.o.forward(&attention(&q, &k, &v, masks.at(i), scale)?)?)?;
             x = (&x + b.ffn.forward(&b.ffn_norm.forward(&x)?)?)?;
         }
         cache.advance(ids.len());
-        self.norm.forward(&x)
+        self.norm.forward(&self.stages.leave(x)?)
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::{ModelError, Result};
-use crate::layers::{Embedding, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, split_heads};
+use crate::layers::{Stages, Embedding, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
 use crate::weights::gguf_weights::{GgufWeights, Hparams};
@@ -28,6 +28,8 @@ struct Block {
 }
 
 pub struct Olmo2 {
+    /// Where each layer runs (see [`Stages`]).
+    stages: Stages,
     embed: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
@@ -76,6 +78,7 @@ impl Olmo2 {
         let (full_base, full_scale) = c.rope(Some("full_attention"), 10_000.0)?;
         let (sliding_base, sliding_scale) = c.rope(Some("sliding_attention"), 10_000.0)?;
         Ok(Olmo2 {
+            stages: w.stages().clone(),
             norm: norm("model.norm.weight")?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
             embed: Embedding::Dense(embed),
@@ -113,6 +116,7 @@ impl Olmo2 {
         let embed = w.embedding("token_embd.weight")?;
         let rotary = || Rotary::new(RopeStyle::Halves, rotary_dim, rope_base, rope_scale);
         Ok(Olmo2 {
+            stages: w.stages().clone(),
             norm: norm("output_norm.weight")?,
             head: w.lm_head(&embed)?,
             embed,
@@ -134,12 +138,14 @@ impl CausalLm for Olmo2 {
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor> {
         let mut x = self.embed.start_pass(ids, layout, cache)?;
         let window = self.blocks.iter().find_map(|b| b.window);
-        let (full_mask, sliding_mask) = layout.full_and_sliding_masks(window, x.device(), false)?;
+        let masks = self.stages.per_device(|d| layout.full_and_sliding_masks(window, d, false))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
+            x = self.stages.enter(i, x)?;
+            let (full_mask, sliding_mask) = masks.at(i);
             let (rotary, mask) = match b.window {
-                Some(_) => (&self.rotary_sliding, &sliding_mask),
-                None => (&self.rotary_full, &full_mask),
+                Some(_) => (&self.rotary_sliding, sliding_mask),
+                None => (&self.rotary_full, full_mask),
             };
             let q = split_heads(&b.q_norm.forward(&b.q.forward(&x)?)?, self.heads)?;
             let k = split_heads(&b.k_norm.forward(&b.k.forward(&x)?)?, self.kv_heads)?;
@@ -151,7 +157,7 @@ impl CausalLm for Olmo2 {
             x = (&x + b.post_ffn_norm.forward(&b.mlp.forward(&x)?)?)?;
         }
         cache.advance(ids.len());
-        self.norm.forward(&x)
+        self.norm.forward(&self.stages.leave(x)?)
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {

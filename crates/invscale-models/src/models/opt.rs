@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use crate::batch::layout::Layout;
 use crate::error::ModelError;
 use crate::error::Result;
-use crate::layers::{KvCache, LayerNorm, Linear, attention, split_heads};
+use crate::layers::{Stages, KvCache, LayerNorm, Linear, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{HfConfig, HfWeights};
 
@@ -26,6 +26,8 @@ struct Block {
 }
 
 pub struct Opt {
+    /// Where each layer runs (see [`Stages`]).
+    stages: Stages,
     embed: Tensor,
     positions: Tensor,
     project_in: Option<Linear>,
@@ -69,6 +71,7 @@ impl Opt {
         let final_norm =
             if w.has(&format!("{p}final_layer_norm.weight")) { Some(w.layer_norm(&format!("{p}final_layer_norm"), 1e-5)?) } else { None };
         Ok(Opt {
+            stages: w.stages().clone(),
             positions: w.get(&format!("{p}embed_positions.weight"))?,
             project_in: opt_linear("project_in")?,
             project_out: opt_linear("project_out")?,
@@ -96,15 +99,16 @@ impl CausalLm for Opt {
         }
         let positions: Vec<u32> = layout.positions.iter().map(|&p| (p + POSITION_OFFSET) as u32).collect();
         x = (x + self.positions.index_select(&Tensor::new(positions.as_slice(), device)?, 0)?)?;
-        let mask = layout.mask(None, device)?;
+        let masks = self.stages.per_device(|d| layout.mask(None, d))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         for (i, b) in self.blocks.iter().enumerate() {
+            x = self.stages.enter(i, x)?;
             let h = if self.pre_norm { b.attn_norm.forward(&x)? } else { x.clone() };
             let q = split_heads(&b.q.forward(&h)?, self.heads)?;
             let k = split_heads(&b.k.forward(&h)?, self.heads)?;
             let v = split_heads(&b.v.forward(&h)?, self.heads)?;
             let (k, v) = cache.append(i, k, v)?;
-            x = (x + b.o.forward(&attention(&q, &k, &v, &mask, scale)?)?)?;
+            x = (x + b.o.forward(&attention(&q, &k, &v, masks.at(i), scale)?)?)?;
             if !self.pre_norm {
                 x = b.attn_norm.forward(&x)?;
             }
@@ -115,6 +119,7 @@ impl CausalLm for Opt {
             }
         }
         cache.advance(ids.len());
+        x = self.stages.leave(x)?;
         if let Some(n) = &self.final_norm {
             x = n.forward(&x)?;
         }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::{ModelError, Result};
 use crate::layers::linear::{Linear, Weight};
 use crate::layers::norm::{LayerNorm, RmsNorm};
+use crate::layers::stages::Stages;
 
 /// `config.json`, with typed access and errors that name the file and the key.
 pub struct HfConfig {
@@ -130,7 +131,8 @@ pub struct HfWeights {
     /// On a GPU: every tensor already on the device, in the file's dtype (read there by
     /// `cuda_upload`, many threads and pinned buffers at once, not one by one through the map).
     uploaded: HashMap<String, Tensor>,
-    device: Device,
+    /// Which device each tensor goes to (its layer's stage; see [`Stages`]).
+    stages: Stages,
     dtype: DType,
     /// A multimodal checkpoint's language model: where its `model.*` tensors are stored (see
     /// [`HfWeights::text_model`]).
@@ -139,8 +141,13 @@ pub struct HfWeights {
 }
 
 impl HfWeights {
-    /// Tensors are read in `dtype` (f32 on the exact path; bf16/f16 on GPUs).
+    /// Tensors are read in `dtype` (f32 on the exact path; bf16/f16 on GPUs), on `device`.
     pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<HfWeights> {
+        HfWeights::open_split(dir, std::slice::from_ref(device), dtype)
+    }
+
+    /// [`open`](Self::open) with the layers split over `devices` (one stage each, in order).
+    pub fn open_split(dir: &Path, devices: &[Device], dtype: DType) -> Result<HfWeights> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if single.is_file() {
@@ -165,27 +172,41 @@ impl HfWeights {
         // changed underneath a running process is outside what any mmap reader can guard.
         let tensors = unsafe { MmapedSafetensors::multi(&files) }
             .map_err(|e| ModelError::corrupt(&files[0], format!("not a readable safetensors file: {e}")))?;
-        let names = tensors.tensors().into_iter().map(|(n, _)| n).collect();
-        let uploaded = Self::upload(&files, device, dtype)?;
-        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, uploaded, device: device.clone(), dtype, text_prefix: None })
+        let sized: Vec<(String, u64)> =
+            tensors.tensors().into_iter().map(|(n, v)| (n, (v.shape().iter().product::<usize>() * dtype.size_in_bytes()) as u64)).collect();
+        let stages = Stages::plan(devices, &sized, dir)?;
+        let names = sized.into_iter().map(|(n, _)| n).collect();
+        let uploaded = Self::upload(&files, &stages, dtype)?;
+        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, uploaded, stages, dtype, text_prefix: None })
+    }
+
+    /// Where each layer runs.
+    pub fn stages(&self) -> &Stages {
+        &self.stages
     }
 
     #[cfg(feature = "cuda")]
-    fn upload(files: &[PathBuf], device: &Device, dtype: DType) -> Result<HashMap<String, Tensor>> {
-        let Device::Cuda(dev) = device else { return Ok(HashMap::new()) };
+    fn upload(files: &[PathBuf], stages: &Stages, dtype: DType) -> Result<HashMap<String, Tensor>> {
         if std::env::var_os("INVSCALE_DIRECT_UPLOAD").is_some_and(|v| v == "0") {
             return Ok(HashMap::new());
         }
         // Tensors stored in the run's dtype only: the others are converted one at a time as they
         // are read (an f32 checkpoint run in bf16 never has all of its f32 copy on the device).
-        let (names, tensors): (Vec<String>, Vec<_>) =
-            crate::weights::cuda_upload::safetensors_index(files)?.into_iter().filter(|(_, t)| t.dtype == dtype).unzip();
-        let on_device = crate::weights::cuda_upload::upload(dev, files, &tensors, crate::weights::cuda_upload::CHUNK)?;
-        Ok(names.into_iter().zip(on_device).collect())
+        let index: Vec<_> = crate::weights::cuda_upload::safetensors_index(files)?.into_iter().filter(|(_, t)| t.dtype == dtype).collect();
+        let mut uploaded = HashMap::new();
+        // Each stage's device its own tensors.
+        for device in stages.devices() {
+            let Device::Cuda(dev) = &device else { continue };
+            let (names, tensors): (Vec<String>, Vec<_>) =
+                index.iter().filter(|(n, _)| stages.device_for(n).same_device(&device)).map(|(n, t)| (n.clone(), t.clone())).unzip();
+            let on_device = crate::weights::cuda_upload::upload(dev, files, &tensors, crate::weights::cuda_upload::CHUNK)?;
+            uploaded.extend(names.into_iter().zip(on_device));
+        }
+        Ok(uploaded)
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn upload(_: &[PathBuf], _: &Device, _: DType) -> Result<HashMap<String, Tensor>> {
+    fn upload(_: &[PathBuf], _: &Stages, _: DType) -> Result<HashMap<String, Tensor>> {
         Ok(HashMap::new())
     }
 
@@ -218,7 +239,7 @@ impl HfWeights {
         if let Some(t) = self.uploaded.get(stored.as_ref()) {
             return Ok(t.clone());
         }
-        self.tensors.load(&stored, &self.device).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))
+        self.tensors.load(&stored, self.stages.device_for(&stored)).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))
     }
 
     /// A tensor's shape, without reading it.

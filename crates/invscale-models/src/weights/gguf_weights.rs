@@ -9,19 +9,31 @@ use crate::error::Result;
 use crate::layers::embedding::Embedding;
 use crate::layers::linear::{Linear, Weight};
 use crate::layers::norm::{LayerNorm, RmsNorm};
+use crate::layers::stages::Stages;
 use crate::weights::gguf::GgufFile;
 use crate::weights::precision::Precision;
 
 pub struct GgufWeights<'a> {
     pub file: &'a GgufFile,
-    pub device: Device,
+    /// Which device each tensor goes to (its layer's stage; see [`Stages`]).
+    pub stages: Stages,
     pub precision: Precision,
 }
 
 impl GgufWeights<'_> {
+    /// Where each layer runs.
+    pub fn stages(&self) -> &Stages {
+        &self.stages
+    }
+
+    /// The device tensor `name` goes to.
+    fn device(&self, name: &str) -> &Device {
+        self.stages.device_for(name)
+    }
+
     /// A tensor dequantized, in the run's dtype (f32 unless bf16/f16 was asked for).
     pub fn f32(&self, name: &str) -> Result<Tensor> {
-        let t = self.file.qtensor(name, &self.device)?.dequantize(&self.device)?;
+        let t = self.file.qtensor(name, self.device(name))?.dequantize(self.device(name))?;
         let dtype = self.precision.dtype();
         Ok(if t.dtype() == dtype { t } else { t.to_dtype(dtype)? })
     }
@@ -32,7 +44,7 @@ impl GgufWeights<'_> {
             Precision::Quantized => {
                 match self.block_matrix(name) {
                     Some(blocks) => Weight::Blocks(blocks),
-                    None => Weight::Quantized(QMatMul::from_qtensor(self.file.qtensor(name, &self.device)?)?),
+                    None => Weight::Quantized(QMatMul::from_qtensor(self.file.qtensor(name, self.device(name))?)?),
                 }
             }
             _ => Weight::Dense(self.f32(name)?),
@@ -47,7 +59,7 @@ impl GgufWeights<'_> {
 
     pub fn rms_norm(&self, name: &str, eps: f32) -> Result<RmsNorm> {
         // Norm weights stay f32; llama.cpp stores Gemma's as `1 + w` already.
-        let weight = self.file.qtensor(name, &self.device)?.dequantize(&self.device)?;
+        let weight = self.file.qtensor(name, self.device(name))?.dequantize(self.device(name))?;
         Ok(RmsNorm { weight, eps, scale_after_cast: true })
     }
 
@@ -91,7 +103,7 @@ impl GgufWeights<'_> {
     fn block_matrix(&self, name: &str) -> Option<BlockMatrix> {
         let info = self.file.content.tensor_infos.get(name)?;
         let format = BlockFormat::from_ggml(info.ggml_dtype)?;
-        if !self.device.is_cpu() || BlockMatrix::kernel().is_none() {
+        if !self.device(name).is_cpu() || BlockMatrix::kernel().is_none() {
             return None;
         }
         let (rows, cols) = info.shape.dims2().ok()?;

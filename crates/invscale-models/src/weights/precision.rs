@@ -23,6 +23,15 @@ impl Precision {
         }
     }
 
+    /// Bytes a weight takes at this precision (quantized: about a byte, as Q8_0; less for fewer bits).
+    pub fn bytes_per_weight(self) -> u64 {
+        match self {
+            Precision::F32 => 4,
+            Precision::Bf16 | Precision::F16 => 2,
+            Precision::Quantized => 1,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",

@@ -5,6 +5,7 @@
 mod branches;
 mod common;
 mod errors;
+mod layer_split;
 mod logprobs_real;
 mod params;
 mod quantized_real;
