@@ -81,6 +81,7 @@ pub fn run_info(run: &ModelRun, how: &Invocation) -> RunInfo {
         end_time: how.end_time,
         load_seconds: run.load_seconds,
         scoring_seconds: run.scoring_seconds,
+        peak_memory_bytes: invscale_models::peak_resident_bytes(),
         command: how.command.clone(),
         server: run.server.clone(),
     }

@@ -49,7 +49,8 @@ impl ScoredText {
             })
             .collect();
         json!({"model": model.path, "arch": model.arch, "params": model.params.total, "non_embedding_params": model.params.non_embedding, "precision": format!("{:?}", model.precision).to_lowercase(),
-               "tokenizer": model.tokenizer.kind, "tokens": tokens, "sum_logprob": self.total()})
+               "tokenizer": model.tokenizer.kind, "tokens": tokens, "sum_logprob": self.total(),
+               "peak_memory_bytes": invscale_models::peak_resident_bytes()})
     }
 
     pub fn to_table(&self, model: &Model) -> String {

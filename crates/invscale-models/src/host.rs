@@ -13,6 +13,14 @@ pub fn pin_cpu_thread_count() {
     }
 }
 
+/// The most resident memory this process has held so far (Linux's `VmHWM`), in bytes: what a
+/// run needed at its peak, weights, activations and all.
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+    Some(kb * 1024)
+}
+
 /// Call at the start of a CPU run: fixes glibc's thresholds for a process that allocates the
 /// same large activation buffers pass after pass. By default a buffer over 128 KiB is its own `mmap`,
 /// faulted in page by page and unmapped when freed, until a freed one raises the threshold; a

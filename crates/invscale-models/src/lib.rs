@@ -22,7 +22,7 @@ pub mod testing;
 pub mod weights;
 
 pub use error::{ModelError, Result};
-pub use host::{pin_cpu_thread_count, tune_allocator};
+pub use host::{peak_resident_bytes, pin_cpu_thread_count, tune_allocator};
 pub use invscale_tokenizer::{self as tokenizer, BosPolicy, Tokenizer};
 pub use layers::stages::{cuda_device_count, free_memory};
 pub use model::{Model, Prefix, TokenScore};

@@ -46,6 +46,8 @@ pub struct RunInfo {
     /// Seconds spent loading the model, and scoring (every task, cached requests included).
     pub load_seconds: f64,
     pub scoring_seconds: f64,
+    /// The process's peak resident memory when the results were written (Linux).
+    pub peak_memory_bytes: Option<u64>,
     /// The command line, for the record.
     pub command: String,
     /// With `--server`: the server scored on (address, API, model, what it said of itself), its

@@ -191,7 +191,7 @@ fn invscale_section(run: &RunInfo, tasks: &[TaskReport], skipped: &[Skipped]) ->
         "stderr_ddof": run.stderr_ddof,
         "score_cache": run.cache,
         "server": run.server,
-        "timing": {"model_load_seconds": run.load_seconds, "scoring_seconds": run.scoring_seconds},
+        "timing": {"model_load_seconds": run.load_seconds, "scoring_seconds": run.scoring_seconds, "peak_memory_bytes": run.peak_memory_bytes},
         "tasks": task_rows,
         "skipped": skipped.iter().map(|s| json!({"task": s.task, "reason": s.reason})).collect::<Vec<_>>(),
     })

@@ -3,6 +3,7 @@
 //! through a fault-injecting proxy too (`server`, `proxy`).
 
 mod commands;
+mod memory;
 mod proxy;
 mod resume;
 mod server;

@@ -12,6 +12,7 @@ use crate::error::{ModelError, Result};
 use crate::layers::linear::{Linear, Weight};
 use crate::layers::norm::{LayerNorm, RmsNorm};
 use crate::layers::stages::Stages;
+use crate::weights::file_tensors::{FileTensor, read_tensor, safetensors_index};
 
 /// `config.json`, with typed access and errors that name the file and the key.
 pub struct HfConfig {
@@ -128,6 +129,11 @@ pub struct HfWeights {
     pub dir: PathBuf,
     tensors: MmapedSafetensors,
     names: BTreeSet<String>,
+    /// The files, and where each f32/bf16/f16 tensor lies in them: those are read with `pread`
+    /// into memory of their own (see [`file_tensors`](crate::weights::file_tensors)); the map
+    /// serves the headers and any other dtype.
+    files: Vec<std::fs::File>,
+    index: HashMap<String, FileTensor>,
     /// On a GPU: every tensor already on the device, in the file's dtype (read there by
     /// `cuda_upload`, many threads and pinned buffers at once, not one by one through the map).
     uploaded: HashMap<String, Tensor>,
@@ -177,7 +183,9 @@ impl HfWeights {
         let stages = Stages::plan(devices, &sized, dir)?;
         let names = sized.into_iter().map(|(n, _)| n).collect();
         let uploaded = Self::upload(&files, &stages, dtype)?;
-        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, uploaded, stages, dtype, text_prefix: None })
+        let index = safetensors_index(&files)?.into_iter().collect();
+        let files = files.iter().map(|f| std::fs::File::open(f).map_err(|e| ModelError::io(f, e))).collect::<Result<_>>()?;
+        Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, files, index, uploaded, stages, dtype, text_prefix: None })
     }
 
     /// Where each layer runs.
@@ -238,6 +246,11 @@ impl HfWeights {
         let stored = self.stored(name);
         if let Some(t) = self.uploaded.get(stored.as_ref()) {
             return Ok(t.clone());
+        }
+        let device = self.stages.device_for(&stored);
+        if let Some(t) = self.index.get(stored.as_ref()) {
+            let read = read_tensor(&self.files[t.file], t).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))?;
+            return Ok(if device.is_cpu() { read } else { read.to_device(device)? });
         }
         self.tensors.load(&stored, self.stages.device_for(&stored)).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))
     }

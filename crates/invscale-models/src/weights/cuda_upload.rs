@@ -19,21 +19,7 @@ use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaEvent, CudaSlic
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::{op::BackpropOp, CudaStorage, DType, Storage, Tensor};
 
-/// A tensor's bytes in one of the files.
-#[derive(Clone, Debug)]
-pub struct FileTensor {
-    pub file: usize,
-    /// Byte offset of the data in the file.
-    pub offset: u64,
-    pub dtype: DType,
-    pub shape: Vec<usize>,
-}
-
-impl FileTensor {
-    pub fn bytes(&self) -> usize {
-        self.shape.iter().product::<usize>() * self.dtype.size_in_bytes()
-    }
-}
+pub use crate::weights::file_tensors::{FileTensor, safetensors_index};
 
 /// Upload threads at most (`INVSCALE_UPLOAD_THREADS`, default 8).
 fn threads_at_most() -> usize {
@@ -196,49 +182,6 @@ pub fn upload(dev: &CudaDevice, files: &[PathBuf], tensors: &[FileTensor], chunk
         );
     }
     Ok(slices.into_iter().zip(tensors).map(|(s, t)| s.into_tensor(dev, &t.shape)).collect())
-}
-
-/// The tensors of safetensors `files` in dtypes the GPU path reads (bf16, f16, f32), by name,
-/// from the files' headers. An error names the file.
-pub fn safetensors_index(files: &[PathBuf]) -> crate::error::Result<Vec<(String, FileTensor)>> {
-    let mut out = vec![];
-    for (file, path) in files.iter().enumerate() {
-        let bad = |m: String| crate::error::ModelError::corrupt(path, m);
-        let f = File::open(path).map_err(|e| crate::error::ModelError::io(path, e))?;
-        let size = f.metadata().map_err(|e| crate::error::ModelError::io(path, e))?.len();
-        let mut n = [0u8; 8];
-        f.read_exact_at(&mut n, 0).map_err(|e| crate::error::ModelError::io(path, e))?;
-        let n = u64::from_le_bytes(n);
-        if n > size.saturating_sub(8) || n > 100 << 20 {
-            return Err(bad(format!("safetensors header of {n} bytes does not fit the file")));
-        }
-        let mut header = vec![0u8; n as usize];
-        f.read_exact_at(&mut header, 8).map_err(|e| crate::error::ModelError::io(path, e))?;
-        let header: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&header).map_err(|e| bad(format!("safetensors header is not valid JSON: {e}")))?;
-        for (name, info) in header {
-            if name == "__metadata__" {
-                continue;
-            }
-            let dtype = match info["dtype"].as_str() {
-                Some("BF16") => DType::BF16,
-                Some("F16") => DType::F16,
-                Some("F32") => DType::F32,
-                _ => continue, // read the ordinary way, if at all
-            };
-            let shape: Option<Vec<usize>> = info["shape"].as_array().and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
-            let offsets: Option<Vec<u64>> = info["data_offsets"].as_array().and_then(|a| a.iter().map(|d| d.as_u64()).collect());
-            let (Some(shape), Some([begin, end])) = (shape, offsets.as_deref().and_then(|o| <[u64; 2]>::try_from(o).ok())) else {
-                return Err(bad(format!("tensor `{name}`: no shape or data_offsets in the header")));
-            };
-            let t = FileTensor { file, offset: 8 + n + begin, dtype, shape };
-            if end < begin || end - begin != t.bytes() as u64 || t.offset + t.bytes() as u64 > size {
-                return Err(bad(format!("tensor `{name}`: its data_offsets do not match its shape, or run past the end of the file")));
-            }
-            out.push((name, t));
-        }
-    }
-    Ok(out)
 }
 
 /// The device's default memory pool (where candle's stream-ordered allocations come from).

@@ -7,6 +7,7 @@
 pub mod checkpoint;
 #[cfg(feature = "cuda")]
 pub mod cuda_upload;
+pub mod file_tensors;
 pub mod gguf;
 pub mod gguf_weights;
 pub mod params;
