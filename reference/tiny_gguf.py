@@ -31,7 +31,7 @@ SRC = Path(os.environ.get("LLAMA_CPP_SRC", Path.home() / ".cache/invscale/llama-
 # its GGUF records neither query_pre_attn_scalar nor the layer pattern (llama.cpp assumes
 # head_dim and 5 sliding layers of 6), and the tiny model differs in both (real Gemma 3 GGUFs
 # are tested against llama.cpp itself).
-VARIANTS = ["llama", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"]
+VARIANTS = ["llama", "llama3-rope", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"]
 
 
 def main():

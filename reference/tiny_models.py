@@ -49,6 +49,16 @@ def variants():
                               SmolLM3Config)
 
     common = dict(vocab_size=VOCAB)
+
+    def longrope(max_positions, original):
+        return Phi3Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          intermediate_size=64, max_position_embeddings=max_positions,
+                          original_max_position_embeddings=original, partial_rotary_factor=0.5, bos_token_id=1,
+                          eos_token_id=2, pad_token_id=3, tie_word_embeddings=False,
+                          rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                           "short_factor": [1.0, 1.5, 2.0, 3.0], "long_factor": [1.0, 2.0, 4.0, 8.0]},
+                          **common)
+
     return {
         # GPT-2: learned positions, Conv1D weights, tied head, no BOS by default.
         "gpt2": (GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=0, eos_token_id=0, **common), False),
@@ -149,6 +159,26 @@ def variants():
                                             moe_intermediate_size=24, num_experts=4, num_experts_per_tok=2,
                                             norm_topk_prob=True, max_position_embeddings=128, bos_token_id=0,
                                             eos_token_id=0, tie_word_embeddings=False, **common), False),
+        # Long-context rotary scalings (transformers' modeling_rope_utils), each with a pretraining
+        # length shorter than the prompts so the scaling matters. Llama 3.1's: head_dim 16 puts
+        # frequencies in all three bands (kept, divided, smoothed) of original length 32.
+        "llama3-rope": (LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                    intermediate_size=64, max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
+                                    tie_word_embeddings=False,
+                                    rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                                     "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                     "original_max_position_embeddings": 32}, **common), True),
+        # YaRN (OLMo 3's and Qwen3's long-context setting): factor 4 over 32 positions.
+        "qwen3-yarn": (Qwen3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   head_dim=16, intermediate_size=64, max_position_embeddings=128, bos_token_id=0,
+                                   eos_token_id=0, tie_word_embeddings=False,
+                                   rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                                    "original_max_position_embeddings": 32}, **common), False),
+        # LongRoPE (Phi-3-128k, Phi-3.5, Phi-4-mini): the prompts pass the 64 pretraining positions, so
+        # transformers takes the long factors; the attention factor from 256 / 64.
+        "phi3-longrope": (longrope(max_positions=256, original=64), True),
+        # ... and within 128 pretraining positions, the short factors.
+        "phi3-longrope-short": (longrope(max_positions=512, original=128), True),
     }
 
 

@@ -24,6 +24,6 @@ pub use linear::{Linear, Weight, quantized_product};
 pub use mask::AttnMask;
 pub use moe::{FeedForward, GatedMlp, SparseMoe};
 pub use norm::{LayerNorm, RmsNorm};
-pub use rotary::{RopeStyle, Rotary};
+pub use rotary::{RopeScaling, RopeSpec, RopeStyle, Rotary};
 pub use stages::{OnStages, Stages};
 pub use tensor::{ensure_f32, rows_in_chunks, split_heads};

@@ -1,5 +1,8 @@
 //! Rotary position embeddings: interleaved pairs (llama.cpp's GGUF layout) or halves (HF's
-//! `rotate_half`), whole or partial (GPT-NeoX's `rotary_pct`), with linear scaling.
+//! `rotate_half`), whole or partial (GPT-NeoX's `rotary_pct`), and the frequency scalings of
+//! long-context checkpoints as transformers computes them (`modeling_rope_utils`): linear,
+//! Llama 3's, YaRN (OLMo 3, Qwen3 extended), LongRoPE (Phi-3/3.5/4-mini), and llama.cpp's
+//! `rope_freqs` factors (a Llama 3 GGUF's scaling, precomputed).
 
 use candle_core::{D, DType, Device, Tensor};
 
@@ -14,10 +17,39 @@ pub enum RopeStyle {
     Halves,
 }
 
+/// How a checkpoint rescales the rotary frequencies for a longer context.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by the factor.
+    Linear(f64),
+    /// Llama 3.1+: low frequencies divided by `factor`, high ones kept, a smooth ramp between.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original: f64 },
+    /// YaRN: frequencies interpolated below a correction range, extrapolated above it, the
+    /// tables scaled by `attention_factor`.
+    Yarn { factor: f64, original: f64, beta_fast: f64, beta_slow: f64, attention_factor: f64, truncate: bool },
+    /// LongRoPE: each frequency divided by its factor, `short` while a pass stays within
+    /// `original` positions, `long` beyond (transformers' rule, per forward call); tables scaled.
+    LongRope { short: Vec<f64>, long: Vec<f64>, original: usize, attention_factor: f64 },
+    /// llama.cpp's `rope_freqs.weight`: each frequency divided by its factor.
+    Factors(Vec<f32>),
+}
+
+/// A checkpoint's rotary: its base and scaling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RopeSpec {
+    pub base: f64,
+    pub scaling: RopeScaling,
+}
+
 pub struct Rotary {
     pub style: RopeStyle,
-    /// `1 / base^(2i/d)` for the rotated dimensions.
+    /// `1 / base^(2i/d)` for the rotated dimensions (scaled as the checkpoint says).
     inv_freq: Vec<f32>,
+    /// LongRoPE's frequencies past `original` positions: `(original, inv_freq)`.
+    long: Option<(usize, Vec<f32>)>,
+    /// cos and sin are multiplied by this (YaRN's and LongRoPE's attention factor; 1 for none).
+    attention: f32,
     /// Positions are divided by this (linear RoPE scaling; 1 for none).
     scale: f32,
     /// The last tables made (every layer of a pass, q and k, rotates by the same positions):
@@ -32,19 +64,82 @@ impl Rotary {
             .step_by(2)
             .map(|i| 1.0f32 / (base as f32).powf(i as f32 / rotary_dim as f32))
             .collect();
-        Rotary { style, inv_freq, scale: linear_scale as f32, last: std::sync::Mutex::new(None) }
+        Rotary { style, inv_freq, long: None, attention: 1.0, scale: linear_scale as f32, last: std::sync::Mutex::new(None) }
+    }
+
+    /// A rotary as transformers' `ROPE_INIT_FUNCTIONS` make it for `spec` (f32 arithmetic where
+    /// torch's is f32).
+    pub fn scaled(style: RopeStyle, rotary_dim: usize, spec: &RopeSpec) -> Rotary {
+        let mut r = Rotary::new(style, rotary_dim, spec.base, 1.0);
+        let dim = rotary_dim as f64;
+        match &spec.scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear(f) => r.scale = *f as f32,
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original } => {
+                let (low_wavelen, high_wavelen) = (original / low_freq_factor, original / high_freq_factor);
+                for f in r.inv_freq.iter_mut() {
+                    let wavelen = 2.0 * std::f32::consts::PI / *f;
+                    let scaled = if f64::from(wavelen) > low_wavelen { *f / *factor as f32 } else { *f };
+                    let smooth = ((*original / f64::from(wavelen) - low_freq_factor) / (high_freq_factor - low_freq_factor)) as f32;
+                    let medium = !(f64::from(wavelen) < high_wavelen) && !(f64::from(wavelen) > low_wavelen);
+                    *f = if medium { (1.0 - smooth) * scaled / *factor as f32 + smooth * scaled } else { scaled };
+                }
+            }
+            RopeScaling::Yarn { factor, original, beta_fast, beta_slow, attention_factor, truncate } => {
+                let correction = |rotations: f64| dim * (original / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * spec.base.ln());
+                let (mut low, mut high) = (correction(*beta_fast), correction(*beta_slow));
+                if *truncate {
+                    (low, high) = (low.floor(), high.ceil());
+                }
+                let (low, mut high) = (low.max(0.0), high.min(dim - 1.0));
+                if low == high {
+                    high += 0.001;
+                }
+                for (i, f) in r.inv_freq.iter_mut().enumerate() {
+                    let pos_freq = (spec.base as f32).powf((2 * i) as f32 / rotary_dim as f32);
+                    let (extrapolation, interpolation) = (1.0 / pos_freq, 1.0 / (*factor as f32 * pos_freq));
+                    let ramp = ((i as f32 - low as f32) / (high - low) as f32).clamp(0.0, 1.0);
+                    let keep = 1.0 - ramp;
+                    *f = interpolation * (1.0 - keep) + extrapolation * keep;
+                }
+                r.attention = *attention_factor as f32;
+            }
+            RopeScaling::LongRope { short, long, original, attention_factor } => {
+                let with = |factors: &[f64]| -> Vec<f32> {
+                    (0..rotary_dim / 2)
+                        .map(|i| 1.0 / (factors.get(i).copied().unwrap_or(1.0) as f32 * (spec.base as f32).powf((2 * i) as f32 / rotary_dim as f32)))
+                        .collect()
+                };
+                r.inv_freq = with(short);
+                r.long = Some((*original, with(long)));
+                r.attention = *attention_factor as f32;
+            }
+            RopeScaling::Factors(factors) => {
+                for (f, k) in r.inv_freq.iter_mut().zip(factors) {
+                    *f /= k;
+                }
+            }
+        }
+        r
     }
 
     /// cos and sin, `[t, rotary_dim / 2]`, for the given positions.
     fn tables(&self, positions: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
         let half = self.inv_freq.len();
+        let inv_freq = match &self.long {
+            Some((original, long)) if positions.iter().any(|&p| p >= *original) => long,
+            _ => &self.inv_freq,
+        };
         let mut freqs = Vec::with_capacity(positions.len() * half);
         for &p in positions {
             let pos = p as f32 / self.scale;
-            freqs.extend(self.inv_freq.iter().map(|f| pos * f));
+            freqs.extend(inv_freq.iter().map(|f| pos * f));
         }
         let freqs = Tensor::from_vec(freqs, (positions.len(), half), device)?;
-        Ok((freqs.cos()?, freqs.sin()?))
+        Ok(match self.attention {
+            1.0 => (freqs.cos()?, freqs.sin()?),
+            a => ((freqs.cos()? * f64::from(a))?, (freqs.sin()? * f64::from(a))?),
+        })
     }
 
     /// Rotates `x: [1, heads, t, head_dim]`, token `i` at `positions[i]`.

@@ -127,10 +127,10 @@ impl Gemma3 {
                 (0..layers).map(|i| (i + 1) % every != 0).collect()
             }
         };
-        let (global_base, global_scale) = c.rope(Some("full_attention"), if gemma2 { 10_000.0 } else { 1_000_000.0 })?;
+        let global = c.rope(Some("full_attention"), if gemma2 { 10_000.0 } else { 1_000_000.0 })?;
         // Gemma 2 has one rotary for every layer.
         let local_base = match gemma2 {
-            true => global_base,
+            true => global.base,
             false => c.get("rope_parameters")["sliding_attention"]["rope_theta"]
                 .as_f64()
                 .unwrap_or_else(|| c.f64_or("rope_local_base_freq", LOCAL_ROPE_BASE)),
@@ -169,7 +169,7 @@ impl Gemma3 {
             // HF computes the scale in the embedding's dtype (f32 here).
             embed_scale: (hidden as f32).sqrt() as f64,
             blocks,
-            rotary_global: Rotary::new(RopeStyle::Halves, head_dim, global_base, global_scale),
+            rotary_global: Rotary::scaled(RopeStyle::Halves, head_dim, &global),
             rotary_local: Rotary::new(RopeStyle::Halves, head_dim, local_base, 1.0),
             heads,
             kv_heads,

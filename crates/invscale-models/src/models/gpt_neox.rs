@@ -45,7 +45,7 @@ impl GptNeox {
         let eps = c.f64_or("layer_norm_eps", 1e-5);
         let head_dim = hidden / heads;
         let rotary_dim = (head_dim as f64 * c.partial_rotary()) as usize;
-        let (base, scale) = c.rope(None, 10_000.0)?;
+        let rope = c.rope(None, 10_000.0)?;
         let p = if w.has("gpt_neox.embed_in.weight") { "gpt_neox." } else { "" };
         let embed = w.get(&format!("{p}embed_in.weight"))?;
         let mut blocks = Vec::with_capacity(layers);
@@ -66,7 +66,7 @@ impl GptNeox {
             head: w.head("embed_out.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
             embed,
             blocks,
-            rotary: Rotary::new(RopeStyle::Halves, rotary_dim, base, scale),
+            rotary: Rotary::scaled(RopeStyle::Halves, rotary_dim, &rope),
             heads,
             head_dim,
             parallel: c.bool_or("use_parallel_residual", true),

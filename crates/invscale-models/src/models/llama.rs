@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::batch::layout::Layout;
 use crate::error::{ModelError, Result};
-use crate::layers::{Stages, Embedding, FeedForward, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, SparseMoe, attention, split_heads};
+use crate::layers::{RopeScaling, RopeSpec, Stages, Embedding, FeedForward, GatedMlp, KvCache, Linear, RmsNorm, RopeStyle, Rotary, SparseMoe, attention, split_heads};
 use crate::models::causal_lm::CausalLm;
 use crate::weights::checkpoint::{Dims, HfConfig, HfWeights};
 use crate::weights::gguf_weights::{GgufWeights, Hparams};
@@ -78,13 +78,24 @@ impl Llama {
             head: w.lm_head(&embed)?,
             embed,
             blocks,
-            rotary: Rotary::new(style, rotary_dim, rope_base, rope_scale),
+            rotary: Rotary::scaled(style, rotary_dim, &RopeSpec { base: rope_base, scaling: gguf_rope_scaling(w, rope_scale)? }),
             heads,
             kv_heads,
             head_dim,
             window: None,
         })
     }
+}
+
+/// A GGUF's rotary scaling: Llama 3.1+'s as llama.cpp's converter precomputes it
+/// (`rope_freqs.weight`: each frequency's divisor), else linear by `rope.scaling.factor`.
+fn gguf_rope_scaling(w: &GgufWeights, linear: f64) -> Result<RopeScaling> {
+    if w.file.has_tensor("rope_freqs.weight") {
+        let cpu = candle_core::Device::Cpu;
+        let factors = w.file.qtensor("rope_freqs.weight", &cpu)?.dequantize(&cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        return Ok(RopeScaling::Factors(factors));
+    }
+    Ok(if linear == 1.0 { RopeScaling::None } else { RopeScaling::Linear(linear) })
 }
 
 /// Layer `i`'s MLP in a GGUF: dense, or a mixture of experts (Mixtral as arch `llama`,
@@ -118,7 +129,7 @@ impl Llama {
             Some(flags) => return Err(ModelError::corrupt(&c.path, format!("`no_rope_layers` has {} entries for {layers} layers", flags.len()))),
             None => vec![true; layers],
         };
-        let (base, scale) = c.rope(None, 10_000.0)?;
+        let rope = c.rope(None, 10_000.0)?;
         let model_type = c.model_type()?;
         let fused = model_type == "phi3";
         let embed = w.get("model.embed_tokens.weight")?;
@@ -153,7 +164,7 @@ impl Llama {
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
             embed: Embedding::Dense(embed),
             blocks,
-            rotary: Rotary::new(RopeStyle::Halves, rotary_dim, base, scale),
+            rotary: Rotary::scaled(RopeStyle::Halves, rotary_dim, &rope),
             heads,
             kv_heads,
             head_dim,

@@ -75,16 +75,15 @@ impl Olmo2 {
                 window: if is_sliding { window } else { None },
             });
         }
-        let (full_base, full_scale) = c.rope(Some("full_attention"), 10_000.0)?;
-        let (sliding_base, sliding_scale) = c.rope(Some("sliding_attention"), 10_000.0)?;
+        let (full, sliding) = (c.rope(Some("full_attention"), 10_000.0)?, c.rope(Some("sliding_attention"), 10_000.0)?);
         Ok(Olmo2 {
             stages: w.stages().clone(),
             norm: norm("model.norm.weight")?,
             head: w.head("lm_head.weight", &embed, c.bool_or("tie_word_embeddings", false))?,
             embed: Embedding::Dense(embed),
             blocks,
-            rotary_full: Rotary::new(RopeStyle::Halves, head_dim, full_base, full_scale),
-            rotary_sliding: Rotary::new(RopeStyle::Halves, head_dim, sliding_base, sliding_scale),
+            rotary_full: Rotary::scaled(RopeStyle::Halves, head_dim, &full),
+            rotary_sliding: Rotary::scaled(RopeStyle::Halves, head_dim, &sliding),
             heads,
             kv_heads,
             head_dim,

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::{ModelError, Result};
 use crate::layers::linear::{Linear, Weight};
 use crate::layers::norm::{LayerNorm, RmsNorm};
+use crate::layers::rotary::{RopeScaling, RopeSpec};
 use crate::layers::stages::Stages;
 use crate::weights::file_tensors::{FileTensor, read_tensor, safetensors_index};
 
@@ -72,7 +73,10 @@ impl HfConfig {
 
     /// `rope_parameters` (transformers ≥ 5; per layer type for Gemma 3) or the older top-level
     /// `rope_theta` / `rope_scaling`. Returns (base, linear scale); other RoPE types are refused.
-    pub fn rope(&self, layer_type: Option<&str>, default_base: f64) -> Result<(f64, f64)> {
+    /// The rotary of layers of `layer_type` (or the model's one): its base and scaling, as
+    /// transformers' `standardize_rope_params` reads them (`rope_parameters`, else the legacy
+    /// `rope_theta` / `rope_scaling`; Phi-3's top-level `original_max_position_embeddings` first).
+    pub fn rope(&self, layer_type: Option<&str>, default_base: f64) -> Result<RopeSpec> {
         let params = match (&self.value["rope_parameters"], layer_type) {
             (Value::Object(m), Some(t)) if m.contains_key(t) => &m[t],
             (v @ Value::Object(_), _) => v,
@@ -82,11 +86,57 @@ impl HfConfig {
         let base = params["rope_theta"].as_f64().or_else(|| self.value["rope_theta"].as_f64()).unwrap_or(default_base);
         let scaling = if params.is_object() { params } else { legacy_scaling };
         let kind = scaling["rope_type"].as_str().or_else(|| scaling["type"].as_str()).unwrap_or("default");
-        match kind {
-            "default" => Ok((base, 1.0)),
-            "linear" => Ok((base, scaling["factor"].as_f64().unwrap_or(1.0))),
-            other => Err(ModelError::unsupported(&self.path, format!("rope type `{other}` is not supported yet (default and linear are)"))),
-        }
+        let f = |k: &str| scaling[k].as_f64();
+        let max_positions = self.value["max_position_embeddings"].as_f64();
+        let original = self.value["original_max_position_embeddings"].as_f64().or(f("original_max_position_embeddings")).or(max_positions);
+        let need = |v: Option<f64>, what: &str| v.ok_or_else(|| ModelError::corrupt(&self.path, format!("rope type `{kind}` without `{what}`")));
+        let factors = |k: &str| -> Result<Vec<f64>> {
+            scaling[k].as_array().and_then(|a| a.iter().map(Value::as_f64).collect()).ok_or_else(|| ModelError::corrupt(&self.path, format!("rope type `{kind}` without a list `{k}`")))
+        };
+        let scaling = match kind {
+            "default" => RopeScaling::None,
+            "linear" => RopeScaling::Linear(f("factor").unwrap_or(1.0)),
+            "llama3" => RopeScaling::Llama3 {
+                factor: need(f("factor"), "factor")?,
+                low_freq_factor: need(f("low_freq_factor"), "low_freq_factor")?,
+                high_freq_factor: need(f("high_freq_factor"), "high_freq_factor")?,
+                original: need(f("original_max_position_embeddings").or(original), "original_max_position_embeddings")?,
+            },
+            "yarn" => {
+                let original = need(original, "original_max_position_embeddings")?;
+                let factor = match f("factor") {
+                    Some(v) => v,
+                    None => need(max_positions, "factor")? / original,
+                };
+                let mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
+                let attention_factor = match (f("attention_factor"), f("mscale"), f("mscale_all_dim")) {
+                    (Some(a), _, _) => a,
+                    (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => mscale(factor, m) / mscale(factor, all),
+                    _ => mscale(factor, 1.0),
+                };
+                RopeScaling::Yarn {
+                    factor,
+                    original,
+                    beta_fast: f("beta_fast").filter(|&b| b != 0.0).unwrap_or(32.0),
+                    beta_slow: f("beta_slow").filter(|&b| b != 0.0).unwrap_or(1.0),
+                    attention_factor,
+                    truncate: scaling["truncate"].as_bool().unwrap_or(true),
+                }
+            }
+            "longrope" | "su" => {
+                let original = need(original, "original_max_position_embeddings")?;
+                let factor = match f("factor") {
+                    Some(v) => v,
+                    None => need(max_positions, "max_position_embeddings")? / original,
+                };
+                let attention_factor = f("attention_factor").unwrap_or(if factor <= 1.0 { 1.0 } else { (1.0 + factor.ln() / original.ln()).sqrt() });
+                RopeScaling::LongRope { short: factors("short_factor")?, long: factors("long_factor")?, original: original as usize, attention_factor }
+            }
+            other => {
+                return Err(ModelError::unsupported(&self.path, format!("rope type `{other}` is not supported (default, linear, llama3, yarn and longrope are)")));
+            }
+        };
+        Ok(RopeSpec { base, scaling })
     }
 
     /// GPT-NeoX's rotary fraction: `rope_parameters.partial_rotary_factor` or `rotary_pct`.

@@ -136,6 +136,17 @@ impl Hparams {
         let hidden = count("embedding_length")?;
         let heads = count("attention.head_count")?;
         let head_dim = optional("attention.key_length").unwrap_or(hidden / heads);
+        // llama.cpp's YaRN and LongRoPE arithmetic differ from transformers' in details: refused,
+        // not approximated (a Llama 3 GGUF's scaling is its rope_freqs tensor: see the Llama file).
+        match g.string(&key("rope.scaling.type")) {
+            Ok("none" | "linear") | Err(_) => {}
+            Ok(other) => {
+                return Err(crate::error::ModelError::unsupported(
+                    &g.path,
+                    format!("rope scaling `{other}` in a GGUF is not supported (none and linear are; a Hugging Face checkpoint of the model runs its yarn or longrope)"),
+                ));
+            }
+        }
         Ok(Hparams {
             hidden,
             layers: count("block_count")?,

@@ -77,7 +77,7 @@ fn checkpoints_split_over_stages_give_one_devices_numbers() {
     let mut names: Vec<String> =
         std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(names.len(), 19, "every tiny architecture: {names:?}");
+    assert_eq!(names.len(), 23, "every tiny architecture: {names:?}");
     for name in &names {
         check(name, ModelSource::Checkpoint(dir.join(name)));
     }
@@ -85,7 +85,7 @@ fn checkpoints_split_over_stages_give_one_devices_numbers() {
 
 #[test]
 fn gguf_models_split_over_stages_give_one_devices_numbers() {
-    for name in ["llama", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
+    for name in ["llama", "llama3-rope", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
         check(name, ModelSource::Gguf(fixtures().join(format!("tiny-gguf/{name}.gguf"))));
     }
 }

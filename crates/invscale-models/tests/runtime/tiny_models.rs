@@ -7,7 +7,9 @@
 //! Qwen3-MoE (top-2 of 4 experts, rescaled or not; a dense layer among sparse ones), OLMo 2
 //! (post-norms, q/k norms over all heads), OLMo 3 (sliding-window layers by layer_types),
 //! Gemma 2 (attention and final soft-capping, alternating sliding layers), Gemma 3 (sliding window shorter than the prompt, query_pre_attn_scalar ≠ head_dim; also as
-//! the language model of a multimodal checkpoint). Models and log-probs from
+//! the language model of a multimodal checkpoint), and the long-context rotary scalings: Llama 3.1's
+//! (`llama3-rope`), YaRN (`qwen3-yarn`), LongRoPE past its pretraining length and within it
+//! (`phi3-longrope`, `phi3-longrope-short`). Models and log-probs from
 //! reference/tiny_models.py (transformers, float32, eager attention), on prompts from the real
 //! data.
 //!
@@ -46,8 +48,8 @@ fn tiny_models_match_transformers() {
         by_model.entry(row.model.clone()).or_default().push(row);
     }
     let expected = [
-        "gemma2", "gemma3", "gemma3-multimodal", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3", "qwen2",
-        "qwen3", "qwen3-moe", "qwen3-moe-sparse", "smollm3",
+        "gemma2", "gemma3", "gemma3-multimodal", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "llama3-rope", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3",
+        "phi3-longrope", "phi3-longrope-short", "qwen2", "qwen3", "qwen3-moe", "qwen3-moe-sparse", "qwen3-yarn", "smollm3",
     ];
     assert_eq!(by_model.keys().map(String::as_str).collect::<Vec<_>>(), expected);
     let mut report = Vec::new();
@@ -95,7 +97,7 @@ fn tiny_gguf_models_match_transformers() {
     let docs = documents();
     let dir = tiny().parent().unwrap().join("tiny-gguf");
     let mut report = Vec::new();
-    for name in ["llama", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
+    for name in ["llama", "llama3-rope", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
         let model = Model::load(&ModelSource::Gguf(dir.join(format!("{name}.gguf"))), Precision::F32).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut worst = 0f32;
         for row in rows.iter().filter(|r| r.model == name) {
