@@ -24,14 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "crates/invscale-models/tests/fixtures/tiny"
 OUT = ROOT / "crates/invscale-models/tests/fixtures/tiny-gguf"
 SRC = Path(os.environ.get("LLAMA_CPP_SRC", Path.home() / ".cache/invscale/llama-src/llama_cpp_python-0.3.36")) / "vendor/llama.cpp"
-# The variants llama.cpp converts (its converter needs a SentencePiece tokenizer.model for Gemma 2
-# and Phi-3, has no OPT, and no MoE with dense layers among the sparse ones). Not Mistral: a GGUF
+# The variants llama.cpp converts (it has no OPT, and no MoE with dense layers among the sparse
+# ones; Gemma 2 as `gemma2-llamacpp`, the query scale its GGUF implies). Not Mistral: a GGUF
 # of the `llama` architecture records no sliding window (llama.cpp runs Mistral without one), so
 # the tiny model's 16-token window would make it another model than transformers'. Not Gemma 3:
 # its GGUF records neither query_pre_attn_scalar nor the layer pattern (llama.cpp assumes
 # head_dim and 5 sliding layers of 6), and the tiny model differs in both (real Gemma 3 GGUFs
 # are tested against llama.cpp itself).
-VARIANTS = ["llama", "llama3-rope", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"]
+VARIANTS = ["llama", "llama3-rope", "phi3", "phi3-longrope", "phi3-llamacpp", "gemma2-llamacpp", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"]
+
+QUANTIZED = ["phi3-llamacpp"]
 
 
 def main():
@@ -44,6 +46,12 @@ def main():
     from conversion.base import ModelBase, TextModel
 
     TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+    # The tiny models share one byte-level BPE (tokenizer.json); the converter's Gemma 2 and Phi-3
+    # classes read a SentencePiece tokenizer.model instead, so their vocabulary is written the
+    # GPT-2 way here, as for the others. Only the vocabulary: tensors and metadata are theirs.
+    from conversion.gemma import Gemma2Model
+    from conversion.phi import Phi3MiniModel
+    Gemma2Model.set_vocab = Phi3MiniModel.set_vocab = lambda self: self._set_vocab_gpt2()
     load = ModelBase.load_hparams
 
     def load_hparams(dir_model, is_mistral_format):
@@ -58,8 +66,15 @@ def main():
     ModelBase.load_hparams = staticmethod(load_hparams)
     OUT.mkdir(parents=True, exist_ok=True)
     for name in wanted:
-        sys.argv = ["convert_hf_to_gguf.py", str(TINY / name), "--outtype", "f32", "--outfile", str(OUT / f"{name}.gguf")]
+        # llama.cpp loads a model whose name says Phi-3 only with Phi-3's own special tokens
+        # (<unk> among them), which the tiny vocabulary has not: another name for those.
+        named = ["--model-name", "tiny"] if name.startswith("phi3") else []
+        sys.argv = ["convert_hf_to_gguf.py", str(TINY / name), "--outtype", "f32", "--outfile", str(OUT / f"{name}.gguf"), *named]
         convert.main()
+        # Phi-3's fused matrices kept quantized are split by rows of blocks: a Q8_0 file too.
+        if name in QUANTIZED:
+            sys.argv = ["convert_hf_to_gguf.py", str(TINY / name), "--outtype", "q8_0", "--outfile", str(OUT / f"{name}.q8_0.gguf"), *named]
+            convert.main()
     print(f"wrote {', '.join(wanted)} to {OUT}", file=sys.stderr)
 
 

@@ -179,6 +179,19 @@ def variants():
         "phi3-longrope": (longrope(max_positions=256, original=64), True),
         # ... and within 128 pretraining positions, the short factors.
         "phi3-longrope-short": (longrope(max_positions=512, original=128), True),
+        # Phi-3 without its sliding window, for the quantized path against llama.cpp: llama.cpp's Phi-3
+        # with the tiny model's window of 16 differs from transformers from position 3 on (mean
+        # |Δ| ~1 nat in f32), without it within 1e-2.
+        "phi3-llamacpp": (Phi3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                     intermediate_size=64, max_position_embeddings=128, original_max_position_embeddings=128,
+                                     sliding_window=None, partial_rotary_factor=0.5, bos_token_id=1, eos_token_id=2,
+                                     pad_token_id=3, tie_word_embeddings=False, **common), True),
+        # Gemma 2 as its GGUF can be: query_pre_attn_scalar = head_dim, which llama.cpp assumes (the
+        # file does not record it) for every size but 27B.
+        "gemma2-llamacpp": (Gemma2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                         head_dim=8, intermediate_size=64, max_position_embeddings=128, sliding_window=16,
+                                         attn_logit_softcapping=5.0, final_logit_softcapping=10.0, query_pre_attn_scalar=8,
+                                         bos_token_id=1, eos_token_id=2, pad_token_id=3, **common), True),
     }
 
 

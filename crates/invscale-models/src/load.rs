@@ -127,8 +127,8 @@ impl Model {
     fn load_gguf_on(path: &Path, precision: Precision, devices: &[Device]) -> Result<Model> {
         let file = GgufFile::open(path)?;
         let arch = file.architecture()?.to_string();
-        const SUPPORTED_GGUF: &str = "llama (and Mixtral), qwen2, qwen3, qwen3moe, olmo2, gemma3, gpt2, gptneox";
-        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3" | "qwen3moe" | "olmo2" | "gemma3" | "gpt2" | "gptneox") {
+        const SUPPORTED_GGUF: &str = "llama (and Mixtral), qwen2, qwen3, qwen3moe, olmo2, gemma2, gemma3, phi3, gpt2, gptneox";
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3" | "qwen3moe" | "olmo2" | "gemma2" | "gemma3" | "phi3" | "gpt2" | "gptneox") {
             return Err(ModelError::unsupported(
                 path,
                 format!("GGUF architecture `{arch}` is not supported (supported: {SUPPORTED_GGUF})"),
@@ -167,7 +167,7 @@ impl Model {
         let stages = Stages::plan(devices, &sized, path)?;
         let weights = GgufWeights { file: &file, stages: stages.clone(), precision };
         let net: Box<dyn CausalLm> = match arch.as_str() {
-            "gemma3" => Box::new(Gemma3::from_gguf(&weights)?),
+            "gemma3" | "gemma2" => Box::new(Gemma3::from_gguf(&weights, &arch)?),
             "olmo2" => Box::new(Olmo2::from_gguf(&weights)?),
             "gpt2" => Box::new(Gpt2::from_gguf(&weights)?),
             "gptneox" => Box::new(GptNeox::from_gguf(&weights)?),

@@ -59,10 +59,15 @@ pub struct Gemma3 {
 }
 
 impl Gemma3 {
-    pub fn from_gguf(w: &GgufWeights) -> Result<Gemma3> {
+    /// A GGUF of arch `gemma3` or `gemma2` (llama.cpp's patterns: Gemma 2's even layers slide,
+    /// as transformers' `layer_types`; its caps under `gemma2.*_softcapping`).
+    pub fn from_gguf(w: &GgufWeights, arch: &str) -> Result<Gemma3> {
+        let gemma2 = arch == "gemma2";
         let Hparams { hidden, layers, heads, kv_heads, head_dim, rms_eps: eps, rope_base, rope_scale, .. } =
-            Hparams::from_gguf(w.file, "gemma3", 1_000_000.0)?;
-        let window = w.file.opt_int("gemma3.attention.sliding_window").map(|v| v as usize);
+            Hparams::from_gguf(w.file, arch, if gemma2 { 10_000.0 } else { 1_000_000.0 })?;
+        let window = w.file.opt_int(&format!("{arch}.attention.sliding_window")).map(|v| v as usize);
+        let sliding = |i: usize| if gemma2 { i % 2 == 0 } else { (i + 1) % GLOBAL_EVERY != 0 };
+        let cap = |k: &str| w.file.float(&format!("{arch}.{k}")).ok().filter(|&c| c > 0.0);
         let embed = w.embedding("token_embd.weight")?;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
@@ -72,7 +77,10 @@ impl Gemma3 {
                 q: w.linear(&n("attn_q"))?,
                 k: w.linear(&n("attn_k"))?,
                 v: w.linear(&n("attn_v"))?,
-                qk_norm: Some((w.rms_norm(&n("attn_q_norm"), eps)?, w.rms_norm(&n("attn_k_norm"), eps)?)),
+                qk_norm: match gemma2 {
+                    true => None,
+                    false => Some((w.rms_norm(&n("attn_q_norm"), eps)?, w.rms_norm(&n("attn_k_norm"), eps)?)),
+                },
                 o: w.linear(&n("attn_output"))?,
                 post_attn_norm: w.rms_norm(&n("post_attention_norm"), eps)?,
                 ffn_norm: w.rms_norm(&n("ffn_norm"), eps)?,
@@ -80,13 +88,13 @@ impl Gemma3 {
                 up: w.linear(&n("ffn_up"))?,
                 down: w.linear(&n("ffn_down"))?,
                 post_ffn_norm: w.rms_norm(&n("post_ffw_norm"), eps)?,
-                window: if (i + 1) % GLOBAL_EVERY == 0 { None } else { window },
+                window: if sliding(i) { window } else { None },
             });
         }
-        // Gemma 3 scales queries by query_pre_attn_scalar^-1/2, which the GGUF does not record:
-        // head_dim for every size but 27B (62 layers), where it is hidden / heads — llama.cpp's
-        // rule, by the layer count as there.
-        let scalar = if layers == 62 { (hidden / heads) as f64 } else { head_dim as f64 };
+        // Gemma scales queries by query_pre_attn_scalar^-1/2, which the GGUF does not record:
+        // head_dim for every size but the 27Bs (Gemma 3's 62 layers, Gemma 2's 46), where it is
+        // hidden / heads — llama.cpp's rule, by the layer count as there.
+        let scalar = if layers == if gemma2 { 46 } else { 62 } { (hidden / heads) as f64 } else { head_dim as f64 };
         Ok(Gemma3 {
             stages: w.stages().clone(),
             f16_kv: w.precision == crate::weights::precision::Precision::Quantized,
@@ -96,12 +104,12 @@ impl Gemma3 {
             embed_scale: (hidden as f32).sqrt() as f64,
             blocks,
             rotary_global: Rotary::new(RopeStyle::Halves, head_dim, rope_base, rope_scale),
-            rotary_local: Rotary::new(RopeStyle::Halves, head_dim, LOCAL_ROPE_BASE, 1.0),
+            rotary_local: Rotary::new(RopeStyle::Halves, head_dim, if gemma2 { rope_base } else { LOCAL_ROPE_BASE }, 1.0),
             heads,
             kv_heads,
             scale: 1.0 / scalar.sqrt(),
-            attn_softcap: None,
-            final_softcap: None,
+            attn_softcap: if gemma2 { cap("attn_logit_softcapping") } else { None },
+            final_softcap: if gemma2 { cap("final_logit_softcapping") } else { None },
         })
     }
 }

@@ -1,8 +1,8 @@
 //! Llama and its close relatives: Llama 1/2/3, SmolLM (arch `llama`), Mistral, Qwen2 (biases on
 //! q/k/v, NeoX-style rotary) and Qwen3 (RMSNorm on each head's queries and keys before the
 //! rotary, no biases), SmolLM3 (no rotary on the layers `no_rope_layers` marks 0) and Phi-3/4
-//! (q/k/v and gate/up each one fused matrix, split here; partial rotary; a sliding window on
-//! every layer, as Mistral's). Pre-norm blocks with RMSNorm, grouped-query attention with rotary
+//! (q/k/v and gate/up each one fused matrix, split here, from checkpoints and GGUFs alike; partial
+//! rotary; a sliding window on every layer, as Mistral's; LongRoPE). Pre-norm blocks with RMSNorm, grouped-query attention with rotary
 //! embeddings, and a SwiGLU MLP.
 
 use candle_core::Tensor;
@@ -53,14 +53,20 @@ impl Llama {
         // dot products are those of HF's rotate_half on the original weights.
         let style = if arch == "llama" { RopeStyle::Interleaved } else { RopeStyle::Halves };
         let embed = w.embedding("token_embd.weight")?;
+        // Phi-3: q/k/v one matrix, gate and up one (`ffn_up`, gate first), as in its checkpoints.
+        let phi3 = arch == "phi3";
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let [q, k, v] = match phi3 {
+                true => w.split_linear(&n("attn_qkv"), [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim])?,
+                false => [w.linear(&n("attn_q"))?, w.linear(&n("attn_k"))?, w.linear(&n("attn_v"))?],
+            };
             blocks.push(Block {
                 attn_norm: w.rms_norm(&n("attn_norm"), eps)?,
-                q: w.linear(&n("attn_q"))?,
-                k: w.linear(&n("attn_k"))?,
-                v: w.linear(&n("attn_v"))?,
+                q,
+                k,
+                v,
                 o: w.linear(&n("attn_output"))?,
                 qk_norm: match arch {
                     "qwen3" | "qwen3moe" => Some((w.rms_norm(&n("attn_q_norm"), eps)?, w.rms_norm(&n("attn_k_norm"), eps)?)),
@@ -78,22 +84,34 @@ impl Llama {
             head: w.lm_head(&embed)?,
             embed,
             blocks,
-            rotary: Rotary::scaled(style, rotary_dim, &RopeSpec { base: rope_base, scaling: gguf_rope_scaling(w, rope_scale)? }),
+            rotary: Rotary::scaled(style, rotary_dim, &RopeSpec { base: rope_base, scaling: gguf_rope_scaling(w, arch, rope_scale)? }),
             heads,
             kv_heads,
             head_dim,
-            window: None,
+            // Phi-3's window on every layer, as transformers applies it (0: none, Phi-4).
+            window: w.file.opt_int(&format!("{arch}.attention.sliding_window")).filter(|&v| phi3 && v > 0).map(|v| v as usize),
         })
     }
 }
 
 /// A GGUF's rotary scaling: Llama 3.1+'s as llama.cpp's converter precomputes it
 /// (`rope_freqs.weight`: each frequency's divisor), else linear by `rope.scaling.factor`.
-fn gguf_rope_scaling(w: &GgufWeights, linear: f64) -> Result<RopeScaling> {
+fn gguf_rope_scaling(w: &GgufWeights, arch: &str, linear: f64) -> Result<RopeScaling> {
+    let cpu = candle_core::Device::Cpu;
+    let read = |name: &str| -> Result<Vec<f32>> { Ok(w.file.qtensor(name, &cpu)?.dequantize(&cpu)?.flatten_all()?.to_vec1::<f32>()?) };
     if w.file.has_tensor("rope_freqs.weight") {
-        let cpu = candle_core::Device::Cpu;
-        let factors = w.file.qtensor("rope_freqs.weight", &cpu)?.dequantize(&cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        return Ok(RopeScaling::Factors(factors));
+        return Ok(RopeScaling::Factors(read("rope_freqs.weight")?));
+    }
+    // Phi-3's LongRoPE (128k): both factor lists, the pretraining length and the attention
+    // factor as its converter wrote them; long or short chosen per pass as transformers does.
+    if w.file.has_tensor("rope_factors_long.weight") {
+        let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect();
+        return Ok(RopeScaling::LongRope {
+            short: widen(read("rope_factors_short.weight")?),
+            long: widen(read("rope_factors_long.weight")?),
+            original: w.file.int(&format!("{arch}.rope.scaling.original_context_length"))? as usize,
+            attention_factor: w.file.float(&format!("{arch}.rope.scaling.attn_factor")).unwrap_or(1.0),
+        });
     }
     Ok(if linear == 1.0 { RopeScaling::None } else { RopeScaling::Linear(linear) })
 }
@@ -102,6 +120,11 @@ fn gguf_rope_scaling(w: &GgufWeights, linear: f64) -> Result<RopeScaling> {
 /// Qwen3-MoE as `qwen3moe`: `ffn_*_exps` stacked per expert, `ffn_gate_inp` the router).
 fn gguf_feed_forward(w: &GgufWeights, arch: &str, i: usize) -> Result<FeedForward> {
     let n = |s: &str| format!("blk.{i}.{s}.weight");
+    if arch == "phi3" {
+        let inner = w.file.int("phi3.feed_forward_length")? as usize;
+        let [gate, up] = w.split_linear(&n("ffn_up"), [inner, inner])?;
+        return Ok(FeedForward::Dense(GatedMlp { gate, up, down: w.linear(&n("ffn_down"))? }));
+    }
     if !w.file.has_tensor(&n("ffn_gate_inp")) {
         return Ok(FeedForward::Dense(GatedMlp { gate: w.linear(&n("ffn_gate"))?, up: w.linear(&n("ffn_up"))?, down: w.linear(&n("ffn_down"))? }));
     }

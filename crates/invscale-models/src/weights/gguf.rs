@@ -171,6 +171,15 @@ impl GgufFile {
         Some(MappedBytes { map: Arc::clone(&self.mmap), start, len })
     }
 
+    /// Rows `from..from + rows` of a 2-D tensor's bytes as stored (a row is whole blocks).
+    pub fn tensor_row_bytes(&self, name: &str, from: usize, rows: usize) -> Option<MappedBytes> {
+        let info = self.content.tensor_infos.get(name)?;
+        let (n, cols) = info.shape.dims2().ok()?;
+        let row = cols / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        let all = self.tensor_bytes(name)?;
+        (from + rows <= n).then(|| MappedBytes { start: all.start + from * row, len: rows * row, map: all.map })
+    }
+
     /// The first `rows` rows of a 2-D tensor, dequantized (a look at a large matrix without
     /// reading it all).
     pub fn rows_f32(&self, name: &str, rows: usize) -> Result<Vec<f32>> {

@@ -98,6 +98,40 @@ impl GgufWeights<'_> {
         })
     }
 
+    /// A fused projection (Phi-3's `attn_qkv`, its gate-and-up `ffn_up`) split into consecutive
+    /// groups of `rows` output rows, each its own layer, at the run's precision: dense ones
+    /// narrowed, quantized ones over their rows' bytes (rows are whole blocks: nothing requantized).
+    pub fn split_linear<const N: usize>(&self, name: &str, rows: [usize; N]) -> Result<[Linear; N]> {
+        let bad = |m: String| crate::error::ModelError::corrupt(&self.file.path, m);
+        let info = self.file.content.tensor_infos.get(name).ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
+        let (n, cols) = info.shape.dims2().map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        if n != rows.iter().sum::<usize>() {
+            return Err(bad(format!("`{name}` has {n} rows, not {}", rows.iter().sum::<usize>())));
+        }
+        let device = self.device(name);
+        let dense = match self.precision {
+            Precision::Quantized => None,
+            _ => Some(self.f32(name)?),
+        };
+        let mut start = 0;
+        let mut out = Vec::with_capacity(N);
+        for r in rows {
+            let weight = match &dense {
+                Some(w) => Weight::Dense(w.narrow(0, start, r)?.contiguous()?),
+                None => {
+                    let bytes = self.file.tensor_row_bytes(name, start, r).ok_or_else(|| bad(format!("tensor `{name}`: rows out of range")))?;
+                    match BlockFormat::from_ggml(info.ggml_dtype).filter(|_| device.is_cpu() && BlockMatrix::kernel().is_some()) {
+                        Some(format) => Weight::Blocks(BlockMatrix::new(format, r, cols, bytes).ok_or_else(|| bad(format!("tensor `{name}`: not whole blocks")))?),
+                        None => Weight::Quantized(QMatMul::from_qtensor(candle_core::quantized::ggml_file::qtensor_from_ggml(info.ggml_dtype, bytes.as_ref(), vec![r, cols], device)?)?),
+                    }
+                }
+            };
+            out.push(Linear { weight, bias: None });
+            start += r;
+        }
+        Ok(out.try_into().unwrap_or_else(|_| unreachable!("one layer per group")))
+    }
+
     /// A CPU matrix in a 32-value block format as our own kernel's matrix, over the file's map,
     /// when this machine runs that kernel (else candle's kernels take it).
     fn block_matrix(&self, name: &str) -> Option<BlockMatrix> {

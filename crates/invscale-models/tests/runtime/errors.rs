@@ -63,7 +63,7 @@ fn unknown_architecture_and_misfit_tokenizer() {
     let p = dir.path().join("rwkv.gguf");
     tiny_gguf(&p, "rwkv7", 4, 4);
     let e = load_err(&p);
-    assert!(e.contains("GGUF architecture `rwkv7` is not supported (supported: llama (and Mixtral), qwen2, qwen3, qwen3moe, olmo2, gemma3, gpt2, gptneox)"), "{e}");
+    assert!(e.contains("GGUF architecture `rwkv7` is not supported (supported: llama (and Mixtral), qwen2, qwen3, qwen3moe, olmo2, gemma2, gemma3, phi3, gpt2, gptneox)"), "{e}");
 
     let p = dir.path().join("broken-tokenizer.gguf");
     let tokens = vec![Value::String("a".into())];

@@ -60,15 +60,15 @@ fn check(name: &str, source: ModelSource) {
 }
 
 /// Layers of the model, from its config or GGUF header.
+/// (A tiny GGUF is its namesake checkpoint converted.)
 fn whole_layers(source: &ModelSource) -> usize {
-    match source {
-        ModelSource::Checkpoint(dir) => {
-            let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-            let c = c.get("text_config").unwrap_or(&c);
-            c.get("num_hidden_layers").or(c.get("n_layer")).and_then(|v| v.as_u64()).unwrap() as usize
-        }
-        ModelSource::Gguf(_) => 2, // every tiny GGUF fixture (the checkpoints' 2-layer models)
-    }
+    let dir = match source {
+        ModelSource::Checkpoint(dir) => dir.clone(),
+        ModelSource::Gguf(path) => fixtures().join("tiny").join(path.file_stem().unwrap()),
+    };
+    let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let c = c.get("text_config").unwrap_or(&c);
+    c.get("num_hidden_layers").or(c.get("n_layer")).and_then(|v| v.as_u64()).unwrap() as usize
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn checkpoints_split_over_stages_give_one_devices_numbers() {
     let mut names: Vec<String> =
         std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(names.len(), 23, "every tiny architecture: {names:?}");
+    assert_eq!(names.len(), 25, "every tiny architecture: {names:?}");
     for name in &names {
         check(name, ModelSource::Checkpoint(dir.join(name)));
     }
@@ -85,7 +85,7 @@ fn checkpoints_split_over_stages_give_one_devices_numbers() {
 
 #[test]
 fn gguf_models_split_over_stages_give_one_devices_numbers() {
-    for name in ["llama", "llama3-rope", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
+    for name in ["llama", "llama3-rope", "phi3", "phi3-longrope", "phi3-llamacpp", "gemma2-llamacpp", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
         check(name, ModelSource::Gguf(fixtures().join(format!("tiny-gguf/{name}.gguf"))));
     }
 }

@@ -9,7 +9,8 @@
 //! Gemma 2 (attention and final soft-capping, alternating sliding layers), Gemma 3 (sliding window shorter than the prompt, query_pre_attn_scalar ≠ head_dim; also as
 //! the language model of a multimodal checkpoint), and the long-context rotary scalings: Llama 3.1's
 //! (`llama3-rope`), YaRN (`qwen3-yarn`), LongRoPE past its pretraining length and within it
-//! (`phi3-longrope`, `phi3-longrope-short`). Models and log-probs from
+//! (`phi3-longrope`, `phi3-longrope-short`); `-llamacpp` variants are shapes a GGUF records
+//! (Phi-3 without a window, Gemma 2 with the query scale llama.cpp assumes). Models and log-probs from
 //! reference/tiny_models.py (transformers, float32, eager attention), on prompts from the real
 //! data.
 //!
@@ -48,8 +49,8 @@ fn tiny_models_match_transformers() {
         by_model.entry(row.model.clone()).or_default().push(row);
     }
     let expected = [
-        "gemma2", "gemma3", "gemma3-multimodal", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "llama3-rope", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3",
-        "phi3-longrope", "phi3-longrope-short", "qwen2", "qwen3", "qwen3-moe", "qwen3-moe-sparse", "qwen3-yarn", "smollm3",
+        "gemma2", "gemma2-llamacpp", "gemma3", "gemma3-multimodal", "gpt-neox", "gpt-neox-sequential", "gpt2", "llama", "llama3-rope", "mistral", "mixtral", "olmo2", "olmo3", "opt", "opt-350m", "phi3",
+        "phi3-llamacpp", "phi3-longrope", "phi3-longrope-short", "qwen2", "qwen3", "qwen3-moe", "qwen3-moe-sparse", "qwen3-yarn", "smollm3",
     ];
     assert_eq!(by_model.keys().map(String::as_str).collect::<Vec<_>>(), expected);
     let mut report = Vec::new();
@@ -97,7 +98,7 @@ fn tiny_gguf_models_match_transformers() {
     let docs = documents();
     let dir = tiny().parent().unwrap().join("tiny-gguf");
     let mut report = Vec::new();
-    for name in ["llama", "llama3-rope", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
+    for name in ["llama", "llama3-rope", "phi3", "phi3-longrope", "phi3-llamacpp", "gemma2-llamacpp", "qwen2", "qwen3", "olmo2", "mixtral", "qwen3-moe-sparse", "gpt2", "gpt-neox"] {
         let model = Model::load(&ModelSource::Gguf(dir.join(format!("{name}.gguf"))), Precision::F32).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut worst = 0f32;
         for row in rows.iter().filter(|r| r.model == name) {
@@ -150,7 +151,7 @@ fn float16_matches_transformers_float16() {
     let mut report = Vec::new();
     for name in [
         "gpt2", "opt", "opt-350m", "gpt-neox", "gpt-neox-sequential", "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3-moe", "qwen3-moe-sparse", "smollm3", "phi3",
-        "olmo2", "olmo3", "gemma2", "gemma3", "gemma3-multimodal",
+        "olmo2", "olmo3", "gemma2", "gemma2-llamacpp", "gemma3", "gemma3-multimodal",
     ] {
         let model = Model::load(&ModelSource::Checkpoint(tiny().join(name)), Precision::F16).unwrap();
         let (mut worst, mut tokens, mut off, mut sum_off) = (0f32, 0, 0, 0f32);
@@ -184,4 +185,36 @@ fn float16_matches_transformers_float16() {
         report.push(format!("{name} {worst:.1e}"));
     }
     eprintln!("float16 vs transformers float16, max |Δ|: {}", report.join(", "));
+}
+
+/// Phi-3's fused q/k/v and gate/up matrices kept quantized (`--dtype quantized`; Q8_0 written by
+/// llama.cpp's converter) are split by rows of blocks, nothing requantized: against llama.cpp
+/// itself on the same file (reference/tiny_llama_cpp.py) within the quantized path's tolerance
+/// (mean |Δ| ≤ 0.05 nats a token, as `quantized_real`). Rows taken from the wrong place would be
+/// off by nats.
+#[test]
+fn tiny_phi3_kept_quantized_matches_llama_cpp() {
+    const MEAN_MAX: f64 = 0.05;
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        ids: Vec<u32>,
+        logprobs: Vec<f32>,
+    }
+    let dir = tiny().parent().unwrap().join("tiny-gguf");
+    let text = std::fs::read_to_string(dir.join("llama_cpp.jsonl")).unwrap();
+    let rows: Vec<Reference> = text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 5, "llama.cpp's rows of the tiny Phi-3");
+    let model = Model::load(&ModelSource::Gguf(dir.join("phi3-llamacpp.q8_0.gguf")), Precision::Quantized).unwrap();
+    let (mut sum, mut n, mut worst) = (0f64, 0usize, 0f32);
+    for row in &rows {
+        let ours = model.score(&row.ids, 1).unwrap();
+        assert_eq!(ours.len(), row.logprobs.len());
+        for (s, want) in ours.iter().zip(&row.logprobs) {
+            let d = (s.logprob - want).abs();
+            (sum, n, worst) = (sum + f64::from(d), n + 1, worst.max(d));
+        }
+    }
+    let mean = sum / n as f64;
+    eprintln!("phi3-llamacpp.q8_0.gguf kept quantized vs llama.cpp: mean |Δ| {mean:.1e}, max {worst:.1e} over {n} tokens");
+    assert!(mean <= MEAN_MAX, "mean |Δ| {mean} (bound {MEAN_MAX})");
 }
