@@ -5,3 +5,4 @@ pub mod activation;
 pub mod attention;
 pub mod block_quant;
 pub mod exp;
+pub mod gemm;

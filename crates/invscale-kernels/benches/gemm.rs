@@ -1,0 +1,86 @@
+//! The exact CPU path's f32 matrix product (`cpu::gemm`, weights packed at load) against
+//! candle's (`Tensor::matmul` with the transposed weight, as the layers called it before) and
+//! PyTorch's (MKL; `torch.matmul` on `x @ W.T`, float32) on the same cores in the same run, on
+//! the linear layers' shapes of SmolLM2-135M and Gemma-3-270M (a 412-token pass, and the LM
+//! head's 32 and 8 rows): GFLOP/s, best of a second's repetitions each.
+//!
+//!     cargo bench -p invscale-kernels --bench gemm        # INVSCALE_PYTHON: a Python with torch
+//!
+//! PyTorch runs with as many threads as candle (RAYON_NUM_THREADS, else the physical cores).
+
+use std::process::Command;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use invscale_kernels::cpu::gemm::{GemmKernel, PackedMatrix};
+
+/// (what, rows, in, out).
+const SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("SmolLM2 q/o 576→576", 412, 576, 576),
+    ("SmolLM2 k/v 576→192", 412, 576, 192),
+    ("SmolLM2 gate/up 576→1536", 412, 576, 1536),
+    ("SmolLM2 down 1536→576", 412, 1536, 576),
+    ("SmolLM2 head 576→49152, 32 rows", 32, 576, 49152),
+    ("Gemma3 q 640→1024", 412, 640, 1024),
+    ("Gemma3 gate/up 640→2048", 412, 640, 2048),
+    ("Gemma3 down 2048→640", 412, 2048, 640),
+    ("Gemma3 head 640→262144, 8 rows", 8, 640, 262144),
+];
+
+fn best_rate(flops: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let (mut best, started) = (f64::INFINITY, Instant::now());
+    while started.elapsed().as_secs_f64() < 1.0 {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    flops / best / 1e9
+}
+
+const TORCH: &str = r#"
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+for spec in sys.argv[2:]:
+    m, k, n = map(int, spec.split("x"))
+    x, w = torch.randn(m, k), torch.randn(n, k)
+    x @ w.T
+    best, t0 = float("inf"), time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        t = time.perf_counter(); x @ w.T; best = min(best, time.perf_counter() - t)
+    print(2 * m * k * n / best / 1e9)
+"#;
+
+fn main() {
+    let threads = candle_core::utils::get_num_threads();
+    let python = std::env::var("INVSCALE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let specs: Vec<String> = SHAPES.iter().map(|(_, m, k, n)| format!("{m}x{k}x{n}")).collect();
+    let torch: Option<Vec<f64>> = Command::new(&python)
+        .args(["-c", TORCH, &threads.to_string()])
+        .args(&specs)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect());
+    if torch.is_none() {
+        eprintln!("PyTorch not found ({python} -c 'import torch' failed): set INVSCALE_PYTHON to a Python with torch");
+    }
+    println!("{threads} threads, kernel {:?}; GFLOP/s (best of 1 s)", GemmKernel::detect());
+    println!("| shape | invscale | candle | PyTorch | invscale / PyTorch |");
+    println!("|---|---:|---:|---:|---:|");
+    for (i, &(what, m, k, n)) in SHAPES.iter().enumerate() {
+        let flops = 2.0 * (m * k * n) as f64;
+        let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
+        let packed = PackedMatrix::pack(&w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), n, k);
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut out = vec![0f32; m * n];
+        let ours = best_rate(flops, || packed.matmul(&xs, m, &mut out));
+        let candle = best_rate(flops, || {
+            let _ = x.matmul(&w.t().unwrap()).unwrap();
+        });
+        let t = torch.as_ref().and_then(|t| t.get(i).copied());
+        let fmt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+        println!("| {what} | {ours:.0} | {candle:.0} | {} | {} |", fmt(t), t.map_or("–".into(), |t| format!("{:.2}", ours / t)));
+    }
+}
