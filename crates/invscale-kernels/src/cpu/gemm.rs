@@ -28,8 +28,8 @@ pub enum GemmKernel {
 }
 
 impl GemmKernel {
-    /// The fastest path this CPU runs (`INVSCALE_GEMM=portable|avx2` to choose a slower one:
-    /// the same results, for testing); `None`: no vector path (candle's product is used).
+    /// The fastest path this CPU runs (`INVSCALE_GEMM=avx2`: the AVX2 one, the same results;
+    /// `INVSCALE_GEMM=candle`: none); `None`: no vector path (the layers use candle's product).
     pub fn detect() -> Option<GemmKernel> {
         static K: OnceLock<Option<GemmKernel>> = OnceLock::new();
         *K.get_or_init(|| {
@@ -39,7 +39,7 @@ impl GemmKernel {
                 let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
                 let avx512 = is_x86_feature_detected!("avx512f") && asked.as_deref() != Some("avx2");
                 match asked.as_deref() {
-                    Some("portable") => None,
+                    Some("candle") => None,
                     _ if avx512 => Some(GemmKernel::Avx512),
                     _ if avx2 => Some(GemmKernel::Avx2),
                     _ => None,

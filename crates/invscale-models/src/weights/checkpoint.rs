@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
-use crate::layers::linear::{Linear, Weight};
+use crate::layers::linear::Linear;
 use crate::layers::norm::{LayerNorm, RmsNorm};
 use crate::layers::rotary::{RopeScaling, RopeSpec};
 use crate::layers::stages::Stages;
@@ -331,17 +331,14 @@ impl HfWeights {
     /// `prefix.weight` (`[out, in]`) and `prefix.bias` when present.
     pub fn linear(&self, prefix: &str) -> Result<Linear> {
         let bias = format!("{prefix}.bias");
-        Ok(Linear {
-            weight: Weight::Dense(self.get(&format!("{prefix}.weight"))?),
-            bias: if self.has(&bias) { Some(self.get(&bias)?) } else { None },
-        })
+        Linear::dense(self.get(&format!("{prefix}.weight"))?, if self.has(&bias) { Some(self.get(&bias)?) } else { None })
     }
 
     /// A fused projection (Phi-3's `qkv_proj`, `gate_up_proj`) split into consecutive groups of
     /// `rows` output rows, each its own layer.
     pub fn split_linear<const N: usize>(&self, prefix: &str, rows: [usize; N]) -> Result<[Linear; N]> {
-        let fused = self.linear(prefix)?;
-        let Weight::Dense(weight) = &fused.weight else { unreachable!("checkpoint weights are dense") };
+        let bias = format!("{prefix}.bias");
+        let (weight, bias) = (&self.get(&format!("{prefix}.weight"))?, if self.has(&bias) { Some(self.get(&bias)?) } else { None });
         if weight.dim(0)? != rows.iter().sum::<usize>() {
             return Err(ModelError::corrupt(&self.dir, format!("`{prefix}.weight` has {} rows, not {}", weight.dim(0)?, rows.iter().sum::<usize>())));
         }
@@ -349,7 +346,7 @@ impl HfWeights {
         let mut out = Vec::with_capacity(rows.len());
         for n in rows {
             let part = |t: &Tensor| -> Result<Tensor> { Ok(t.narrow(0, start, n)?.contiguous()?) };
-            out.push(Linear { weight: Weight::Dense(part(weight)?), bias: fused.bias.as_ref().map(part).transpose()? });
+            out.push(Linear::dense(part(weight)?, bias.as_ref().map(part).transpose()?)?);
             start += n;
         }
         Ok(out.try_into().unwrap_or_else(|_| unreachable!("one layer per group")))
@@ -357,10 +354,7 @@ impl HfWeights {
 
     /// GPT-2's `Conv1D`: the weight is stored `[in, out]`.
     pub fn conv1d(&self, prefix: &str) -> Result<Linear> {
-        Ok(Linear {
-            weight: Weight::Dense(self.get(&format!("{prefix}.weight"))?.t()?.contiguous()?),
-            bias: Some(self.get(&format!("{prefix}.bias"))?),
-        })
+        Linear::dense(self.get(&format!("{prefix}.weight"))?.t()?.contiguous()?, Some(self.get(&format!("{prefix}.bias"))?))
     }
 
     pub fn layer_norm(&self, prefix: &str, eps: f64) -> Result<LayerNorm> {
@@ -376,7 +370,10 @@ impl HfWeights {
 
     /// The LM head: the embedding matrix when tied (`tie_word_embeddings`), else `name`.
     pub fn head(&self, name: &str, embed: &Tensor, tied: bool) -> Result<Linear> {
-        let weight = if tied { embed.clone() } else { self.get(name)? };
-        Ok(Linear { weight: Weight::Dense(weight), bias: None })
+        // Tied: the embedding matrix itself, unpacked (a packed copy would hold it twice).
+        match tied {
+            true => Ok(Linear { weight: crate::layers::linear::Weight::Dense(embed.clone()), bias: None }),
+            false => Linear::dense(self.get(name)?, None),
+        }
     }
 }

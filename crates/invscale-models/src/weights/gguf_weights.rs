@@ -47,14 +47,17 @@ impl GgufWeights<'_> {
                     None => Weight::Quantized(QMatMul::from_qtensor(self.file.qtensor(name, self.device(name))?)?),
                 }
             }
-            _ => Weight::Dense(self.f32(name)?),
+            _ => return Linear::dense(self.f32(name)?, self.bias_of(name)?),
         };
-        let bias_name = name.strip_suffix(".weight").map(|n| format!("{n}.bias"));
-        let bias = match bias_name {
-            Some(b) if self.file.has_tensor(&b) => Some(self.f32(&b)?),
-            _ => None,
-        };
-        Ok(Linear { weight, bias })
+        Ok(Linear { weight, bias: self.bias_of(name)? })
+    }
+
+    /// The `.bias` beside `name` (a `.weight`), when the file has one.
+    fn bias_of(&self, name: &str) -> Result<Option<Tensor>> {
+        match name.strip_suffix(".weight").map(|n| format!("{n}.bias")) {
+            Some(b) if self.file.has_tensor(&b) => Ok(Some(self.f32(&b)?)),
+            _ => Ok(None),
+        }
     }
 
     pub fn rms_norm(&self, name: &str, eps: f32) -> Result<RmsNorm> {
@@ -72,7 +75,7 @@ impl GgufWeights<'_> {
     /// `[experts, out, in]`), one dense layer each.
     pub fn expert_linears(&self, name: &str) -> Result<Vec<Linear>> {
         let stacked = self.f32(name)?;
-        (0..stacked.dim(0)?).map(|e| Ok(Linear { weight: Weight::Dense(stacked.get(e)?.contiguous()?), bias: None })).collect()
+        (0..stacked.dim(0)?).map(|e| Linear::dense(stacked.get(e)?.contiguous()?, None)).collect()
     }
 
     /// The token embeddings: kept quantized on the quantized path when our block kernel takes
@@ -94,6 +97,7 @@ impl GgufWeights<'_> {
         }
         Ok(match (self.precision, embed) {
             (Precision::Quantized, _) | (_, Embedding::Blocks(_)) => self.linear("token_embd.weight")?,
+            // The embedding matrix itself, unpacked (a packed copy would hold it twice).
             (_, Embedding::Dense(t)) => Linear { weight: Weight::Dense(t.clone()), bias: None },
         })
     }
@@ -117,7 +121,7 @@ impl GgufWeights<'_> {
         let mut out = Vec::with_capacity(N);
         for r in rows {
             let weight = match &dense {
-                Some(w) => Weight::Dense(w.narrow(0, start, r)?.contiguous()?),
+                Some(w) => Linear::dense(w.narrow(0, start, r)?.contiguous()?, None)?.weight,
                 None => {
                     let bytes = self.file.tensor_row_bytes(name, start, r).ok_or_else(|| bad(format!("tensor `{name}`: rows out of range")))?;
                     match BlockFormat::from_ggml(info.ggml_dtype).filter(|_| device.is_cpu() && BlockMatrix::kernel().is_some()) {
