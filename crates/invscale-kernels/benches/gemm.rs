@@ -20,6 +20,8 @@ const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("SmolLM2 k/v 576→192", 412, 576, 192),
     ("SmolLM2 gate/up 576→1536", 412, 576, 1536),
     ("SmolLM2 down 1536→576", 412, 1536, 576),
+    ("SmolLM2 gate/up, a 774-token pass", 774, 576, 1536),
+    ("SmolLM2 down, a 774-token pass", 774, 1536, 576),
     ("SmolLM2 head 576→49152, 32 rows", 32, 576, 49152),
     ("Gemma3 q 640→1024", 412, 640, 1024),
     ("Gemma3 gate/up 640→2048", 412, 640, 2048),
