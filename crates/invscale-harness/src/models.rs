@@ -105,13 +105,12 @@ impl LoadedModel {
             let load_seconds = started.elapsed().as_secs_f64();
             return Ok(LoadedModel { request: request.clone(), backend: Backend::Server(Box::new(scorer)), info, load_seconds });
         }
-        let placement = match &request.devices {
-            Placement::Copies(c) => c.clone(),
-            auto => {
-                let params = describe(&source).map_err(|e| HarnessError::BadInput(e.to_string()))?.params.total;
-                auto.copies(params * request.precision.bytes_per_weight())
-            }
+        // `auto` sizes its copies by the weights (counted from the headers); the rest need no size.
+        let weight_bytes = match &request.devices {
+            Placement::Auto(_) => describe(&source).map_err(|e| HarnessError::BadInput(e.to_string()))?.params.total * request.precision.bytes_per_weight(),
+            Placement::Copies(_) => 0,
         };
+        let placement = request.devices.copies(weight_bytes);
         let copies = std::thread::scope(|s| {
             let loads: Vec<_> = placement.iter().map(|d| s.spawn(|| Model::load_split(&source, request.precision, d))).collect();
             loads.into_iter().map(|l| l.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect::<Result<Vec<Model>, _>>()

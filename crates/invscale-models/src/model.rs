@@ -251,8 +251,7 @@ impl Model {
         {
             let free = |d: &Device| -> Option<usize> {
                 let Device::Cuda(d) = d else { return None };
-                let pooled = crate::weights::cuda_upload::pooled_free_memory(d).unwrap_or(0);
-                d.cuda_stream().context().mem_get_info().ok().map(|(free, _)| free + pooled)
+                crate::layers::stages::cuda_free_bytes(d).map(|b| b as usize)
             };
             return self.stages.devices().iter().map(free).collect::<Option<Vec<usize>>>().and_then(|f| f.into_iter().min());
         }

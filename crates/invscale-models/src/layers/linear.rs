@@ -134,33 +134,33 @@ fn quantized_input(x: &Tensor, format: BlockFormat, m: usize, k: usize) -> Resul
     Ok(acts)
 }
 
-fn packed_matmul(w: &PackedMatrix, x: &Tensor) -> Result<Tensor> {
-    let (n, k) = (w.rows(), w.cols());
+/// Rows of `x` against an `[n, k]` matrix, and the product's dims (`x`'s with the last one `n`).
+fn product_rows(x: &Tensor, n: usize, k: usize) -> Result<(usize, Vec<usize>)> {
     let mut dims = x.dims().to_vec();
     if dims.pop() != Some(k) {
         return Err(candle_core::Error::Msg(format!("matmul: input {:?} against a [{n}, {k}] matrix", x.dims())).into());
     }
-    let m: usize = dims.iter().product();
+    let m = dims.iter().product();
+    dims.push(n);
+    Ok((m, dims))
+}
+
+fn packed_matmul(w: &PackedMatrix, x: &Tensor) -> Result<Tensor> {
+    let (n, k) = (w.rows(), w.cols());
+    let (m, dims) = product_rows(x, n, k)?;
     let x = x.to_dtype(DType::F32)?.contiguous()?;
     let (storage, layout) = x.storage_and_layout();
     let mut y = vec![0f32; m * n];
     w.matmul(crate::layers::tensor::cpu_f32(&storage, layout)?, m, &mut y);
-    dims.push(n);
     Ok(Tensor::from_vec(y, dims, x.device())?)
 }
 
 fn block_matmul(w: &BlockMatrix, x: &Tensor) -> Result<Tensor> {
     let (n, k) = w.shape();
-    let mut dims = x.dims().to_vec();
-    let last = dims.pop();
-    if last != Some(k) {
-        return Err(candle_core::Error::Msg(format!("matmul: input {:?} against a [{n}, {k}] matrix", x.dims())).into());
-    }
-    let m: usize = dims.iter().product();
+    let (m, dims) = product_rows(x, n, k)?;
     let acts = quantized_input(x, w.format(), m, k)?;
     let mut y = vec![0f32; m * n];
     w.matmul_quantized(&acts, &mut y);
-    dims.push(n);
     Ok(Tensor::from_vec(y, dims, x.device())?)
 }
 

@@ -11,11 +11,10 @@ use crate::error::{ModelError, Result};
 /// Which device each layer runs on.
 #[derive(Clone, Debug)]
 pub struct Stages {
-    /// Where the pass starts and ends: embeddings, final norm, LM head (the first stage's device).
-    home: Device,
-    /// Each stage's device, in order (the first is `home`; on the CPU, stages share it).
+    /// Each stage's device, in order; the first is where the pass starts and ends (embeddings,
+    /// final norm, LM head). On the CPU, stages share it.
     devices: Vec<Device>,
-    /// Layer `i`'s stage; empty when every layer is at `home`.
+    /// Layer `i`'s stage; empty when every layer is on the first device.
     layers: Vec<usize>,
 }
 
@@ -36,7 +35,7 @@ impl<T> OnStages<T> {
 impl Stages {
     /// Every layer on `device`.
     pub fn single(device: &Device) -> Stages {
-        Stages { home: device.clone(), devices: vec![device.clone()], layers: Vec::new() }
+        Stages { devices: vec![device.clone()], layers: Vec::new() }
     }
 
     /// Splits a model's layers over `devices` (in order, one stage each), each stage's share of
@@ -49,20 +48,25 @@ impl Stages {
         if devices.len() == 1 {
             return Ok(Stages::single(home));
         }
-        let layers = tensors.iter().filter_map(|(n, _)| layer_of(n)).max().map_or(0, |l| l + 1);
-        if layers < devices.len() {
-            return Err(ModelError::unsupported(what, format!("{layers} layers cannot be split into {} stages", devices.len())));
-        }
-        let mut per_layer = vec![0u64; layers];
-        let mut rest = 0u64;
+        let (mut per_layer, mut rest) = (Vec::<u64>::new(), 0u64);
         for (name, bytes) in tensors {
             match layer_of(name) {
-                Some(l) => per_layer[l] += bytes,
+                Some(l) => {
+                    if per_layer.len() <= l {
+                        per_layer.resize(l + 1, 0);
+                    }
+                    per_layer[l] += bytes;
+                }
                 None => rest += bytes,
             }
         }
+        let layers = per_layer.len();
+        if layers < devices.len() {
+            return Err(ModelError::unsupported(what, format!("{layers} layers cannot be split into {} stages", devices.len())));
+        }
+        let layer_bytes: u64 = per_layer.iter().sum();
         let free = free_memory(devices);
-        let total: u64 = per_layer.iter().sum::<u64>() + rest;
+        let total = layer_bytes + rest;
         let capacity: Vec<f64> = match &free {
             Some(free) => {
                 let room: u64 = free.iter().sum();
@@ -76,7 +80,6 @@ impl Stages {
             }
             None => vec![1.0; devices.len()],
         };
-        let layer_bytes: u64 = per_layer.iter().sum();
         let sum: f64 = capacity.iter().sum();
         // Stage s ends where the layers' running total first passes its share's running total.
         let mut assigned = Vec::with_capacity(layers);
@@ -92,22 +95,22 @@ impl Stages {
             assigned.push(stage);
             running += bytes as f64;
         }
-        Ok(Stages { home: home.clone(), devices: devices.to_vec(), layers: assigned })
+        Ok(Stages { devices: devices.to_vec(), layers: assigned })
     }
 
     /// Where the pass starts and ends.
     pub fn home(&self) -> &Device {
-        &self.home
+        &self.devices[0]
     }
 
     /// Layer `layer`'s device.
     pub fn device_of(&self, layer: usize) -> &Device {
-        self.layers.get(layer).map_or(&self.home, |&s| &self.devices[s])
+        self.layers.get(layer).map_or(self.home(), |&s| &self.devices[s])
     }
 
     /// The device a stored tensor goes to: its layer's, or home for the rest.
     pub fn device_for(&self, tensor: &str) -> &Device {
-        layer_of(tensor).map_or(&self.home, |l| self.device_of(l))
+        layer_of(tensor).map_or(self.home(), |l| self.device_of(l))
     }
 
     /// How many layers each stage holds, in order (one entry for a model on one device).
@@ -132,7 +135,7 @@ impl Stages {
 
     /// `make` run once for each stage, on its device.
     pub fn per_device<T>(&self, make: impl Fn(&Device) -> Result<T>) -> Result<OnStages<T>> {
-        let mut items = vec![(0, make(&self.home)?)];
+        let mut items = vec![(0, make(self.home())?)];
         for (i, &s) in self.layers.iter().enumerate() {
             if i > 0 && self.layers[i - 1] != s {
                 items.push((i, make(&self.devices[s])?));
@@ -149,7 +152,7 @@ impl Stages {
 
     /// `x` back on the first device, for the final norm and the LM head.
     pub fn leave(&self, x: Tensor) -> Result<Tensor> {
-        Ok(if x.device().same_device(&self.home) { x } else { x.to_device(&self.home)? })
+        Ok(if x.device().same_device(self.home()) { x } else { x.to_device(self.home())? })
     }
 }
 
@@ -178,10 +181,8 @@ pub fn free_memory(devices: &[Device]) -> Option<Vec<u64>> {
         let mut free = Vec::with_capacity(devices.len());
         for d in devices {
             let Device::Cuda(c) = d else { return None };
-            let (f, _) = c.cuda_stream().context().mem_get_info().ok()?;
-            let pooled = crate::weights::cuda_upload::pooled_free_memory(c).unwrap_or(0);
             let sharing = devices.iter().filter(|o| o.location() == d.location()).count() as u64;
-            free.push((f + pooled) as u64 / sharing);
+            free.push(cuda_free_bytes(c)? / sharing);
         }
         Some(free)
     }
@@ -190,6 +191,15 @@ pub fn free_memory(devices: &[Device]) -> Option<Vec<u64>> {
         let _ = devices;
         None
     }
+}
+
+/// Memory a GPU has free for the next pass: what the driver says, and what candle's pool holds
+/// but no tensor uses.
+#[cfg(feature = "cuda")]
+pub(crate) fn cuda_free_bytes(c: &candle_core::CudaDevice) -> Option<u64> {
+    let (free, _) = c.cuda_stream().context().mem_get_info().ok()?;
+    let pooled = crate::weights::cuda_upload::pooled_free_memory(c).unwrap_or(0);
+    Some((free + pooled) as u64)
 }
 
 fn gib(bytes: u64) -> f64 {

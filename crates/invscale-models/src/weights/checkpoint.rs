@@ -71,8 +71,6 @@ impl HfConfig {
         self.value[key].as_bool().unwrap_or(default)
     }
 
-    /// `rope_parameters` (transformers ≥ 5; per layer type for Gemma 3) or the older top-level
-    /// `rope_theta` / `rope_scaling`. Returns (base, linear scale); other RoPE types are refused.
     /// The rotary of layers of `layer_type` (or the model's one): its base and scaling, as
     /// transformers' `standardize_rope_params` reads them (`rope_parameters`, else the legacy
     /// `rope_theta` / `rope_scaling`; Phi-3's top-level `original_max_position_embeddings` first).
@@ -232,8 +230,8 @@ impl HfWeights {
             tensors.tensors().into_iter().map(|(n, v)| (n, (v.shape().iter().product::<usize>() * dtype.size_in_bytes()) as u64)).collect();
         let stages = Stages::plan(devices, &sized, dir)?;
         let names = sized.into_iter().map(|(n, _)| n).collect();
-        let uploaded = Self::upload(&files, &stages, dtype)?;
-        let index = safetensors_index(&files)?.into_iter().collect();
+        let index: HashMap<String, FileTensor> = safetensors_index(&files)?.into_iter().collect();
+        let uploaded = Self::upload(&files, &index, &stages, dtype)?;
         let files = files.iter().map(|f| std::fs::File::open(f).map_err(|e| ModelError::io(f, e))).collect::<Result<_>>()?;
         Ok(HfWeights { dir: dir.to_path_buf(), tensors, names, files, index, uploaded, stages, dtype, text_prefix: None })
     }
@@ -244,19 +242,21 @@ impl HfWeights {
     }
 
     #[cfg(feature = "cuda")]
-    fn upload(files: &[PathBuf], stages: &Stages, dtype: DType) -> Result<HashMap<String, Tensor>> {
+    fn upload(files: &[PathBuf], index: &HashMap<String, FileTensor>, stages: &Stages, dtype: DType) -> Result<HashMap<String, Tensor>> {
         if std::env::var_os("INVSCALE_DIRECT_UPLOAD").is_some_and(|v| v == "0") {
             return Ok(HashMap::new());
         }
-        // Tensors stored in the run's dtype only: the others are converted one at a time as they
-        // are read (an f32 checkpoint run in bf16 never has all of its f32 copy on the device).
-        let index: Vec<_> = crate::weights::cuda_upload::safetensors_index(files)?.into_iter().filter(|(_, t)| t.dtype == dtype).collect();
         let mut uploaded = HashMap::new();
-        // Each stage's device its own tensors.
+        // Each stage's device its own tensors; those stored in the run's dtype only: the others
+        // are converted one at a time as they are read (an f32 checkpoint run in bf16 never has
+        // all of its f32 copy on the device).
         for device in stages.devices() {
             let Device::Cuda(dev) = &device else { continue };
-            let (names, tensors): (Vec<String>, Vec<_>) =
-                index.iter().filter(|(n, _)| stages.device_for(n).same_device(&device)).map(|(n, t)| (n.clone(), t.clone())).unzip();
+            let (names, tensors): (Vec<String>, Vec<_>) = index
+                .iter()
+                .filter(|(n, t)| t.dtype == dtype && stages.device_for(n).same_device(&device))
+                .map(|(n, t)| (n.clone(), t.clone()))
+                .unzip();
             let on_device = crate::weights::cuda_upload::upload(dev, files, &tensors, crate::weights::cuda_upload::CHUNK)?;
             uploaded.extend(names.into_iter().zip(on_device));
         }
@@ -264,7 +264,7 @@ impl HfWeights {
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn upload(_: &[PathBuf], _: &Stages, _: DType) -> Result<HashMap<String, Tensor>> {
+    fn upload(_: &[PathBuf], _: &HashMap<String, FileTensor>, _: &Stages, _: DType) -> Result<HashMap<String, Tensor>> {
         Ok(HashMap::new())
     }
 
@@ -302,7 +302,7 @@ impl HfWeights {
             let read = read_tensor(&self.files[t.file], t).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))?;
             return Ok(if device.is_cpu() { read } else { read.to_device(device)? });
         }
-        self.tensors.load(&stored, self.stages.device_for(&stored)).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))
+        self.tensors.load(&stored, device).map_err(|e| ModelError::corrupt(&self.dir, format!("tensor `{stored}`: {e}")))
     }
 
     /// A tensor's shape, without reading it.
@@ -330,15 +330,19 @@ impl HfWeights {
 
     /// `prefix.weight` (`[out, in]`) and `prefix.bias` when present.
     pub fn linear(&self, prefix: &str) -> Result<Linear> {
+        Linear::dense(self.get(&format!("{prefix}.weight"))?, self.bias_of(prefix)?)
+    }
+
+    /// `prefix.bias`, when the checkpoint has one.
+    fn bias_of(&self, prefix: &str) -> Result<Option<Tensor>> {
         let bias = format!("{prefix}.bias");
-        Linear::dense(self.get(&format!("{prefix}.weight"))?, if self.has(&bias) { Some(self.get(&bias)?) } else { None })
+        Ok(if self.has(&bias) { Some(self.get(&bias)?) } else { None })
     }
 
     /// A fused projection (Phi-3's `qkv_proj`, `gate_up_proj`) split into consecutive groups of
     /// `rows` output rows, each its own layer.
     pub fn split_linear<const N: usize>(&self, prefix: &str, rows: [usize; N]) -> Result<[Linear; N]> {
-        let bias = format!("{prefix}.bias");
-        let (weight, bias) = (&self.get(&format!("{prefix}.weight"))?, if self.has(&bias) { Some(self.get(&bias)?) } else { None });
+        let (weight, bias) = (&self.get(&format!("{prefix}.weight"))?, self.bias_of(prefix)?);
         if weight.dim(0)? != rows.iter().sum::<usize>() {
             return Err(ModelError::corrupt(&self.dir, format!("`{prefix}.weight` has {} rows, not {}", weight.dim(0)?, rows.iter().sum::<usize>())));
         }

@@ -123,10 +123,13 @@ impl GgufWeights<'_> {
             let weight = match &dense {
                 Some(w) => Linear::dense(w.narrow(0, start, r)?.contiguous()?, None)?.weight,
                 None => {
-                    let bytes = self.file.tensor_row_bytes(name, start, r).ok_or_else(|| bad(format!("tensor `{name}`: rows out of range")))?;
-                    match BlockFormat::from_ggml(info.ggml_dtype).filter(|_| device.is_cpu() && BlockMatrix::kernel().is_some()) {
-                        Some(format) => Weight::Blocks(BlockMatrix::new(format, r, cols, bytes).ok_or_else(|| bad(format!("tensor `{name}`: not whole blocks")))?),
-                        None => Weight::Quantized(QMatMul::from_qtensor(candle_core::quantized::ggml_file::qtensor_from_ggml(info.ggml_dtype, bytes.as_ref(), vec![r, cols], device)?)?),
+                    match self.block_rows(name, start, r) {
+                        Some(blocks) => Weight::Blocks(blocks),
+                        None => {
+                            let bytes = self.file.tensor_row_bytes(name, start, r).ok_or_else(|| bad(format!("tensor `{name}`: rows out of range")))?;
+                            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(info.ggml_dtype, bytes.as_ref(), vec![r, cols], device)?;
+                            Weight::Quantized(QMatMul::from_qtensor(q)?)
+                        }
                     }
                 }
             };
@@ -139,13 +142,19 @@ impl GgufWeights<'_> {
     /// A CPU matrix in a 32-value block format as our own kernel's matrix, over the file's map,
     /// when this machine runs that kernel (else candle's kernels take it).
     fn block_matrix(&self, name: &str) -> Option<BlockMatrix> {
+        let (rows, _) = self.file.content.tensor_infos.get(name)?.shape.dims2().ok()?;
+        self.block_rows(name, 0, rows)
+    }
+
+    /// [`block_matrix`](Self::block_matrix) of rows `from..from + rows` only (over their bytes).
+    fn block_rows(&self, name: &str, from: usize, rows: usize) -> Option<BlockMatrix> {
         let info = self.file.content.tensor_infos.get(name)?;
         let format = BlockFormat::from_ggml(info.ggml_dtype)?;
         if !self.device(name).is_cpu() || BlockMatrix::kernel().is_none() {
             return None;
         }
-        let (rows, cols) = info.shape.dims2().ok()?;
-        BlockMatrix::new(format, rows, cols, self.file.tensor_bytes(name)?)
+        let (_, cols) = info.shape.dims2().ok()?;
+        BlockMatrix::new(format, rows, cols, self.file.tensor_row_bytes(name, from, rows)?)
     }
 }
 
