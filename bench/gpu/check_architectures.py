@@ -69,8 +69,10 @@ def passes(row) -> bool:
     Random weights give nearly flat next-token distributions over 32k-256k tokens, so the top two
     are often closer than bf16's rounding: transformers' own sdpa and float32 agree with its eager
     bf16 on only 93-98% of the positions (measured). So: (1) where float32's top two are more than
-    GATE_MARGIN nats apart, invscale bf16 picks transformers' token on >= 99% of the positions, and
-    (2) overall, invscale agrees with transformers eager bf16 no less than transformers' own other
+    GATE_MARGIN nats apart, invscale bf16 picks transformers' token on >= 99% of the positions, or
+    as often as transformers' own sdpa does there, less two binomial standard errors (a mixture's
+    router: bf16 rounding moves a token to other experts, so even where float32's top two are
+    apart, transformers' sdpa and eager disagree on 4-8% of Mixtral's positions), and (2) overall, invscale agrees with transformers eager bf16 no less than transformers' own other
     implementations do (the lower of sdpa's and float32's), less two binomial standard errors.
     """
     a = row["argmax_agreement"]
@@ -78,7 +80,11 @@ def passes(row) -> bool:
     n = row["continued_tokens"]
     se = (floor * (1 - floor) / n) ** 0.5
     gate = row["argmax_agreement_where_float32_margin_over"][str(GATE_MARGIN)]
-    row["passes"] = {"confident_positions_at_least_0.99": gate["invscale"] is not None and gate["invscale"] >= 0.99,
+    bar = 0.99
+    if gate["transformers sdpa"] is not None and gate["transformers sdpa"] < bar:
+        p = gate["transformers sdpa"]
+        bar = p - 2 * (p * (1 - p) / gate["positions"]) ** 0.5
+    row["passes"] = {f"confident_positions_at_least_{bar:.4f}": gate["invscale"] is not None and gate["invscale"] >= bar,
                      "overall_within_transformers_noise_floor": a["invscale"] >= floor - 2 * se}
     return all(row["passes"].values())
 
@@ -180,7 +186,7 @@ def main():
         agree = {"invscale": 0, "transformers sdpa": 0, "transformers float32": 0}
         # The same, only where float32's top two log-probs are more than MARGIN apart (where bf16's
         # rounding cannot decide the argmax): {threshold: [positions, invscale agreeing]}.
-        confident = {t: [0, 0] for t in MARGINS}
+        confident = {t: [0, 0, 0] for t in MARGINS}  # positions, invscale agreeing, transformers sdpa agreeing
         counted, worst, total, s_worst, s_total = 0, 0.0, 0.0, 0.0, 0.0
         error = None
         for p in range(args.prompts):
@@ -221,6 +227,7 @@ def main():
                     if margin[i - 1] > t:
                         c[0] += 1
                         c[1] += int(ours[i]["greedy"])
+                        c[2] += int(s_best is not None and s_best[i - 1] == ids[i])
             for i in range(1, len(ids)):
                 d_lp = abs(ours[i]["logprob"] - theirs_logp[i - 1, ids[i]].item())
                 worst, total = max(worst, d_lp), total + d_lp
@@ -236,7 +243,8 @@ def main():
                         "argmax_agreement": {k: round(v / counted, 4) if k != "transformers sdpa" or sdpa is not None else None
                                              for k, v in agree.items()},
                         "argmax_agreement_where_float32_margin_over": {
-                            str(t): {"positions": c[0], "invscale": round(c[1] / c[0], 4) if c[0] else None}
+                            str(t): {"positions": c[0], "invscale": round(c[1] / c[0], 4) if c[0] else None,
+                                     "transformers sdpa": round(c[2] / c[0], 4) if c[0] and sdpa is not None else None}
                             for t, c in confident.items()},
                         "logprob_abs_diff_vs_transformers_bf16": {"max": round(worst, 4),
                                                                   "mean": round(total / (args.prompts * 127), 5)},
