@@ -12,6 +12,10 @@ written (medians of --repeats runs), with its peak RSS (wait4's ru_maxrss):
   llama.cpp           bench/cpu/llama_cpp_scorer.py: llama-cpp-python, each prompt evaluated once
                       and its continuations scored on its KV cache
 
+First, the matrix product on the models' shapes (`cargo bench -p invscale-kernels --bench gemm`,
+--repeats runs, each the best of a second per shape): invscale's `cpu::gemm` against PyTorch's
+(MKL) on the same threads, GFLOP/s, medians of the runs (`--skip gemm` leaves it out).
+
 Printed per model and task: wall seconds, requested and unique tokens/s (requested = the
 tokens lm-eval computes: context + continuation of every request; unique = what invscale
 computes after prefix sharing), peak RSS, the ratios to invscale, and both invscale paths'
@@ -107,6 +111,31 @@ def llama_cpp(python, model, task, limit, tmp):
             "tokens_computed": res["tokens_computed"], "tool": res["tool"]}
 
 
+def gemm(python, repeats):
+    """The product's GFLOP/s per shape, invscale and PyTorch, medians of `repeats` runs."""
+    runs = []
+    for rep in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "gemm.json"
+            env = dict(os.environ, INVSCALE_PYTHON=str(python), INVSCALE_BENCH_JSON=str(out))
+            p = subprocess.run(["cargo", "bench", "--quiet", "-p", "invscale-kernels", "--bench", "gemm"], cwd=ROOT,
+                               env=env, capture_output=True, text=True)
+            if p.returncode != 0 or not out.exists():
+                sys.stderr.write(p.stderr[-4000:])
+                raise SystemExit("failed: cargo bench -p invscale-kernels --bench gemm")
+            runs.append(json.loads(out.read_text()))
+        print(f"  gemm run {rep + 1}: " + ", ".join(f"{r['invscale']:.0f}" for r in runs[-1]["gflops"]), file=sys.stderr, flush=True)
+    rows = []
+    for i, shape in enumerate(runs[0]["gflops"]):
+        med = {tool: statistics.median(r["gflops"][i][tool] for r in runs) if shape[tool] is not None else None
+               for tool in ("invscale", "candle", "pytorch")}
+        rows.append({"shape": shape["shape"], "rows": shape["rows"], "in": shape["in"], "out": shape["out"],
+                     "gflops": {k: round(v, 1) if v is not None else None for k, v in med.items()},
+                     "runs": {tool: [r["gflops"][i][tool] for r in runs] for tool in ("invscale", "pytorch")},
+                     "invscale_over_pytorch": round(med["invscale"] / med["pytorch"], 3) if med["pytorch"] else None})
+    return {"threads": runs[0]["threads"], "kernel": runs[0]["kernel"], "repeats": repeats, "rows": rows}
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
@@ -119,7 +148,8 @@ def main():
     ap.add_argument("--tasks", default="neqa,memo_trap,hindsight_neglect")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--limit", type=int, help="first N documents per task (smoke runs; written to benchmark-limit<N>.json)")
-    ap.add_argument("--skip", default="", help="tools to leave out: lm-eval, llama.cpp, 'invscale f32' (with lm-eval)")
+    ap.add_argument("--skip", default="", help="tools to leave out: lm-eval, llama.cpp, 'invscale f32' (with lm-eval), "
+                                               "gemm (the product's GFLOP/s)")
     # lm-eval's `--batch_size auto` probes from the model's full context (8192 tokens for
     # SmolLM2) and was killed for memory on this 24 GiB machine during hindsight-neglect.
     ap.add_argument("--lm-eval-batch-size", default="8", help="lm-eval's --batch_size (default 8; auto runs out of memory on 24 GiB)")
@@ -130,10 +160,13 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
 
     known = ("invscale f32", "invscale quantized", "lm-eval", "llama.cpp")
+    with_gemm = "gemm" not in skip
+    skip.discard("gemm")
     if skip - set(known) or "invscale quantized" in skip or ("invscale f32" in skip and "lm-eval" not in skip):
         sys.exit(f"--skip: leave out any of lm-eval, llama.cpp, 'invscale f32' (only with lm-eval: it is compared "
                  f"with the f32 path), not {args.skip!r}")
     tools = [t for t in known if t not in skip]
+    product = gemm(args.python, args.repeats) if with_gemm else None
     rows = []
     for model in args.models.split(","):
         for task in args.tasks.split(","):
@@ -175,6 +208,15 @@ def main():
     lines = [f"invscale CPU benchmark — {machine()}",
              f"medians of {args.repeats} runs, process start to results written"
              + (f"; --limit {args.limit} (smoke run)" if args.limit else ""), ""]
+    if product:
+        lines.append(f"the f32 matrix product, GFLOP/s on {product['threads']} threads (kernel {product['kernel']}), "
+                     f"medians of {product['repeats']} runs of the best of 1 s:")
+        lines.append(f"{'shape':36} {'rows':>5} {'invscale':>9} {'PyTorch':>8} {'ratio':>6}")
+        for g in product["rows"]:
+            torch_rate, ratio = g["gflops"]["pytorch"], g["invscale_over_pytorch"]
+            lines.append(f"{g['shape']:36} {g['rows']:5} {g['gflops']['invscale']:9.0f} "
+                         + (f"{torch_rate:8.0f} {ratio:6.2f}" if ratio is not None else f"{'-':>8} {'-':>6}"))
+        lines.append("")
     head = f"{'model':14} {'task':18} {'tool':19} {'wall s':>8} {'req tok/s':>10} {'uniq tok/s':>10} {'RSS MiB':>8} {'acc':>6} {'vs invscale':>12}"
     lines.append(head)
     # Each reference tool against the invscale path that computes what it computes.
@@ -202,7 +244,8 @@ def main():
     out = Path(args.out or ROOT / "bench/cpu/results" / (f"benchmark-limit{args.limit}.json" if args.limit else "benchmark.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "repeats": args.repeats, "limit": args.limit,
-                               "date": time.strftime("%Y-%m-%d"), "rows": rows, "table": lines}, indent=1) + "\n")
+                               "date": time.strftime("%Y-%m-%d"), "gemm": product, "rows": rows, "table": lines},
+                              indent=1) + "\n")
     print(f"wrote {out}", file=sys.stderr)
 
 

@@ -7,6 +7,7 @@
 //!     cargo bench -p invscale-kernels --bench gemm        # INVSCALE_PYTHON: a Python with torch
 //!
 //! PyTorch runs with as many threads as candle (RAYON_NUM_THREADS, else the physical cores).
+//! `INVSCALE_BENCH_JSON=FILE` also writes the rows as JSON (bench/cpu/benchmark.py reads it).
 
 use std::process::Command;
 use std::time::Instant;
@@ -70,6 +71,7 @@ fn main() {
     println!("{threads} threads, kernel {:?}; GFLOP/s (best of 1 s)", GemmKernel::detect());
     println!("| shape | invscale | candle | PyTorch | invscale / PyTorch |");
     println!("|---|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
     for (i, &(what, m, k, n)) in SHAPES.iter().enumerate() {
         let flops = 2.0 * (m * k * n) as f64;
         let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
@@ -84,5 +86,14 @@ fn main() {
         let t = torch.as_ref().and_then(|t| t.get(i).copied());
         let fmt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
         println!("| {what} | {ours:.0} | {candle:.0} | {} | {} |", fmt(t), t.map_or("–".into(), |t| format!("{:.2}", ours / t)));
+        let torch_json = t.map_or("null".into(), |t| format!("{t:.1}"));
+        rows.push(format!(
+            r#"{{"shape": "{what}", "rows": {m}, "in": {k}, "out": {n}, "invscale": {ours:.1}, "candle": {candle:.1}, "pytorch": {torch_json}}}"#
+        ));
+    }
+    if let Ok(path) = std::env::var("INVSCALE_BENCH_JSON") {
+        let kernel = format!("{:?}", GemmKernel::detect());
+        let json = format!("{{\"threads\": {threads}, \"kernel\": \"{kernel}\", \"gflops\": [\n  {}\n]}}\n", rows.join(",\n  "));
+        std::fs::write(&path, json).unwrap_or_else(|e| panic!("writing {path}: {e}"));
     }
 }

@@ -294,10 +294,11 @@ impl Model {
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
             let mut part = rows.narrow(0, start, len)?;
-            if self.device().is_cpu() && len < chunk {
-                // Always `chunk` rows on the CPU (the first repeated): matrix-product kernels
-                // take other paths for other row counts (one row is a matrix-vector product),
-                // and a row's logits must not depend on how many rows a batch scores.
+            if self.device().is_cpu() && len < chunk && !self.net.head().rows_independent() {
+                // Always `chunk` rows on the CPU (the first repeated) where the head's product
+                // is candle's: its kernels take other paths for other row counts (one row is a
+                // matrix-vector product), and a row's logits must not depend on how many rows a
+                // batch scores. Our kernels compute each row alone.
                 let pad = Tensor::new(vec![0u32; chunk - len], self.device())?;
                 part = Tensor::cat(&[part.clone(), part.index_select(&pad, 0)?], 0)?;
             }

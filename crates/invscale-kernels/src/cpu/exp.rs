@@ -88,6 +88,44 @@ pub(crate) mod avx512 {
     }
 }
 
+/// Whether this CPU runs the 8-wide exponential (x86-64 with AVX2 and FMA).
+pub fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// [`super::exp`] on 8 values: the same operations (`2^n` built from its exponent bits, as
+    /// the scalar one does; AVX-512's `scalef` gives the same product).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn exp8(x: __m256) -> __m256 {
+        let xc = _mm256_max_ps(x, _mm256_set1_ps(-87.3));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::C1), xc);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::C2), r);
+        let mut p = _mm256_set1_ps(super::P[0]);
+        for &c in &super::P[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+        let y = _mm256_mul_ps(y, pow2);
+        // Below -87.3 (and -inf): 0.
+        let small = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-87.3));
+        _mm256_andnot_ps(small, y)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -144,6 +182,27 @@ pub(crate) mod tests {
                 assert_eq!(g.to_bits(), exp(*x).to_bits(), "exp({x})");
             }
         }
+    }
+
+    /// The same of the 8-wide one.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_exp_equals_scalar_exp() {
+        assert!(avx2_available(), "every x86-64 machine this project runs on has AVX2 and FMA");
+        let xs: Vec<f32> = (0..4096).map(|i| -90.0 + i as f32 * 0.0221).chain([f32::NEG_INFINITY, -0.0, -87.3, -87.29]).collect();
+        for chunk in xs.chunks(8).filter(|c| c.len() == 8) {
+            let mut got = [0f32; 8];
+            unsafe { std::arch::x86_64::_mm256_storeu_ps(got.as_mut_ptr(), avx2_exp(chunk)) };
+            for (x, g) in chunk.iter().zip(got) {
+                assert_eq!(g.to_bits(), exp(*x).to_bits(), "exp({x})");
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2_exp(x: &[f32]) -> std::arch::x86_64::__m256 {
+        unsafe { super::avx2::exp8(std::arch::x86_64::_mm256_loadu_ps(x.as_ptr())) }
     }
 
     #[cfg(target_arch = "x86_64")]

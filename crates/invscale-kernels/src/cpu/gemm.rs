@@ -121,6 +121,96 @@ impl PackedMatrix {
     }
 }
 
+/// `out[m, n] = x[m, k] · wᵀ` for a weight matrix `w` `[n, k]` read row-major where it lies (a
+/// tied LM head is the embedding matrix: packing it would hold it twice). Each output is a dot
+/// product in 16 lanes (lane `l` sums the terms `k ≡ l mod 16` in order), the lanes added in one
+/// fixed order ([`super::sum16`]), then the last `k mod 16` terms in order: the same bits on every path
+/// and whatever the rows beside it. Runs on candle's CPU thread pool.
+pub fn matmul_row_major(w: &[f32], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    matmul_row_major_with(GemmKernel::detect(), w, n, k, x, m, out)
+}
+
+/// [`matmul_row_major`] on a given path (`None`: the portable twin).
+pub fn matmul_row_major_with(kernel: Option<GemmKernel>, w: &[f32], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    /// Weight rows a task takes (their dot products with every row of `x`).
+    const ROWS_PER_TASK: usize = 256;
+    assert_eq!(w.len(), n * k, "w is [{n}, {k}]");
+    assert_eq!(x.len(), m * k, "x is [{m}, {k}]");
+    assert_eq!(out.len(), m * n, "out is [{m}, {n}]");
+    struct Out(*mut f32);
+    unsafe impl Sync for Out {}
+    let dst = &Out(out.as_mut_ptr());
+    let task = |t: usize| {
+        let dst = dst;
+        let cols = t * ROWS_PER_TASK..(t * ROWS_PER_TASK + ROWS_PER_TASK).min(n);
+        // SAFETY: each task writes its own columns of `out`, in bounds by the asserts.
+        unsafe { dots(kernel, &w[cols.start * k..cols.end * k], cols.len(), k, x, m, dst.0.add(cols.start), n) };
+    };
+    let tasks = n.div_ceil(ROWS_PER_TASK);
+    if tasks == 1 || m * n * k < 1 << 16 {
+        (0..tasks).for_each(task);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(tasks, |range| range.for_each(task));
+    }
+}
+
+/// `c[r, j] = x[r] · w[j]` for the `rows` rows of `w` and every row of `x`, `c` with row stride `ldc`.
+///
+/// # Safety
+/// `c` must be valid for `m` rows of `rows` values at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn dots(kernel: Option<GemmKernel>, w: &[f32], rows: usize, k: usize, x: &[f32], m: usize, c: *mut f32, ldc: usize) {
+    let whole = k / 16 * 16;
+    // Blocks of weight rows × rows of x whose lanes one call keeps in registers.
+    let (wb, xb) = match kernel {
+        Some(GemmKernel::Avx512) => (4, 3),
+        Some(GemmKernel::Avx2) => (2, 3),
+        None => (1, 1),
+    };
+    let mut lanes = [[0f32; 16]; 12];
+    for j0 in (0..rows).step_by(wb) {
+        let nw = wb.min(rows - j0);
+        for r0 in (0..m).step_by(xb) {
+            let nx = xb.min(m - r0);
+            let (wp, xp) = (&w[j0 * k..(j0 + nw) * k], &x[r0 * k..(r0 + nx) * k]);
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `detect` found the features; nw ≤ 4 rows of w, nx ≤ 3 of x, k each.
+                Some(GemmKernel::Avx512) => unsafe { x86::dots_avx512(wp, nw, xp, nx, k, &mut lanes) },
+                #[cfg(target_arch = "x86_64")]
+                Some(GemmKernel::Avx2) => unsafe { x86::dots_avx2(wp, nw, xp, nx, k, &mut lanes) },
+                _ => dots_portable(wp, nw, xp, nx, k, &mut lanes),
+            }
+            for i in 0..nx {
+                for j in 0..nw {
+                    let (xr, wr) = (&xp[i * k..(i + 1) * k], &wp[j * k..(j + 1) * k]);
+                    let mut s = super::sum16(lanes[i * nw + j]);
+                    for kk in whole..k {
+                        s = xr[kk].mul_add(wr[kk], s);
+                    }
+                    // SAFETY: row r0 + i < m, column j0 + j < rows: the caller's promise.
+                    unsafe { *c.add((r0 + i) * ldc + j0 + j) = s };
+                }
+            }
+        }
+    }
+}
+
+/// The portable twin of the dot products' lanes: `lanes[i·nw + j][l] = Σ x[i, 16t + l] · w[j, 16t + l]`.
+fn dots_portable(w: &[f32], nw: usize, x: &[f32], nx: usize, k: usize, lanes: &mut [[f32; 16]; 12]) {
+    for i in 0..nx {
+        for j in 0..nw {
+            let mut acc = [0f32; 16];
+            for t in 0..k / 16 {
+                for (l, a) in acc.iter_mut().enumerate() {
+                    *a = x[i * k + 16 * t + l].mul_add(w[j * k + 16 * t + l], *a);
+                }
+            }
+            lanes[i * nw + j] = acc;
+        }
+    }
+}
+
 /// `c[r, j] = Σ_k x[r, k] · panel[k, j]` for the `rows` rows of `x` and the first `width` columns
 /// of one panel, `c` with row stride `ldc`.
 ///
@@ -212,6 +302,91 @@ mod x86 {
             unsafe {
                 _mm512_storeu_ps(t.add(i * NR), acc[0]);
                 _mm512_storeu_ps(t.add(i * NR + 16), acc[1]);
+            }
+        }
+    }
+
+    /// The lanes of [`super::dots`]: `nw ≤ 4` rows of `w` against `nx ≤ 3` rows of `x`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `w` is `nw × k`, `x` `nx × k`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dots_avx512(w: &[f32], nw: usize, x: &[f32], nx: usize, k: usize, lanes: &mut [[f32; 16]; 12]) {
+        macro_rules! shapes {
+            ($(($a:literal, $b:literal))*) => {
+                match (nw, nx) { $(($a, $b) => unsafe { dots_512::<$a, $b>(w, x, k, lanes) },)* _ => unreachable!("at most 4 × 3") }
+            };
+        }
+        shapes!((1, 1) (1, 2) (1, 3) (2, 1) (2, 2) (2, 3) (3, 1) (3, 2) (3, 3) (4, 1) (4, 2) (4, 3))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn dots_512<const NW: usize, const NX: usize>(w: &[f32], x: &[f32], k: usize, lanes: &mut [[f32; 16]; 12]) {
+        debug_assert!(w.len() >= NW * k && x.len() >= NX * k);
+        let (w, x) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); NW]; NX];
+        for t in (0..k / 16 * 16).step_by(16) {
+            // SAFETY: t + 16 ≤ k, within each row.
+            unsafe {
+                let ws: [__m512; NW] = std::array::from_fn(|j| _mm512_loadu_ps(w.add(j * k + t)));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_loadu_ps(x.add(i * k + t));
+                    for j in 0..NW {
+                        acc[j] = _mm512_fmadd_ps(xv, ws[j], acc[j]);
+                    }
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            for (j, a) in acc.iter().enumerate() {
+                // SAFETY: 16 values into a [f32; 16].
+                unsafe { _mm512_storeu_ps(lanes[i * NW + j].as_mut_ptr(), *a) };
+            }
+        }
+    }
+
+    /// The same on AVX2: `nw ≤ 2` rows of `w`, `nx ≤ 3` of `x`, each lane set as two 8-wide halves.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; shapes as for [`dots_avx512`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dots_avx2(w: &[f32], nw: usize, x: &[f32], nx: usize, k: usize, lanes: &mut [[f32; 16]; 12]) {
+        macro_rules! shapes {
+            ($(($a:literal, $b:literal))*) => {
+                match (nw, nx) { $(($a, $b) => unsafe { dots_256::<$a, $b>(w, x, k, lanes) },)* _ => unreachable!("at most 2 × 3") }
+            };
+        }
+        shapes!((1, 1) (1, 2) (1, 3) (2, 1) (2, 2) (2, 3))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dots_256<const NW: usize, const NX: usize>(w: &[f32], x: &[f32], k: usize, lanes: &mut [[f32; 16]; 12]) {
+        debug_assert!(w.len() >= NW * k && x.len() >= NX * k);
+        let (w, x) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NW]; NX];
+        for t in (0..k / 16 * 16).step_by(16) {
+            // SAFETY: as in dots_512.
+            unsafe {
+                let ws: [[__m256; 2]; NW] = std::array::from_fn(|j| [_mm256_loadu_ps(w.add(j * k + t)), _mm256_loadu_ps(w.add(j * k + t + 8))]);
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let xv = [_mm256_loadu_ps(x.add(i * k + t)), _mm256_loadu_ps(x.add(i * k + t + 8))];
+                    for j in 0..NW {
+                        for h in 0..2 {
+                            acc[j][h] = _mm256_fmadd_ps(xv[h], ws[j][h], acc[j][h]);
+                        }
+                    }
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            for (j, a) in acc.iter().enumerate() {
+                // SAFETY: two halves of 8 into a [f32; 16].
+                unsafe {
+                    _mm256_storeu_ps(lanes[i * NW + j].as_mut_ptr(), a[0]);
+                    _mm256_storeu_ps(lanes[i * NW + j].as_mut_ptr().add(8), a[1]);
+                }
             }
         }
     }
@@ -317,6 +492,45 @@ mod tests {
             }
         }
         assert_eq!(PackedMatrix::pack(&values(70 * 33, 2), 70, 33).row(69), values(70 * 33, 2)[69 * 33..].to_vec());
+    }
+
+    /// The row-major product: every path gives the portable twin's bits, which are the product
+    /// within f32 rounding of an f64 reference, on ragged shapes (`k` not a multiple of 16, rows
+    /// not of a block), and a row's result does not depend on the rows beside it.
+    #[test]
+    fn row_major_paths_agree_and_rows_are_independent() {
+        for &(m, n, k) in &[(1, 1, 1), (5, 7, 37), (32, 300, 64), (3, 513, 576), (8, 70, 640)] {
+            let (x, w) = (values(m * k, 5), values(n * k, 6));
+            let mut want = vec![0f32; m * n];
+            matmul_row_major_with(None, &w, n, k, &x, m, &mut want);
+            for i in 0..m {
+                for j in 0..n {
+                    let exact: f64 = (0..k).map(|kk| f64::from(x[i * k + kk]) * f64::from(w[j * k + kk])).sum();
+                    assert!((f64::from(want[i * n + j]) - exact).abs() <= 1e-5 * (k as f64).sqrt().max(1.0), "({i}, {j}) of {m}×{n}×{k}");
+                }
+            }
+            for kernel in [GemmKernel::Avx2, GemmKernel::Avx512] {
+                #[cfg(target_arch = "x86_64")]
+                let runs = match kernel {
+                    GemmKernel::Avx512 => is_x86_feature_detected!("avx512f"),
+                    GemmKernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let runs = false;
+                if !runs {
+                    eprintln!("{kernel:?} not on this CPU: checked where it runs");
+                    continue;
+                }
+                let mut got = vec![0f32; m * n];
+                matmul_row_major_with(Some(kernel), &w, n, k, &x, m, &mut got);
+                assert_eq!(got, want, "{kernel:?} {m}×{n}×{k}");
+                for r in [0, m / 2, m - 1] {
+                    let mut one = vec![0f32; n];
+                    matmul_row_major_with(Some(kernel), &w, n, k, &x[r * k..(r + 1) * k], 1, &mut one);
+                    assert_eq!(one, want[r * n..(r + 1) * n], "{kernel:?} row {r} alone");
+                }
+            }
+        }
     }
 
     /// A row's result does not depend on the other rows computed with it.

@@ -6,3 +6,16 @@ pub mod attention;
 pub mod block_quant;
 pub mod exp;
 pub mod gemm;
+pub mod norm;
+
+/// The sum of 16 lanes in one fixed order (halves added, then their halves): a 16-lane
+/// accumulator's total, the same bits from one AVX-512 register, two AVX2 ones or an array.
+#[inline]
+pub(crate) fn sum16(mut l: [f32; 16]) -> f32 {
+    for width in [8, 4, 2, 1] {
+        for i in 0..width {
+            l[i] += l[i + width];
+        }
+    }
+    l[0]
+}

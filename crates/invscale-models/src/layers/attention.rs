@@ -96,7 +96,7 @@ fn attention_inner(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scores: 
 }
 
 /// [`attention_block`] for one block: on the CPU in f32 by the fused kernel, else (other dtypes,
-/// CPUs without AVX-512, heads not a multiple of 64 values) on the CPU in chunks of query rows, each against the keys up to its own
+/// CPUs without AVX2, heads the kernel does not take) on the CPU in chunks of query rows, each against the keys up to its own
 /// last row: a row never attends to a later token (`fill_block` opens keys `kj <= qi` only), so
 /// the keys left out are -inf in the mask and contribute exactly nothing. A long block's
 /// products and softmax then cost about half. `past`: keys before the block's own (cache and context).

@@ -24,6 +24,9 @@ pub enum Weight {
     /// f32 on the CPU, packed once for our own product (`cpu::gemm`: ~0.9× MKL's rate where
     /// candle's reached ~0.55×; a row's result independent of the batch).
     Packed(PackedMatrix),
+    /// f32 on the CPU, `[out, in]` read where it lies by our row-major product (a tied LM head:
+    /// the embedding matrix itself; candle's product packed all of it again at every call).
+    RowMajor(Tensor),
 }
 
 pub struct Linear {
@@ -48,11 +51,19 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// The LM head tied to an embedding matrix `[vocab, hidden]`: read in place (a packed copy
+    /// would hold it twice), by our row-major product where this CPU runs it.
+    pub fn tied(embed: &Tensor) -> Linear {
+        let ours = embed.device().is_cpu() && embed.dtype() == DType::F32 && embed.rank() == 2 && embed.is_contiguous() && GemmKernel::detect().is_some();
+        let weight = if ours { Weight::RowMajor(embed.clone()) } else { Weight::Dense(embed.clone()) };
+        Linear { weight, bias: None }
+    }
+
     /// Whether each output row is computed alone, the same bits whatever rows share the product:
     /// true of our block kernel (integer block dot products, blocks summed in order); dense
     /// products (gemm's blocking follows the row count) can move the last bits.
     pub fn rows_independent(&self) -> bool {
-        matches!(self.weight, Weight::Blocks(_) | Weight::Packed(_))
+        matches!(self.weight, Weight::Blocks(_) | Weight::Packed(_) | Weight::RowMajor(_))
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -69,6 +80,7 @@ impl Linear {
                 Weight::Quantized(q) => quantized_product(q, x)?,
                 Weight::Blocks(w) => block_matmul(w, x)?,
                 Weight::Packed(w) => packed_matmul(w, x)?,
+                Weight::RowMajor(w) => row_major_matmul(w, x)?,
             })
         })?;
         profile::time("bias", x.device(), || {
@@ -152,6 +164,18 @@ fn packed_matmul(w: &PackedMatrix, x: &Tensor) -> Result<Tensor> {
     let (storage, layout) = x.storage_and_layout();
     let mut y = vec![0f32; m * n];
     w.matmul(crate::layers::tensor::cpu_f32(&storage, layout)?, m, &mut y);
+    Ok(Tensor::from_vec(y, dims, x.device())?)
+}
+
+fn row_major_matmul(w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let (n, k) = w.dims2()?;
+    let (m, dims) = product_rows(x, n, k)?;
+    let x = x.to_dtype(DType::F32)?.contiguous()?;
+    let ((ws, wl), (xs, xl)) = (w.storage_and_layout(), x.storage_and_layout());
+    let mut y = vec![0f32; m * n];
+    let cpu_f32 = crate::layers::tensor::cpu_f32;
+    invscale_kernels::cpu::gemm::matmul_row_major(cpu_f32(&ws, wl)?, n, k, cpu_f32(&xs, xl)?, m, &mut y);
+    drop((ws, xs));
     Ok(Tensor::from_vec(y, dims, x.device())?)
 }
 

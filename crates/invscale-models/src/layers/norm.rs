@@ -4,6 +4,7 @@ use candle_core::{DType, Tensor};
 use invscale_kernels::cuda::ops as cuda_ops;
 
 use crate::error::Result;
+use crate::layers::tensor::cpu_f32;
 use crate::profile;
 
 pub struct RmsNorm {
@@ -21,6 +22,15 @@ impl RmsNorm {
     }
 
     fn forward_inner(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dtype() == DType::F32 && x.device().is_cpu() {
+            let x = x.contiguous()?;
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = self.weight.storage_and_layout();
+            let mut out = vec![0f32; x.elem_count()];
+            invscale_kernels::cpu::norm::rms_norm(cpu_f32(&xs, xl)?, cpu_f32(&ws, wl)?, self.eps, &mut out);
+            drop((xs, ws));
+            return Ok(Tensor::from_vec(out, x.shape(), x.device())?);
+        }
         if x.dtype() == DType::F32 {
             // Contiguous: on a GPU, Gemma's q/k norms get `split_heads`' view.
             return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?);

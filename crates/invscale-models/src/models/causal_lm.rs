@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use crate::batch::layout::Layout;
 use crate::error::Result;
 use crate::layers::kv_cache::KvCache;
+use crate::layers::linear::Linear;
 
 /// One architecture's network: token ids in, final hidden states out; logits on demand.
 pub trait CausalLm: Send + Sync {
@@ -13,7 +14,11 @@ pub trait CausalLm: Send + Sync {
     /// which), appending them to the cache; returns the final (normed) hidden states,
     /// `[ids.len(), hidden]`.
     fn forward(&self, ids: &[u32], layout: &Layout, cache: &mut KvCache) -> Result<Tensor>;
+    /// The LM head's matrix.
+    fn head(&self) -> &Linear;
     /// The LM head on some hidden states: `[n, hidden]` → `[n, vocab]`.
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head().forward(hidden)
+    }
     fn layers(&self) -> usize;
 }

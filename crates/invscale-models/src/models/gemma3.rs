@@ -225,6 +225,9 @@ impl CausalLm for Gemma3 {
         self.norm.forward(&self.stages.leave(x)?)
     }
 
+    fn head(&self) -> &Linear {
+        &self.head
+    }
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let logits = self.head.forward(hidden)?;
         Ok(match self.final_softcap {

@@ -122,7 +122,7 @@ impl CausalLm for Gpt2 {
         self.ln_f.forward(&self.stages.leave(x)?)
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.head.forward(hidden)
+    fn head(&self) -> &Linear {
+        &self.head
     }
 }

@@ -155,7 +155,7 @@ impl CausalLm for GptNeox {
         self.final_norm.forward(&self.stages.leave(x)?)
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.head.forward(hidden)
+    fn head(&self) -> &Linear {
+        &self.head
     }
 }

@@ -261,7 +261,7 @@ impl CausalLm for Llama {
         self.norm.forward(&self.stages.leave(x)?)
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.head.forward(hidden)
+    fn head(&self) -> &Linear {
+        &self.head
     }
 }

@@ -159,7 +159,7 @@ impl CausalLm for Olmo2 {
         self.norm.forward(&self.stages.leave(x)?)
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.head.forward(hidden)
+    fn head(&self) -> &Linear {
+        &self.head
     }
 }

@@ -129,7 +129,7 @@ impl CausalLm for Opt {
         Ok(x)
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.head.forward(hidden)
+    fn head(&self) -> &Linear {
+        &self.head
     }
 }

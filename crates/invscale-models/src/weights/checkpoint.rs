@@ -374,9 +374,8 @@ impl HfWeights {
 
     /// The LM head: the embedding matrix when tied (`tie_word_embeddings`), else `name`.
     pub fn head(&self, name: &str, embed: &Tensor, tied: bool) -> Result<Linear> {
-        // Tied: the embedding matrix itself, unpacked (a packed copy would hold it twice).
         match tied {
-            true => Ok(Linear { weight: crate::layers::linear::Weight::Dense(embed.clone()), bias: None }),
+            true => Ok(Linear::tied(embed)),
             false => Linear::dense(self.get(name)?, None),
         }
     }

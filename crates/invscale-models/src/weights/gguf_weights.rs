@@ -97,8 +97,7 @@ impl GgufWeights<'_> {
         }
         Ok(match (self.precision, embed) {
             (Precision::Quantized, _) | (_, Embedding::Blocks(_)) => self.linear("token_embd.weight")?,
-            // The embedding matrix itself, unpacked (a packed copy would hold it twice).
-            (_, Embedding::Dense(t)) => Linear { weight: Weight::Dense(t.clone()), bias: None },
+            (_, Embedding::Dense(t)) => Linear::tied(t),
         })
     }
 
