@@ -9,8 +9,9 @@
 //! PyTorch runs with as many threads as candle (RAYON_NUM_THREADS, else the physical cores).
 //! `INVSCALE_BENCH_JSON=FILE` also writes the rows as JSON (bench/cpu/benchmark.py reads it).
 
-use std::process::Command;
-use std::time::Instant;
+#[path = "common.rs"]
+mod common;
+
 
 use candle_core::{Device, Tensor};
 use invscale_kernels::cpu::gemm::{GemmKernel, PackedMatrix};
@@ -30,15 +31,8 @@ const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("Gemma3 head 640→262144, 8 rows", 8, 640, 262144),
 ];
 
-fn best_rate(flops: f64, mut f: impl FnMut()) -> f64 {
-    f();
-    let (mut best, started) = (f64::INFINITY, Instant::now());
-    while started.elapsed().as_secs_f64() < 1.0 {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    flops / best / 1e9
+fn best_rate(flops: f64, f: impl FnMut()) -> f64 {
+    flops / common::best_seconds(f) / 1e9
 }
 
 const TORCH: &str = r#"
@@ -56,18 +50,8 @@ for spec in sys.argv[2:]:
 
 fn main() {
     let threads = candle_core::utils::get_num_threads();
-    let python = std::env::var("INVSCALE_PYTHON").unwrap_or_else(|_| "python3".into());
     let specs: Vec<String> = SHAPES.iter().map(|(_, m, k, n)| format!("{m}x{k}x{n}")).collect();
-    let torch: Option<Vec<f64>> = Command::new(&python)
-        .args(["-c", TORCH, &threads.to_string()])
-        .args(&specs)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect());
-    if torch.is_none() {
-        eprintln!("PyTorch not found ({python} -c 'import torch' failed): set INVSCALE_PYTHON to a Python with torch");
-    }
+    let torch = common::torch_numbers(TORCH, threads, &specs);
     println!("{threads} threads, kernel {:?}; GFLOP/s (best of 1 s)", GemmKernel::detect());
     println!("| shape | invscale | candle | PyTorch | invscale / PyTorch |");
     println!("|---|---:|---:|---:|---:|");

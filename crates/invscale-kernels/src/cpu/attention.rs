@@ -516,18 +516,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).max(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::cpu::test_values as values;
 
     /// Causal over `past` earlier keys, with a sliding window of `window` keys where given.
     fn mask(rows: usize, keys: usize, window: Option<usize>) -> Vec<f32> {

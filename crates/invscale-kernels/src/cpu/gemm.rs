@@ -445,18 +445,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).max(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::cpu::test_values as values;
 
     /// Every path gives the portable twin's bits on ragged shapes (rows not a multiple of a
     /// tile, columns not of a panel), and the twin is the product within f32 rounding of an

@@ -19,3 +19,17 @@ pub(crate) fn sum16(mut l: [f32; 16]) -> f32 {
     }
     l[0]
 }
+
+/// Reproducible values in [-1, 1) (xorshift), for the kernels' tests and benchmarks.
+#[doc(hidden)]
+pub fn test_values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
