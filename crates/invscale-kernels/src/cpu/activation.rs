@@ -11,9 +11,29 @@
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const CUBIC: f32 = 0.044_715;
 
-/// Whether this CPU runs the vector GELU (x86-64 with AVX-512F).
+/// The vector paths, widest first: the same arithmetic value by value, so the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationKernel {
+    Avx512,
+    Avx2,
+}
+
+impl ActivationKernel {
+    pub fn runs(self) -> bool {
+        match self {
+            ActivationKernel::Avx512 => crate::cpu::exp::avx512_available(),
+            ActivationKernel::Avx2 => crate::cpu::exp::avx2_available(),
+        }
+    }
+
+    pub fn detect() -> Option<ActivationKernel> {
+        [ActivationKernel::Avx512, ActivationKernel::Avx2].into_iter().find(|k| k.runs())
+    }
+}
+
+/// Whether this CPU runs the vector GELU and SiLU (x86-64 with AVX-512F, or AVX2 and FMA).
 pub fn available() -> bool {
-    crate::cpu::exp::avx512_available()
+    ActivationKernel::detect().is_some()
 }
 
 /// GELU (tanh) of every value, in place.
@@ -21,10 +41,18 @@ pub fn available() -> bool {
 /// # Panics
 /// Where [`available`] is false.
 pub fn gelu_tanh_in_place(xs: &mut [f32]) {
-    assert!(available(), "the vector GELU needs AVX-512");
+    gelu_tanh_in_place_with(ActivationKernel::detect().expect("the vector GELU needs AVX-512 or AVX2"), xs)
+}
+
+/// [`gelu_tanh_in_place`] on a given path (which must run here).
+pub fn gelu_tanh_in_place_with(kernel: ActivationKernel, xs: &mut [f32]) {
+    assert!(kernel.runs(), "{kernel:?} does not run on this CPU");
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512 was checked.
-    in_chunks(xs, &[], |x, _| unsafe { gelu_avx512(x) });
+    // SAFETY: the path's features were checked.
+    match kernel {
+        ActivationKernel::Avx512 => in_chunks(xs, &[], |x, _| unsafe { gelu_avx512(x) }),
+        ActivationKernel::Avx2 => in_chunks(xs, &[], |x, _| unsafe { gelu_avx2(x) }),
+    }
 }
 
 /// `f` over disjoint chunks of `xs` (with the same range of `with`, which is as long or empty)
@@ -54,11 +82,19 @@ fn in_chunks(xs: &mut [f32], with: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync
 /// # Panics
 /// Where [`available`] is false, or if the lengths differ.
 pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
-    assert!(available(), "the vector SiLU needs AVX-512");
+    silu_mul_in_place_with(ActivationKernel::detect().expect("the vector SiLU needs AVX-512 or AVX2"), g, u)
+}
+
+/// [`silu_mul_in_place`] on a given path (which must run here).
+pub fn silu_mul_in_place_with(kernel: ActivationKernel, g: &mut [f32], u: &[f32]) {
+    assert!(kernel.runs(), "{kernel:?} does not run on this CPU");
     assert_eq!(g.len(), u.len());
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512 was checked.
-    in_chunks(g, u, |g, u| unsafe { silu_mul_avx512(g, u) });
+    // SAFETY: the path's features were checked.
+    match kernel {
+        ActivationKernel::Avx512 => in_chunks(g, u, |g, u| unsafe { silu_mul_avx512(g, u) }),
+        ActivationKernel::Avx2 => in_chunks(g, u, |g, u| unsafe { silu_mul_avx2(g, u) }),
+    }
 }
 
 /// SiLU of one value, as the vector code computes it (the tail of a slice, the tests' reference).
@@ -121,6 +157,53 @@ unsafe fn gelu_avx512(xs: &mut [f32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
+    use std::arch::x86_64::*;
+    let whole = g.len() / 8 * 8;
+    let (p, q) = (g.as_mut_ptr(), u.as_ptr());
+    let (one, sign) = (_mm256_set1_ps(1.0), _mm256_set1_ps(-0.0));
+    for j in (0..whole).step_by(8) {
+        // SAFETY: j + 8 <= whole <= g.len() = u.len().
+        unsafe {
+            let x = _mm256_loadu_ps(p.add(j));
+            let e = crate::cpu::exp::avx2::exp8(_mm256_or_ps(x, sign)); // −|x|
+            let r = _mm256_div_ps(x, _mm256_add_ps(one, e));
+            let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+            let r = _mm256_blendv_ps(r, _mm256_mul_ps(r, e), negative);
+            _mm256_storeu_ps(p.add(j), _mm256_mul_ps(r, _mm256_loadu_ps(q.add(j))));
+        }
+    }
+    for (x, &v) in g[whole..].iter_mut().zip(&u[whole..]) {
+        *x = silu(*x) * v;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_avx2(xs: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let whole = xs.len() / 8 * 8;
+    let p = xs.as_mut_ptr();
+    let (c, cubic, one, minus_two) = (_mm256_set1_ps(SQRT_2_OVER_PI), _mm256_set1_ps(CUBIC), _mm256_set1_ps(1.0), _mm256_set1_ps(-2.0));
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    for j in (0..whole).step_by(8) {
+        // SAFETY: j + 8 <= whole <= xs.len().
+        unsafe {
+            let x = _mm256_loadu_ps(p.add(j));
+            let y = _mm256_mul_ps(_mm256_mul_ps(c, x), _mm256_fmadd_ps(cubic, _mm256_mul_ps(x, x), one));
+            let e = crate::cpu::exp::avx2::exp8(_mm256_mul_ps(minus_two, _mm256_and_ps(y, magnitude)));
+            let r = _mm256_div_ps(x, _mm256_add_ps(one, e));
+            let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(y, _mm256_setzero_ps());
+            _mm256_storeu_ps(p.add(j), _mm256_blendv_ps(r, _mm256_mul_ps(r, e), negative));
+        }
+    }
+    for x in &mut xs[whole..] {
+        *x = gelu_tanh(*x);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,11 +212,16 @@ mod tests {
     #[test]
     fn vector_gelu_matches_the_definition() {
         if !available() {
-            return crate::cpu::exp::tests::without_avx512("the vector GELU");
+            return crate::cpu::exp::tests::without_avx512("the vector GELU (and AVX2)");
         }
         let xs: Vec<f32> = (0..20_001).map(|i| -12.0 + i as f32 * 0.0012).chain([0.0, -0.0, 30.0, -30.0, 1e-30]).collect();
         let mut got = xs.clone();
         gelu_tanh_in_place(&mut got);
+        for kernel in [ActivationKernel::Avx512, ActivationKernel::Avx2].into_iter().filter(|k| k.runs()) {
+            let mut other = xs.clone();
+            gelu_tanh_in_place_with(kernel, &mut other);
+            assert_eq!(other, got, "{kernel:?}: the paths give the same bits");
+        }
         let candle = candle_core::Tensor::new(xs.as_slice(), &candle_core::Device::Cpu).unwrap().gelu().unwrap().to_vec1::<f32>().unwrap();
         let (mut worst, mut worst_candle) = (0f64, 0f64);
         for ((&x, &g), &c) in xs.iter().zip(&got).zip(&candle) {
@@ -158,12 +246,17 @@ mod tests {
     #[test]
     fn vector_silu_mul_matches_the_definition() {
         if !available() {
-            return crate::cpu::exp::tests::without_avx512("the vector SiLU");
+            return crate::cpu::exp::tests::without_avx512("the vector SiLU (and AVX2)");
         }
         let gs: Vec<f32> = (0..20_001).map(|i| -12.0 + i as f32 * 0.0012).chain([0.0, -0.0, 100.0, -100.0, 1e-30]).collect();
         let us: Vec<f32> = (0..gs.len()).map(|i| ((i * 7919) % 1000) as f32 * 0.003 - 1.5).collect();
         let mut got = gs.clone();
         silu_mul_in_place(&mut got, &us);
+        for kernel in [ActivationKernel::Avx512, ActivationKernel::Avx2].into_iter().filter(|k| k.runs()) {
+            let mut other = gs.clone();
+            silu_mul_in_place_with(kernel, &mut other, &us);
+            assert_eq!(other, got, "{kernel:?}: the paths give the same bits");
+        }
         let t = |v: &[f32]| candle_core::Tensor::new(v, &candle_core::Device::Cpu).unwrap();
         let candle = (candle_nn::ops::silu(&t(&gs)).unwrap() * t(&us)).unwrap().to_vec1::<f32>().unwrap();
         let mut worst_candle = 0f64;

@@ -7,6 +7,7 @@ pub mod block_quant;
 pub mod exp;
 pub mod gemm;
 pub mod norm;
+pub mod rotary;
 
 /// The sum of 16 lanes in one fixed order (halves added, then their halves): a 16-lane
 /// accumulator's total, the same bits from one AVX-512 register, two AVX2 ones or an array.

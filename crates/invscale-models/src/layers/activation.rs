@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::layers::tensor::cpu_f32;
 use crate::profile;
 
-/// GELU, tanh approximation: vectorised on CPUs with AVX-512 in f32 (see `cpu_gelu`), candle's
+/// GELU, tanh approximation: vectorised on CPUs with AVX-512 or AVX2 in f32 (see `cpu_gelu`), candle's
 /// elsewhere.
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
     profile::time("activation", x.device(), || {
@@ -46,7 +46,7 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     profile::time("activation", x.device(), || Ok(candle_nn::ops::silu(x)?))
 }
 
-/// `silu(gate) · up()`, the gated MLP's product. On a CPU with AVX-512, in f32, in one buffer: the
+/// `silu(gate) · up()`, the gated MLP's product. On a CPU with AVX-512 or AVX2, in f32, in one buffer: the
 /// gate's values are taken, its tensor dropped before `up` is computed, and the product written
 /// over them (candle's ops keep gate, silu(gate), up and the product alive at once: four
 /// `[tokens, intermediate]` tensors, the largest part of a long prompt's pass memory); and with a

@@ -7,6 +7,7 @@
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::Result;
+use crate::layers::tensor::cpu_f32;
 use crate::profile;
 
 /// How rotary embeddings pair dimensions: llama.cpp's "normal" (adjacent pairs; llama-arch GGUF
@@ -180,6 +181,16 @@ impl Rotary {
         }
         let rope = |x: &Tensor| -> Result<Tensor> {
             let x = x.contiguous()?;
+            if x.device().is_cpu() && x.dtype() == DType::F32 {
+                let (_, _, t, d) = x.dims4()?;
+                let (cos, sin) = (cos.contiguous()?, sin.contiguous()?);
+                let ((xs, xl), (cs, cl), (ss, sl)) = (x.storage_and_layout(), cos.storage_and_layout(), sin.storage_and_layout());
+                let mut out = vec![0f32; x.elem_count()];
+                let halves = self.style == RopeStyle::Halves;
+                invscale_kernels::cpu::rotary::rope(cpu_f32(&xs, xl)?, t, d, cpu_f32(&cs, cl)?, cpu_f32(&ss, sl)?, halves, &mut out);
+                drop((xs, cs, ss));
+                return Ok(Tensor::from_vec(out, x.shape(), x.device())?);
+            }
             Ok(match self.style {
                 RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
                 RopeStyle::Halves => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
