@@ -200,6 +200,34 @@ struct Tile<'a> {
     f16_kv: bool,
 }
 
+impl Tile<'_> {
+    /// The keys a tile's passes cover, `lo..hi` (`lo` the span's start rounded down to a score
+    /// micro-tile) and their count, after checking the buffers against the shapes (heads of a
+    /// multiple of `multiple` values).
+    fn checked_span(&self, scores: &[f32], acc: &[f32], multiple: usize) -> (usize, usize, usize) {
+        let Tile { q, kt, v, mask, n, d, keys, padded, span, .. } = *self;
+        assert!(scores.len() >= ROWS * padded && acc.len() >= ROWS * d && q.len() >= ROWS * d);
+        assert!(kt.len() >= d * padded && v.len() >= keys * d && mask.len() >= n * keys && d.is_multiple_of(multiple));
+        let (lo, hi) = (span.0 / KEYS * KEYS, span.1);
+        (lo, hi, hi - lo)
+    }
+}
+
+/// A row's maximum over `row[from..]` and `max`: the scalar tail after the vectors.
+fn tail_max(row: &[f32], from: usize, max: f32) -> f32 {
+    row[from..].iter().fold(max, |m, &x| m.max(x))
+}
+
+/// `row[from..]` replaced by `e^(x − max)` one by one; their sum, in order.
+fn tail_exp(row: &mut [f32], from: usize, max: f32) -> f32 {
+    let mut sum = 0f32;
+    for x in &mut row[from..] {
+        *x = crate::cpu::exp::exp(*x - max);
+        sum += *x;
+    }
+    sum
+}
+
 /// Rounds every value to the nearest f16 (ties to even), as llama.cpp's conversions do.
 ///
 /// # Safety
@@ -250,16 +278,12 @@ mod avx512 {
 
     use super::{KEYS, ROWS, Tile};
     use crate::cpu::exp::avx512::exp16;
-    use crate::cpu::exp::exp;
 
     /// Scores, softmax and weighted values of one tile; `acc` gets the `[n, d]` outputs.
     #[target_feature(enable = "avx2,fma,avx512f")]
     pub(super) unsafe fn tile(job: &Tile, scores: &mut [f32], acc: &mut [f32]) {
-        let Tile { q, kt, v, mask, n, d, keys, padded, span, scale, f16_kv } = *job;
-        let (lo, hi) = (span.0 / KEYS * KEYS, span.1);
-        let width = hi - lo;
-        assert!(scores.len() >= ROWS * padded && acc.len() >= ROWS * d && q.len() >= ROWS * d);
-        assert!(kt.len() >= d * padded && v.len() >= keys * d && mask.len() >= n * keys && d % 32 == 0);
+        let Tile { q, kt, v, mask, n, d, keys, padded, scale, f16_kv, .. } = *job;
+        let (lo, hi, width) = job.checked_span(scores, acc, 32);
         let (q, kt, v, sc) = (q.as_ptr(), kt.as_ptr(), v.as_ptr(), scores.as_mut_ptr());
         unsafe {
             // Scores: micro-tiles of 8 rows × 32 keys in 16 registers, a dimension at a time.
@@ -294,10 +318,7 @@ mod avx512 {
                 for j in (0..whole).step_by(16) {
                     mx = _mm512_max_ps(mx, _mm512_loadu_ps(row.add(j)));
                 }
-                let mut max = _mm512_reduce_max_ps(mx);
-                for j in whole..width {
-                    max = max.max(*row.add(j));
-                }
+                let max = super::tail_max(std::slice::from_raw_parts(row, width), whole, _mm512_reduce_max_ps(mx));
                 let max_v = _mm512_set1_ps(max);
                 let mut total = _mm512_setzero_ps();
                 for j in (0..whole).step_by(16) {
@@ -305,12 +326,7 @@ mod avx512 {
                     _mm512_storeu_ps(row.add(j), e);
                     total = _mm512_add_ps(total, e);
                 }
-                let mut tail = 0f32;
-                for j in whole..width {
-                    let e = exp(*row.add(j) - max);
-                    *row.add(j) = e;
-                    tail += e;
-                }
+                let tail = super::tail_exp(std::slice::from_raw_parts_mut(row, width), whole, max);
                 let mut lanes = [0f32; 16];
                 _mm512_storeu_ps(lanes.as_mut_ptr(), total);
                 *sum = crate::cpu::sum16(lanes) + tail;
@@ -379,7 +395,6 @@ mod avx2 {
 
     use super::{KEYS, ROWS, Tile};
     use crate::cpu::exp::avx2::exp8;
-    use crate::cpu::exp::exp;
 
     /// The AVX-512 path's tile with 8-wide vectors and the same operations per value: scores in
     /// micro-tiles of 4 rows × 16 keys (8 accumulators of the 16 registers), weighted values in
@@ -387,11 +402,8 @@ mod avx2 {
     /// accumulator's low and high lanes.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn tile(job: &Tile, scores: &mut [f32], acc: &mut [f32]) {
-        let Tile { q, kt, v, mask, n, d, keys, padded, span, scale, f16_kv } = *job;
-        let (lo, hi) = (span.0 / KEYS * KEYS, span.1);
-        let width = hi - lo;
-        assert!(scores.len() >= ROWS * padded && acc.len() >= ROWS * d && q.len() >= ROWS * d);
-        assert!(kt.len() >= d * padded && v.len() >= keys * d && mask.len() >= n * keys && d % 16 == 0);
+        let Tile { q, kt, v, mask, n, d, keys, padded, scale, f16_kv, .. } = *job;
+        let (lo, hi, width) = job.checked_span(scores, acc, 16);
         let (q, kt, v, sc) = (q.as_ptr(), kt.as_ptr(), v.as_ptr(), scores.as_mut_ptr());
         unsafe {
             let scale_v = _mm256_set1_ps(scale);
@@ -430,10 +442,7 @@ mod avx2 {
                 }
                 let mut lanes = [0f32; 8];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), mx);
-                let mut max = lanes.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                for j in whole..width {
-                    max = max.max(*row.add(j));
-                }
+                let max = super::tail_max(std::slice::from_raw_parts(row, width), whole, super::tail_max(&lanes, 0, f32::NEG_INFINITY));
                 let max_v = _mm256_set1_ps(max);
                 let (mut low, mut high) = (_mm256_setzero_ps(), _mm256_setzero_ps());
                 for j in (0..whole).step_by(16) {
@@ -444,12 +453,7 @@ mod avx2 {
                     _mm256_storeu_ps(row.add(j + 8), e);
                     high = _mm256_add_ps(high, e);
                 }
-                let mut tail = 0f32;
-                for j in whole..width {
-                    let e = exp(*row.add(j) - max);
-                    *row.add(j) = e;
-                    tail += e;
-                }
+                let tail = super::tail_exp(std::slice::from_raw_parts_mut(row, width), whole, max);
                 let mut lanes = [0f32; 16];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), low);
                 _mm256_storeu_ps(lanes.as_mut_ptr().add(8), high);

@@ -28,25 +28,30 @@ pub enum GemmKernel {
 }
 
 impl GemmKernel {
+    /// Whether this CPU has the path's features.
+    pub fn runs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                GemmKernel::Avx512 => is_x86_feature_detected!("avx512f"),
+                GemmKernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
     /// The fastest path this CPU runs (`INVSCALE_GEMM=avx2`: the AVX2 one, the same results;
     /// `INVSCALE_GEMM=candle`: none); `None`: no vector path (the layers use candle's product).
     pub fn detect() -> Option<GemmKernel> {
         static K: OnceLock<Option<GemmKernel>> = OnceLock::new();
         *K.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                let asked = std::env::var("INVSCALE_GEMM").ok();
-                let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-                let avx512 = is_x86_feature_detected!("avx512f") && asked.as_deref() != Some("avx2");
-                match asked.as_deref() {
-                    Some("candle") => None,
-                    _ if avx512 => Some(GemmKernel::Avx512),
-                    _ if avx2 => Some(GemmKernel::Avx2),
-                    _ => None,
-                }
+            let asked = std::env::var("INVSCALE_GEMM").ok();
+            match asked.as_deref() {
+                Some("candle") => None,
+                Some("avx2") => Some(GemmKernel::Avx2).filter(|k| k.runs()),
+                _ => [GemmKernel::Avx512, GemmKernel::Avx2].into_iter().find(|k| k.runs()),
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            None
         })
     }
 }
@@ -463,20 +468,13 @@ mod tests {
                     assert!((f64::from(want[i * n + j]) - exact).abs() <= 1e-5 * (k as f64).sqrt().max(1.0), "({i}, {j}) of {m}×{n}×{k}");
                 }
             }
-            for kernel in [Some(GemmKernel::Avx2), Some(GemmKernel::Avx512)] {
-                #[cfg(target_arch = "x86_64")]
-                let runs = match kernel {
-                    Some(GemmKernel::Avx512) => is_x86_feature_detected!("avx512f"),
-                    _ => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-                };
-                #[cfg(not(target_arch = "x86_64"))]
-                let runs = false;
-                if !runs {
+            for kernel in [GemmKernel::Avx2, GemmKernel::Avx512] {
+                if !kernel.runs() {
                     eprintln!("{kernel:?} not on this CPU: checked where it runs");
                     continue;
                 }
                 let mut got = vec![0f32; m * n];
-                packed.matmul_with(kernel, &x, m, &mut got);
+                packed.matmul_with(Some(kernel), &x, m, &mut got);
                 assert_eq!(got, want, "{kernel:?} {m}×{n}×{k}");
             }
         }
@@ -499,14 +497,7 @@ mod tests {
                 }
             }
             for kernel in [GemmKernel::Avx2, GemmKernel::Avx512] {
-                #[cfg(target_arch = "x86_64")]
-                let runs = match kernel {
-                    GemmKernel::Avx512 => is_x86_feature_detected!("avx512f"),
-                    GemmKernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-                };
-                #[cfg(not(target_arch = "x86_64"))]
-                let runs = false;
-                if !runs {
+                if !kernel.runs() {
                     eprintln!("{kernel:?} not on this CPU: checked where it runs");
                     continue;
                 }

@@ -1,6 +1,6 @@
-//! Rotary embeddings in f32 on the CPU, candle's formulas value for value (the same bits) on
-//! candle's barrier pool: candle's op ran on rayon's pool beside the barrier pool's spinning
-//! workers, 17–35 ms of a 774-token pass where the work is ~2 ms.
+//! Rotary embeddings in f32 on the CPU, candle's formulas value for value (the same bits), on
+//! the barrier pool the other kernels use: candle's op (on rayon's pool, its index arithmetic per
+//! value) took 17–20 ms of a 774-token SmolLM2 pass, this 7.6 ms.
 
 /// `x: [heads, t, d]` rotated by `cos, sin: [t, d / 2]` into `out`: the two halves of each head
 /// (`halves`: Llama, Qwen, Gemma in transformers' layout) or its consecutive pairs (interleaved).
