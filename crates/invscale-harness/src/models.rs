@@ -129,6 +129,7 @@ impl LoadedModel {
             bos_token: token(&m.tokenizer, m.tokenizer.bos_id),
             eos_token: token(&m.tokenizer, m.tokenizer.eos_id),
             context_length: m.context_length,
+            family: crate::info::infer_family(&request.reference, &m.path, &m.arch),
         };
         Ok(LoadedModel { request: request.clone(), backend: Backend::Local(copies), info, load_seconds: started.elapsed().as_secs_f64() })
     }

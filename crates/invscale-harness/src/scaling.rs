@@ -4,7 +4,7 @@
 use invscale_eval::metrics::{higher_is_better, logsumexp};
 use invscale_eval::DocScores;
 use invscale_scale::flips::right_to_wrong;
-use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingReport, TaskScaling, classify};
+use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingReport, TaskScaling};
 use invscale_tasks::spec::Metric;
 use invscale_tasks::Document;
 
@@ -20,6 +20,8 @@ pub struct Analysis {
     /// Right-to-wrong documents listed per task.
     pub flips: usize,
     pub limit: Option<f64>,
+    /// Also one fit over all families with an intercept each (never instead of theirs).
+    pub pooled: bool,
 }
 
 /// The report over `runs[i]` of `members[i]` (same order), on `tasks`.
@@ -32,30 +34,34 @@ pub fn report(members: &[Member], runs: &[ModelRun], tasks: &TaskSet, analysis: 
             let parameters = member.params.map_or(run.model.params, |p| p as u64);
             let point = ModelPoint {
                 name: member.label.clone().unwrap_or_else(|| run.model.name.clone()),
-                family: member.family.clone().unwrap_or_else(|| "models".into()),
+                family: member.family.clone().unwrap_or_else(|| run.model.family.clone()),
                 parameters,
                 // Counted here, unless the family file gave the size.
                 non_embedding_parameters: if member.params.is_some() { 0 } else { run.model.non_embedding_params },
                 size: member.size(analysis.axis, run.model.params),
                 scored_by: scored_by(run),
+                architecture: run.model.arch.clone(),
+                tokenizer: run.model.tokenizer.clone(),
             };
             (point, run)
         })
         .collect();
     order.sort_by(|a, b| a.0.size.total_cmp(&b.0.size));
     let runs: Vec<&ModelRun> = order.iter().map(|(_, r)| *r).collect();
-    let sizes: Vec<f64> = order.iter().map(|(p, _)| p.size).collect();
+    let models: Vec<ModelPoint> = order.into_iter().map(|(p, _)| p).collect();
     let scaling = (0..tasks.datasets.len())
-        .map(|t| task_scaling(&runs, &sizes, t, &tasks.datasets[t].spec.name, tasks.docs(t, analysis.limit), analysis))
+        .map(|t| task_scaling(&runs, &models, t, &tasks.datasets[t].spec.name, tasks.docs(t, analysis.limit), analysis))
         .collect();
-    ScalingReport {
+    let mut report = ScalingReport {
         command,
         axis: analysis.axis,
-        models: order.into_iter().map(|(p, _)| p).collect(),
+        models,
         bootstrap: analysis.bootstrap,
         tasks: scaling,
         skipped: tasks.skipped.iter().map(|s| invscale_scale::Skipped { task: s.task.clone(), reason: s.reason.clone() }).collect(),
-    }
+    };
+    report.adjust();
+    report
 }
 
 /// Writes `report`'s files (scaling.json, scaling.md, report.html, plots/) into `dir`, each
@@ -88,7 +94,7 @@ fn chance(metric: Metric, docs: &[Document]) -> Option<f64> {
     }
 }
 
-fn task_scaling(runs: &[&ModelRun], sizes: &[f64], t: usize, task: &str, docs: &[Document], analysis: Analysis) -> TaskScaling {
+fn task_scaling(runs: &[&ModelRun], models: &[ModelPoint], t: usize, task: &str, docs: &[Document], analysis: Analysis) -> TaskScaling {
     let metric_of = |d: &invscale_eval::DocResult, m: Metric| d.metrics.iter().find(|(k, _)| *k == m).map(|(_, v)| *v);
     let metrics: Vec<MetricSeries> = runs[0].results[t]
         .metrics
@@ -97,14 +103,17 @@ fn task_scaling(runs: &[&ModelRun], sizes: &[f64], t: usize, task: &str, docs: &
             let per_doc: Vec<Vec<f64>> =
                 runs.iter().map(|r| r.results[t].docs.iter().map(|d| metric_of(d, *m).unwrap_or(f64::NAN)).collect()).collect();
             let aggregate = |r: &ModelRun| r.results[t].metrics.iter().find(|(k, _)| k == m).map(|(_, a)| (a.value, a.stderr));
-            MetricSeries {
-                metric: m.as_str().to_string(),
-                higher_is_better: higher_is_better(*m),
-                values: runs.iter().map(|r| aggregate(r).map_or(f64::NAN, |a| a.0)).collect(),
-                stderrs: runs.iter().map(|r| aggregate(r).and_then(|a| a.1)).collect(),
-                chance: chance(*m, docs),
-                verdict: classify(sizes, &per_doc, higher_is_better(*m), analysis.bootstrap),
-            }
+            MetricSeries::new(
+                m.as_str(),
+                higher_is_better(*m),
+                runs.iter().map(|r| aggregate(r).map_or(f64::NAN, |a| a.0)).collect(),
+                runs.iter().map(|r| aggregate(r).and_then(|a| a.1)).collect(),
+                chance(*m, docs),
+                models,
+                &per_doc,
+                analysis.bootstrap,
+                analysis.pooled,
+            )
         })
         .collect();
     // Right at the smallest model, wrong at the largest, ranked by the rise of the gold loss.
@@ -125,19 +134,21 @@ fn task_scaling(runs: &[&ModelRun], sizes: &[f64], t: usize, task: &str, docs: &
         })
         .collect();
     let has_acc = metrics.iter().any(|s| s.metric == Metric::Acc.as_str());
-    let flips = if has_acc { right_to_wrong(&correct, Some(&loss)) } else { Vec::new() };
-    TaskScaling {
-        task: task.to_string(),
-        documents: docs.len(),
-        metrics,
-        flips_total: flips.len(),
-        flips: flips
-            .iter()
-            .take(analysis.flips)
-            .map(|f| {
-                let doc = &docs[f.doc];
-                FlipDoc::new(f, doc.id, doc.body.prompt(), doc.body.classes(), doc.body.answer().unwrap_or(0))
-            })
-            .collect(),
+    // Right at a family's smallest model, wrong at its largest: families with two or more models.
+    let mut flips_total = Vec::new();
+    let mut flips = Vec::new();
+    for (family, members) in invscale_scale::report::families_of(models) {
+        if !has_acc || members.len() < 2 {
+            continue;
+        }
+        let correct: Vec<Vec<bool>> = members.iter().map(|&i| correct[i].clone()).collect();
+        let loss: Vec<Vec<f64>> = members.iter().map(|&i| loss[i].clone()).collect();
+        let found = right_to_wrong(&correct, Some(&loss));
+        flips_total.push((family.to_string(), found.len()));
+        flips.extend(found.iter().take(analysis.flips).map(|f| {
+            let doc = &docs[f.doc];
+            FlipDoc::new(family, f, doc.id, doc.body.prompt(), doc.body.classes(), doc.body.answer().unwrap_or(0))
+        }));
     }
+    TaskScaling { task: task.to_string(), documents: docs.len(), metrics, flips_total, flips }
 }

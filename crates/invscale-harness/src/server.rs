@@ -23,6 +23,7 @@ fn failed(e: ServerError) -> HarnessError {
 pub(crate) fn connect(options: &ServerOptions, reference: &str, described: Described) -> Result<(ServerScorer, ModelInfo), HarnessError> {
     let server = Server::connect(options, api_key_from_env()).map_err(failed)?;
     let Described { tokenizer, arch, params, context_length, path } = described;
+    let family = crate::info::infer_family(reference, &path, &arch);
     let info = ModelInfo {
         reference: reference.to_string(),
         name: display_name(reference),
@@ -34,6 +35,7 @@ pub(crate) fn connect(options: &ServerOptions, reference: &str, described: Descr
         tokenizer: tokenizer.kind.clone(),
         bos_token: token(&tokenizer, tokenizer.bos_id),
         eos_token: token(&tokenizer, tokenizer.eos_id),
+        family,
         context_length,
     };
     let mut scorer = ServerScorer::new(server, tokenizer, context_length, options.concurrency, ScoreCache::disabled());

@@ -229,6 +229,25 @@ pub fn describe(source: &ModelSource) -> Result<Described> {
     }
 }
 
+/// The model series a GGUF file names in its metadata: `general.basename` ("Qwen2.5-Coder",
+/// "gemma-3"), else `general.name` without its `general.size_label`. Fine-tune tags
+/// (`general.finetune`) are left out: converters fill them inconsistently across the sizes of
+/// one series ("Instruct" next to "Instruct-AWQ"). `None` for a checkpoint folder or a file
+/// without them.
+pub fn family_hint(path: &std::path::Path) -> Option<String> {
+    if !path.is_file() {
+        return None;
+    }
+    let file = GgufFile::open(path).ok()?;
+    let text = |k: &str| file.string(k).ok().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    text("general.basename").or_else(|| {
+        let name = text("general.name")?;
+        let size = text("general.size_label").unwrap_or_default();
+        let stripped = if size.is_empty() { name.clone() } else { name.replace(&size, "") };
+        Some(stripped.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|s| !s.is_empty())
+    })
+}
+
 /// Whether a checkpoint folder holds safetensors weights.
 fn has_weights(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".safetensors")))

@@ -8,6 +8,7 @@ use crate::trend::Trend;
 
 const STYLE: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif; margin: 2rem auto; max-width: 1400px; padding: 0 1rem; color: #1d1d1f; }
+.warning { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.4rem 0.8rem; }
 h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ddd; padding-bottom: 0.3rem; }
 code, pre { font-family: 'DejaVu Sans Mono', ui-monospace, monospace; font-size: 0.85rem; }
 pre { background: #f6f6f6; padding: 0.6rem; white-space: pre-wrap; word-break: break-word; max-height: 14rem; overflow: auto; }
@@ -84,39 +85,35 @@ pub fn render(report: &ScalingReport, grid: Option<&Figure>, figures: &[Figure],
     }
     h += "</table>\n";
 
-    h += "<h2 id=\"verdicts\">Verdicts</h2>\n<table><tr><th>task</th><th>documents</th>";
-    let metric_names: Vec<&str> = {
-        let mut v: Vec<&str> = Vec::new();
-        for t in &report.tasks {
-            for s in &t.metrics {
-                if !v.contains(&s.metric.as_str()) {
-                    v.push(&s.metric);
-                }
-            }
-        }
-        v
-    };
-    for m in &metric_names {
-        h += &format!("<th>{}</th>", escape(m));
+    for w in report.warnings() {
+        h += &format!("<p class=\"warning\">warning: {}</p>\n", escape(&w));
     }
-    h += "</tr>\n";
-    for t in &report.tasks {
-        h += &format!("<tr><td><a href=\"#{}\">{}</a></td><td>{}</td>", escape(&t.task), escape(&t.task), t.documents);
-        for m in &metric_names {
-            h += &match t.metric(m) {
-                Some(s) => format!("<td>{}</td>", badge(s.verdict.trend)),
-                None => "<td>–</td>".to_string(),
-            };
-        }
-        h += "</tr>\n";
+    h += "<h2 id=\"verdicts\">Verdicts</h2>\n<table><tr><th>task</th><th>metric</th><th>family</th><th>trend</th><th>p (Holm-adjusted)</th><th>evidence</th></tr>\n";
+    for (t, s, v) in report.verdict_rows() {
+        let d = &v.verdict;
+        h += &format!(
+            "<tr><td><a href=\"#{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{:.4} ({:.4})</td><td class=\"evidence\">{}</td></tr>\n",
+            escape(&t.task),
+            escape(t.short_name()),
+            escape(&s.metric),
+            escape(&v.family),
+            badge(d.trend),
+            d.p_value,
+            d.p_adjusted,
+            escape(&d.description)
+        );
     }
     h += "</table>\n";
     h += &format!(
-        "<p class=\"note\">Each verdict comes from a paired bootstrap over documents ({} resamples, {:.0}% intervals): the slope of the \
-metric against ln(size), and with three or more sizes the curvature. A trend is called only when its interval excludes zero \
-(a U or inverted-U also needs its turning point inside the range of sizes); everything else is flat / inconclusive.</p>\n",
+        "<p class=\"note\">Verdicts are per family: models of different families are never one trend. Each comes from a paired \
+bootstrap over documents ({} resamples, {:.0}% intervals): a monotone trend by Kendall's tau of size against the metric on each \
+resample, a U or inverted-U by the two-lines test (Simonsohn 2018: both slopes either side of the interior extreme significant, \
+with opposite signs). The report's {} tests are Holm-adjusted together and called at {:.2}; everything else is flat / \
+inconclusive. A family with one size gets no trend.</p>\n",
         report.bootstrap.resamples,
-        report.bootstrap.level * 100.0
+        report.bootstrap.level * 100.0,
+        report.tests_adjusted(),
+        report.bootstrap.alpha()
     );
     if let Some(g) = grid {
         h += "<h2 id=\"overview\">Accuracy on every task</h2>\n";
@@ -160,28 +157,30 @@ fn task_section(report: &ScalingReport, t: &TaskScaling, fig: &Figure, flips_sho
     }
     h += "</table>\n<ul>\n";
     for s in &t.metrics {
-        let v = &s.verdict;
-        h += &format!(
-            "<li><strong>{}</strong>: {} <span class=\"note\">confidence {:.2}</span> — <span class=\"evidence\">{}</span></li>\n",
-            escape(&s.metric),
-            badge(v.trend),
-            v.confidence,
-            escape(&v.evidence)
-        );
+        h += &format!("<li><strong>{}</strong>: {}<ul>\n", escape(&s.metric), escape(&s.summary(&report.models)));
+        for v in &s.verdicts {
+            let d = &v.verdict;
+            h += &format!(
+                "<li>{}: {} {} — <span class=\"evidence\">{}</span></li>\n",
+                escape(&v.family),
+                badge(d.trend),
+                escape(&d.description),
+                escape(&d.evidence)
+            );
+        }
+        h += "</ul></li>\n";
     }
     h += "</ul>\n";
-    let (first, last) = (&report.models[0].name, &report.models[report.models.len() - 1].name);
-    h += &format!(
-        "<h3>Right at {} and wrong at {}: {} document(s)</h3>\n",
-        escape(first),
-        escape(last),
-        t.flips_total
-    );
+    for (family, n) in &t.flips_total {
+        h += &format!("<h3>{}: right at its smallest model and wrong at its largest: {} document(s)</h3>\n", escape(family), n);
+    }
     if !t.flips.is_empty() {
         h += "<p class=\"note\">Ranked by how far the largest model moved away from the gold answer (rise in its loss).</p>\n<ol class=\"flips\">\n";
         for f in t.flips.iter().take(flips_shown) {
             h += &format!("<li>doc {} — loss +{:.2} nats; ", f.doc_id, f.loss_increase);
-            for (m, ok) in report.models.iter().zip(&f.correct) {
+            let members = report.families().into_iter().find(|(fam, _)| *fam == f.family).map_or(Vec::new(), |(_, m)| m);
+            h += &format!("{}: ", escape(&f.family));
+            for (m, ok) in members.iter().map(|&i| &report.models[i]).zip(&f.correct) {
                 h += &format!(
                     "{} <span class=\"{}\">{}</span> ",
                     escape(&m.name),

@@ -8,8 +8,8 @@ pub mod plot;
 pub mod report;
 pub mod trend;
 
-pub use report::{Axis, FlipDoc, MetricSeries, ModelPoint, ScalingReport, Skipped, TaskScaling};
-pub use trend::{Options, Trend, Verdict, classify};
+pub use report::{Axis, FamilyVerdict, FlipDoc, MetricSeries, ModelPoint, ScalingReport, Skipped, TaskScaling};
+pub use trend::{Options, Tests, Trend, Verdict, analyse, classify, decide_all, holm};
 
 /// Every file of a report, as (path relative to the output folder, contents): `scaling.json`,
 /// `scaling.md`, `report.html`, and under `plots/` each task's figure and the accuracy grid as

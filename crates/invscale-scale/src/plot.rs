@@ -10,6 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+pub use crate::report::metric_label;
 use crate::report::{Axis, MetricSeries, ModelPoint, ScalingReport, TaskScaling};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -52,15 +53,12 @@ fn register_font() {
     });
 }
 
-/// What a metric is called on an axis.
-pub fn metric_label(metric: &str) -> &str {
-    match metric {
-        "acc" => "accuracy",
-        "acc_norm" => "accuracy (length-normalised)",
-        "acc_bytes" => "accuracy (byte-normalised)",
-        "loss" => "loss (nats)",
-        "coverage" => "log-prob of the classes",
-        other => other,
+/// A family's legend entry: its name and its verdict on this metric, or that it has one size
+/// (a line is drawn per family only: two families are never joined).
+fn family_label(family: &str, s: &MetricSeries) -> String {
+    match s.verdicts.iter().find(|v| v.family == family) {
+        Some(v) => format!("{family} ({})", v.verdict.trend.label()),
+        None => format!("{family} (one size)"),
     }
 }
 
@@ -73,7 +71,7 @@ pub fn task_figure(report: &ScalingReport, task: &TaskScaling) -> Result<Figure,
     let panels: Vec<Panel> = chosen
         .iter()
         .enumerate()
-        .map(|(i, s)| Panel { title: format!("{}: {} ({})", task.short_name(), s.metric, s.verdict.trend.label()), series: s, legend: i == 0 })
+        .map(|(i, s)| Panel { title: format!("{}: {}", task.short_name(), s.metric), series: s, legend: i == 0 })
         .collect();
     render(&report.models, report.axis, &report.families(), &panels, panels.len().max(1))
 }
@@ -85,7 +83,7 @@ pub fn grid_figure(report: &ScalingReport, metric: &str) -> Result<Option<Figure
         .iter()
         .filter_map(|t| t.metric(metric).map(|s| (t, s)))
         .enumerate()
-        .map(|(i, (t, s))| Panel { title: format!("{} ({})", t.short_name(), s.verdict.trend.label()), series: s, legend: i == 0 })
+        .map(|(i, (t, s))| Panel { title: t.short_name().to_string(), series: s, legend: i == 0 })
         .collect();
     if panels.is_empty() {
         return Ok(None);
@@ -244,7 +242,7 @@ fn draw_panel<DB: DrawingBackend>(
         let points: Vec<(f64, f64)> = members.iter().map(|&i| (models[i].size, s.values[i])).filter(|p| p.1.is_finite()).collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(*family)
+            .label(family_label(family, s))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         chart.draw_series(members.iter().filter_map(|&i| {

@@ -7,18 +7,17 @@ use std::process::Command;
 
 use invscale_scale::plot::{PALETTE, grid_figure, task_figure};
 use invscale_scale::trend::SplitMix64;
-use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingReport, TaskScaling, classify, report_files};
+use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingReport, TaskScaling, report_files};
 
 /// Two families (three sizes and one), two tasks: one whose accuracy falls with size on
 /// per-document data, one flat.
 fn report() -> ScalingReport {
     let models = vec![
-        ModelPoint { name: "tiny-125m".into(), family: "Tiny".into(), parameters: 125_000_000, size: 125e6, non_embedding_parameters: 0, scored_by: "in-process (f32)".into() },
-        ModelPoint { name: "other-300m".into(), family: "Other".into(), parameters: 300_000_000, size: 300e6, non_embedding_parameters: 0, scored_by: "in-process (f32)".into() },
-        ModelPoint { name: "tiny-1.3b".into(), family: "Tiny".into(), parameters: 1_300_000_000, size: 1.3e9, non_embedding_parameters: 0, scored_by: "in-process (f32)".into() },
-        ModelPoint { name: "tiny-6.7b".into(), family: "Tiny".into(), parameters: 6_700_000_000, size: 6.7e9, non_embedding_parameters: 0, scored_by: "in-process (f32)".into() },
+        ModelPoint { name: "tiny-125m".into(), family: "Tiny".into(), parameters: 125_000_000, size: 125e6, non_embedding_parameters: 0, scored_by: "in-process (f32)".into(), architecture: "llama".into(), tokenizer: "gpt2".into() },
+        ModelPoint { name: "other-300m".into(), family: "Other".into(), parameters: 300_000_000, size: 300e6, non_embedding_parameters: 0, scored_by: "in-process (f32)".into(), architecture: "llama".into(), tokenizer: "gpt2".into() },
+        ModelPoint { name: "tiny-1.3b".into(), family: "Tiny".into(), parameters: 1_300_000_000, size: 1.3e9, non_embedding_parameters: 0, scored_by: "in-process (f32)".into(), architecture: "llama".into(), tokenizer: "gpt2".into() },
+        ModelPoint { name: "tiny-6.7b".into(), family: "Tiny".into(), parameters: 6_700_000_000, size: 6.7e9, non_embedding_parameters: 0, scored_by: "in-process (f32)".into(), architecture: "llama".into(), tokenizer: "gpt2".into() },
     ];
-    let sizes: Vec<f64> = models.iter().map(|m| m.size).collect();
     let mut rng = SplitMix64::new(7);
     let n = 400;
     let task = |name: &str, p_right: &[f64], rng: &mut SplitMix64| {
@@ -31,39 +30,35 @@ fn report() -> ScalingReport {
                 .zip(&means)
                 .map(|(d, m)| Some((d.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt() / (n as f64).sqrt()))
                 .collect();
-            MetricSeries {
-                metric: metric.into(),
-                higher_is_better: higher,
-                values: means,
-                stderrs,
-                chance: Some(chance),
-                verdict: classify(&sizes, per_doc, higher, Options { resamples: 300, ..Options::default() }),
-            }
+            MetricSeries::new(metric, higher, means, stderrs, Some(chance), &models, per_doc, Options { resamples: 300, ..Options::default() }, false)
         };
         TaskScaling {
             task: name.into(),
             documents: n,
             metrics: vec![series("acc", &acc, true, 0.5), series("loss", &loss, false, 2f64.ln())],
-            flips_total: 1,
+            flips_total: vec![("Tiny".into(), 1)],
             flips: vec![FlipDoc {
+                family: "Tiny".into(),
                 doc_id: 3,
                 prompt: "Q: Is <b>this</b> & that \"quoted\"?\nA:".into(),
                 classes: vec![" Yes".into(), " No".into()],
                 gold: 1,
-                correct: vec![true, true, false, false],
+                correct: vec![true, false, false],
                 loss_increase: 1.25,
             }],
         }
     };
     let tasks = vec![task("inverse_scaling_falls", &[0.85, 0.75, 0.55, 0.3], &mut rng), task("inverse_scaling_flat", &[0.6; 4], &mut rng)];
-    ScalingReport {
+    let mut report = ScalingReport {
         command: "invscale scale --models a,b,c,d --tasks falls,flat".into(),
         axis: Axis::Parameters,
         models,
         bootstrap: Options { resamples: 300, ..Options::default() },
         tasks,
         skipped: vec![invscale_scale::Skipped { task: "inverse_scaling_sig_figs".into(), reason: "no data".into() }],
-    }
+    };
+    report.adjust();
+    report
 }
 
 struct Image {
@@ -98,9 +93,20 @@ fn rgb(c: plotters::style::RGBColor) -> [u8; 3] {
 
 #[test]
 fn the_falling_task_is_called_inverse_and_the_flat_one_is_not() {
+    // Per family: "Tiny" (three sizes) gets a verdict, "Other" (one model) none.
     let r = report();
-    assert_eq!(r.tasks[0].metric("acc").unwrap().verdict.trend, invscale_scale::Trend::Inverse);
-    assert_eq!(r.tasks[1].metric("acc").unwrap().verdict.trend, invscale_scale::Trend::Flat);
+    let acc = r.tasks[0].metric("acc").unwrap();
+    assert_eq!(acc.verdicts.len(), 1, "{:?}", acc.verdicts);
+    assert_eq!((acc.verdicts[0].family.as_str(), acc.verdicts[0].verdict.trend), ("Tiny", invscale_scale::Trend::Inverse));
+    assert_eq!(acc.verdicts[0].members, vec![0, 2, 3]);
+    assert_eq!(r.tasks[1].metric("acc").unwrap().verdicts[0].verdict.trend, invscale_scale::Trend::Flat);
+    let summary = acc.summary(&r.models);
+    assert!(summary.contains("inverse in 1 of 1 families (Tiny)") && summary.contains("one size only, so no trend: Other"), "{summary}");
+    // The report's tests are adjusted together: 2 tasks x 2 metrics x (tau + curve where tried).
+    let n = r.tests_adjusted();
+    assert!((4..=8).contains(&n), "{n}");
+    let v = &acc.verdicts[0].verdict;
+    assert!(v.p_adjusted >= v.p_value && v.description.starts_with("accuracy falls with size"), "{v:?}");
 }
 
 #[test]
@@ -120,7 +126,7 @@ fn task_plot_renders_lines_markers_text_and_axis_labels() {
     }
     assert!(img.rgb.iter().filter(|p| p.iter().all(|&c| c < 60)).count() > 500, "no text or axes drawn");
     // The SVG: text as text, axis descriptions and titles present.
-    for needle in ["<svg", "parameters", "accuracy", "loss (nats)", "falls: acc (inverse)", "chance", "Tiny", "Other", "100M", "1B", "10B"] {
+    for needle in ["<svg", "parameters", "accuracy", "loss (nats)", "falls: acc", "Tiny (inverse)", "Other (one size)", "chance", "100M", "1B", "10B"] {
         assert!(fig.svg.contains(needle), "SVG lacks {needle:?}");
     }
 }
@@ -130,7 +136,7 @@ fn grid_has_a_panel_per_task() {
     let r = report();
     let fig = grid_figure(&r, "acc").unwrap().expect("tasks with accuracy");
     assert_eq!((fig.width, fig.height), (920, 340), "two tasks: one row of two");
-    assert!(fig.svg.contains("falls (inverse)") && fig.svg.contains("flat (flat / inconclusive)"));
+    assert!(fig.svg.contains("falls") && fig.svg.contains("flat") && fig.svg.contains("Tiny (inverse)"));
     let img = decode_png(&fig.png);
     assert!(non_white_fraction(&img) > 0.03);
     assert!(grid_figure(&r, "brier_score").unwrap().is_none());
@@ -155,7 +161,18 @@ fn report_files_and_their_contents() {
     }
     let json: serde_json::Value = serde_json::from_slice(&files.iter().find(|(n, _)| n == "scaling.json").unwrap().1).unwrap();
     let t = &json["tasks"][0];
-    assert_eq!(t["verdicts"]["acc"]["trend"], "inverse");
+    // scaling.json's contract: every verdict an object with at least these fields.
+    let verdicts = json["verdicts"].as_array().unwrap();
+    for v in verdicts {
+        for key in ["family", "task", "metric", "trend", "method", "interval", "p_value", "p_adjusted"] {
+            assert!(!v[key].is_null(), "verdict lacks {key}: {v}");
+        }
+        assert!(["inverse", "positive", "u_shaped", "inverted_u", "flat"].contains(&v["trend"].as_str().unwrap()), "{v}");
+    }
+    let acc = verdicts.iter().find(|v| v["task"] == "inverse_scaling_falls" && v["metric"] == "acc").unwrap();
+    assert_eq!((acc["family"].as_str(), acc["trend"].as_str()), (Some("Tiny"), Some("inverse")));
+    assert_eq!(json["multiplicity"]["method"], "holm");
+    assert!(t["summary"]["acc"].as_str().unwrap().contains("Other"));
     assert_eq!(t["models"][1]["family"], "Other");
     assert_eq!(t["chance"]["acc"], 0.5);
     assert_eq!(t["flips"][0]["classes"][1], " No");

@@ -56,12 +56,16 @@ pub struct AnalysisArgs {
     device: String,
     #[arg(long, value_enum, default_value_t = Bos::Auto)]
     bos: Bos,
-    /// Bootstrap resamples over documents for the verdicts' intervals.
-    #[arg(long, default_value_t = 2000)]
+    /// Bootstrap resamples over documents for the verdicts' tests (the smallest p-value is
+    /// 2/(N+1), before Holm's adjustment over the report's tests).
+    #[arg(long, default_value_t = 10_000)]
     resamples: usize,
-    /// Level of the intervals (a trend is called only outside them).
+    /// Level of the intervals; tests are called at 1 − level after adjustment.
     #[arg(long, default_value_t = 0.95)]
     level: f64,
+    /// Also fit all families together, one intercept each (verdicts stay per family too).
+    #[arg(long)]
+    pooled: bool,
     /// Right-to-wrong documents to show per task.
     #[arg(long, default_value_t = 5)]
     flips: usize,
@@ -256,6 +260,6 @@ fn analyse(members: &[Member], x: SizeAxis, tasks: &TaskSet, a: &AnalysisArgs) -
         eprintln!("error: {e}");
         ExitCode::from(if failure { BAD_INPUT } else { 1 })
     })?;
-    let analysis = Analysis { axis: x.axis(), bootstrap: a.bootstrap(), flips: a.flips, limit: a.limit };
+    let analysis = Analysis { axis: x.axis(), bootstrap: a.bootstrap(), flips: a.flips, limit: a.limit, pooled: a.pooled };
     Ok(scaling::report(members, &runs, tasks, analysis, invscale_harness::run_files::command_line()))
 }
