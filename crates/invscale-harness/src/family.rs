@@ -10,6 +10,9 @@
 //! path = "Qwen/Qwen3-235B-A22B"  # the tokenizer; the weights are on the server
 //! server = "http://gpu-node:8000"
 //! params = 235e9
+//! [[model]]
+//! results = "runs/pythia-1b"    # a finished run's output folder (invscale or lm_eval): no rerun
+//! params = 1.01e9
 //! ```
 
 use std::path::Path;
@@ -24,8 +27,12 @@ use crate::models::{ModelRequest, Placement};
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
-    /// A `.gguf`, a folder or a hub id.
+    /// A `.gguf`, a folder or a hub id (empty for a stored run).
+    #[serde(default)]
     pub path: String,
+    /// A finished run's output folder instead of a model: `invscale run --output-path DIR
+    /// --log-samples` or `lm_eval --output_path DIR --log_samples`, read without a rerun.
+    pub results: Option<String>,
     pub label: Option<String>,
     /// One line per family in the plots.
     pub family: Option<String>,
@@ -58,6 +65,7 @@ impl Member {
     pub fn new(path: &str) -> Member {
         Member {
             path: path.into(),
+            results: None,
             label: None,
             family: None,
             params: None,
@@ -107,7 +115,21 @@ pub fn read(path: &Path) -> Result<Vec<Member>, String> {
     })?;
     let name = file.name;
     let base = path.parent().unwrap_or(Path::new(""));
-    Ok(file.model.into_iter().map(|m| Member { path: member_path(base, &m.path), family: m.family.or_else(|| name.clone()), ..m }).collect())
+    let members: Vec<Member> = file
+        .model
+        .into_iter()
+        .map(|m| Member {
+            path: if m.path.is_empty() { String::new() } else { member_path(base, &m.path) },
+            results: m.results.as_deref().map(|r| member_path(base, r)),
+            family: m.family.or_else(|| name.clone()),
+            ..m
+        })
+        .collect();
+    if let Some((i, m)) = members.iter().enumerate().find(|(_, m)| m.path.is_empty() == m.results.is_none()) {
+        let what = if m.path.is_empty() { "neither `path` nor `results`" } else { "both `path` and `results`" };
+        return Err(format!("{}: [[model]] number {}: {what}; give one (a model to run, or a finished run's folder)", path.display(), i + 1));
+    }
+    Ok(members)
 }
 
 /// A family file's `path`: `~/` is the home folder, a relative path that exists beside the

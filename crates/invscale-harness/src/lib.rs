@@ -34,6 +34,7 @@ pub mod observer;
 pub mod run_files;
 pub mod scaling;
 pub mod server;
+pub mod stored;
 pub mod tasks;
 pub mod text;
 

@@ -8,7 +8,10 @@ use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingRe
 use invscale_tasks::spec::Metric;
 use invscale_tasks::Document;
 
-use crate::evaluate::ModelRun;
+use crate::error::HarnessError;
+use crate::evaluate::{ModelRun, evaluate};
+use crate::models::ModelRequest;
+use crate::observer::Observer;
 use crate::family::Member;
 use crate::tasks::TaskSet;
 
@@ -64,6 +67,30 @@ pub fn report(members: &[Member], runs: &[ModelRun], tasks: &TaskSet, analysis: 
     report
 }
 
+/// A run per member, in their order: stored runs read from their folders first (a bad folder is
+/// found before any model time is spent), then every other member evaluated (`request` says how).
+pub fn family_runs(
+    members: &[Member],
+    request: impl Fn(&Member) -> ModelRequest,
+    axis: Axis,
+    tasks: &TaskSet,
+    options: &crate::evaluate::Options,
+    observer: &mut dyn Observer,
+) -> Result<Vec<ModelRun>, HarnessError> {
+    let mut stored = Vec::new();
+    for (m, dir) in members.iter().filter_map(|m| m.results.as_ref().map(|dir| (m, dir))) {
+        let run = crate::stored::read(std::path::Path::new(dir), tasks, options.limit)?;
+        if run.model.params == 0 && m.params.is_none() && axis == Axis::Parameters {
+            return Err(HarnessError::BadInput(format!("{dir}: the results do not say the model's size: give `params` in the family file")));
+        }
+        stored.push(run);
+    }
+    let requests: Vec<ModelRequest> = members.iter().filter(|m| m.results.is_none()).map(request).collect();
+    let live = if requests.is_empty() { Vec::new() } else { evaluate(&requests, tasks, options, observer)? };
+    let (mut stored, mut live) = (stored.into_iter(), live.into_iter());
+    Ok(members.iter().map(|m| if m.results.is_some() { stored.next() } else { live.next() }.expect("a run per member")).collect())
+}
+
 /// Writes `report`'s files (scaling.json, scaling.md, report.html, plots/) into `dir`, each
 /// whole or not at all; how many.
 pub fn write_files(dir: &std::path::Path, report: &ScalingReport, flips: usize) -> Result<usize, String> {
@@ -77,6 +104,9 @@ pub fn write_files(dir: &std::path::Path, report: &ScalingReport, flips: usize) 
 /// `in-process (f32)`, or `server URL (API, model NAME)` from the run's server record.
 fn scored_by(run: &ModelRun) -> String {
     let field = |k: &str| run.server[k].as_str().unwrap_or("?").to_string();
+    if run.model.dtype == crate::stored::STORED {
+        return format!("{} {}", crate::stored::STORED, run.model.path.display());
+    }
     if run.server.is_null() { format!("in-process ({})", run.model.dtype) } else { format!("server {} ({} API, model {})", field("url"), field("api"), field("served_model")) }
 }
 

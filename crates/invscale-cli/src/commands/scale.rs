@@ -12,7 +12,7 @@ use invscale_harness::console::Console;
 use invscale_harness::family::{self, Member};
 use invscale_harness::models::parse_devices;
 use invscale_harness::scaling::{self, Analysis};
-use invscale_harness::{ModelRequest, Options, TaskSet, evaluate};
+use invscale_harness::{Options, TaskSet};
 use invscale_scale::{Axis, ScalingReport};
 use invscale_tasks::dataset::check;
 use invscale_tasks::diag::Severity;
@@ -251,14 +251,14 @@ fn analyse(members: &[Member], x: SizeAxis, tasks: &TaskSet, a: &AnalysisArgs) -
         ExitCode::from(BAD_INPUT)
     })?;
     let tuning = a.server.options();
-    let requests: Vec<ModelRequest> = members.iter().map(|m| m.request(a.dtype.precision(), &devices, &tuning)).collect();
+
     // The paper's plots show loss too.
     let settings = RunSettings { bos: a.bos.into(), extra_metrics: vec![Metric::Loss], ..RunSettings::default() };
     let options = Options { settings, limit: a.limit, cache: CacheOptions { dir: a.cache_dir.clone(), disabled: a.no_cache } };
-    let runs = evaluate(&requests, tasks, &options, &mut Console::default()).map_err(|e| {
-        let failure = e.is_bad_input();
+    let request = |m: &Member| m.request(a.dtype.precision(), &devices, &tuning);
+    let runs = scaling::family_runs(members, request, x.axis(), tasks, &options, &mut Console::default()).map_err(|e| {
         eprintln!("error: {e}");
-        ExitCode::from(if failure { BAD_INPUT } else { 1 })
+        ExitCode::from(if e.is_bad_input() { BAD_INPUT } else { 1 })
     })?;
     let analysis = Analysis { axis: x.axis(), bootstrap: a.bootstrap(), flips: a.flips, limit: a.limit, pooled: a.pooled };
     Ok(scaling::report(members, &runs, tasks, analysis, invscale_harness::run_files::command_line()))

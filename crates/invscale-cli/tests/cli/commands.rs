@@ -393,3 +393,74 @@ fn run_with_the_layers_split_gives_one_devices_samples() {
     assert_eq!(split.len(), 3);
     assert_eq!(split, one, "the split model's log-likelihoods are one device's");
 }
+
+/// Issue 23: a report from stored runs equals the report from invscale's own runs of the same
+/// models. The stored runs are lm-evaluation-harness's own output folders (PyPI lm_eval 0.4.13,
+/// `hf` backend, float32, `--log_samples`, the first 40 NeQA documents; made by
+/// reference/lm_eval_stored_runs.py, the documents' text taken out), read through a family
+/// file's `results = …`; the live runs score the same tiny checkpoints in-process. The sizes are
+/// given (`params`) so that both reports put the models at the same place on the axis.
+#[test]
+fn a_report_from_lm_eval_output_folders_equals_one_from_invscale_runs() {
+    let data = shared_data();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tiny = root.join("invscale-models/tests/fixtures/tiny");
+    let stored = root.join("invscale-harness/tests/fixtures/lm-eval-runs");
+    let dir = tempfile::tempdir().unwrap();
+    let report = |name: &str, key: &str, gpt2: &Path, opt: &Path| -> serde_json::Value {
+        let family = dir.path().join(format!("{name}.toml"));
+        let entry = |p: &Path, label: &str, params: &str| format!("[[model]]\n{key} = {:?}\nlabel = \"{label}\"\nparams = {params}\nfamily = \"tiny\"\n", p.display().to_string());
+        std::fs::write(&family, entry(gpt2, "gpt2", "1e6") + &entry(opt, "opt", "2e6")).unwrap();
+        let out = dir.path().join(name);
+        let o = invscale(&[
+            "scale", "--family", family.to_str().unwrap(), "--tasks", "neqa", "--limit", "40", "--no-cache", "--resamples", "500",
+            "--data-dir", data.to_str().unwrap(), "--output-path", out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        serde_json::from_str(&std::fs::read_to_string(out.join("scaling.json")).unwrap()).unwrap()
+    };
+    let from_lm_eval = report("stored", "results", &stored.join("gpt2"), &stored.join("opt"));
+    let from_invscale = report("live", "path", &tiny.join("gpt2"), &tiny.join("opt"));
+    let (a, b) = (&from_lm_eval["tasks"][0], &from_invscale["tasks"][0]);
+    assert_eq!(a["documents"], 40);
+    for (ma, mb) in a["models"].as_array().unwrap().iter().zip(b["models"].as_array().unwrap()) {
+        assert_eq!(ma["model"], mb["model"]);
+        assert!(ma["scored_by"].as_str().unwrap().starts_with("stored results"), "{}", ma["scored_by"]);
+        // acc/acc_norm: lm-eval's per-document values, the same means and stderrs to 1e-12;
+        // the loss from lm-eval's log-likelihoods, within the parity tolerance (1e-3 nats).
+        for metric in ["acc", "acc_norm"] {
+            let (x, y) = (&ma["metrics"][metric], &mb["metrics"][metric]);
+            for k in ["value", "stderr"] {
+                assert!((x[k].as_f64().unwrap() - y[k].as_f64().unwrap()).abs() < 1e-12, "{metric} {k}: {x} vs {y}");
+            }
+        }
+        let (x, y) = (ma["metrics"]["loss"]["value"].as_f64().unwrap(), mb["metrics"]["loss"]["value"].as_f64().unwrap());
+        assert!((x - y).abs() < 1e-3, "loss {x} vs {y}");
+    }
+    let verdicts = |r: &serde_json::Value| r["verdicts"].as_array().unwrap().clone();
+    let (va, vb) = (verdicts(&from_lm_eval), verdicts(&from_invscale));
+    assert_eq!(va.len(), 3, "acc, acc_norm and loss for the one family: {va:?}");
+    for (x, y) in va.iter().zip(&vb) {
+        for key in ["family", "task", "metric", "trend", "method", "interval_of"] {
+            assert_eq!(x[key], y[key], "{key}: {x} vs {y}");
+        }
+        for key in ["p_value", "p_adjusted"] {
+            assert!((x[key].as_f64().unwrap() - y[key].as_f64().unwrap()).abs() < 1e-9, "{key}: {x} vs {y}");
+        }
+    }
+    // A folder that holds no run: the error names it, exit 2.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let family = dir.path().join("bad.toml");
+    std::fs::write(&family, format!("[[model]]\nresults = {:?}\nparams = 1e6\n[[model]]\npath = {:?}\n", empty.display().to_string(), tiny.join("opt").display().to_string())).unwrap();
+    let o = invscale(&["scale", "--family", family.to_str().unwrap(), "--tasks", "neqa", "--limit", "40", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no results_*.json") && stderr(&o).contains(&empty.display().to_string()), "{}", stderr(&o));
+    // A stored run with another --limit than the report's: said so.
+    let o = invscale(&[
+        "scale", "--family", dir.path().join("stored.toml").to_str().unwrap(), "--tasks", "neqa", "--limit", "50",
+        "--data-dir", data.to_str().unwrap(), "--no-cache",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds documents 0..39") && stderr(&o).contains("--limit"), "{}", stderr(&o));
+}
