@@ -40,6 +40,8 @@ pub struct Member {
     pub params: Option<f64>,
     pub train_tokens: Option<f64>,
     pub train_flops: Option<f64>,
+    /// The training step of a checkpoint, for `--x step` (else read from `@stepN`).
+    pub step: Option<f64>,
     /// Scored on this server (`run --server`'s URL) instead of in-process; `path` then gives the
     /// tokenizer and names the model in the cache.
     pub server: Option<String>,
@@ -71,6 +73,7 @@ impl Member {
             params: None,
             train_tokens: None,
             train_flops: None,
+            step: None,
             server: None,
             served_model: None,
             server_api: None,
@@ -95,6 +98,7 @@ impl Member {
             Axis::Parameters => self.params.unwrap_or(counted_params as f64),
             Axis::TrainingTokens => self.train_tokens.unwrap_or(f64::NAN),
             Axis::TrainingFlops => self.train_flops.unwrap_or(f64::NAN),
+            Axis::TrainingStep => self.step.or_else(|| invscale_scale::report::step_of(&self.path).map(|s| s as f64)).unwrap_or(f64::NAN),
         }
     }
 }
@@ -151,9 +155,14 @@ pub fn check(members: &[Member], axis: Axis) -> Result<(), String> {
         Axis::Parameters => false,
         Axis::TrainingTokens => m.train_tokens.is_none(),
         Axis::TrainingFlops => m.train_flops.is_none(),
+        Axis::TrainingStep => m.size(axis, 0).is_nan(),
     });
     if let Some(m) = missing {
-        return Err(format!("--x needs `train_tokens`/`train_flops` for every model of the family file; `{}` has none", m.path));
+        let field = match axis {
+            Axis::TrainingStep => "a step (`@stepN` in its name, or `step` in the family file)",
+            _ => "`train_tokens`/`train_flops` in the family file",
+        };
+        return Err(format!("--x needs {field} for every model; `{}` has none", m.path));
     }
     // Only a GGUF's tensors can be counted without the weights (which are on the server).
     let uncounted = members.iter().find(|m| {
@@ -166,4 +175,21 @@ pub fn check(members: &[Member], axis: Axis) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_training_step_comes_from_the_revision_or_the_file() {
+        let at = Member::new("EleutherAI/pythia-410m@step143000");
+        assert_eq!(at.size(Axis::TrainingStep, 0), 143000.0);
+        let given = Member { step: Some(5.0), ..Member::new("some/model") };
+        assert_eq!(given.size(Axis::TrainingStep, 0), 5.0);
+        let neither = [Member::new("a/b@main"), Member::new("a/b@step1")];
+        let e = check(&neither, Axis::TrainingStep).unwrap_err();
+        assert!(e.contains("a step (`@stepN`") && e.contains("a/b@main"), "{e}");
+        assert!(check(&[Member::new("a/b@step1"), Member::new("a/b@step2")], Axis::TrainingStep).is_ok());
+    }
 }

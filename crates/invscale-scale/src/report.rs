@@ -15,6 +15,8 @@ pub enum Axis {
     Parameters,
     TrainingTokens,
     TrainingFlops,
+    /// Checkpoints of one model over training (`@stepN`, or `step` in the family file).
+    TrainingStep,
 }
 
 impl Axis {
@@ -23,6 +25,7 @@ impl Axis {
             Axis::Parameters => "parameters",
             Axis::TrainingTokens => "training tokens",
             Axis::TrainingFlops => "training FLOPs",
+            Axis::TrainingStep => "training step",
         }
     }
 
@@ -102,23 +105,30 @@ impl MetricSeries {
         pooled: bool,
     ) -> MetricSeries {
         let mut verdicts = Vec::new();
-        let families = families_of(models);
-        let trended: Vec<&(&str, Vec<usize>)> = families.iter().filter(|(_, m)| distinct_sizes(models, m) >= 2).collect();
-        let mut add = |family: String, members: Vec<usize>, strata: Vec<usize>| {
+        let families: Vec<(&str, Vec<usize>)> = families_of(models);
+        let trended: Vec<(&str, Vec<usize>, Option<f64>)> = families
+            .iter()
+            .filter(|(_, m)| distinct_sizes(models, m) >= 2)
+            .map(|(f, m)| {
+                let (line, noise) = one_per_size(models, m, per_doc);
+                (*f, line, noise)
+            })
+            .collect();
+        let mut add = |family: String, members: Vec<usize>, strata: Vec<usize>, noise_floor: Option<f64>| {
             let sizes: Vec<f64> = members.iter().map(|&i| models[i].size).collect();
             let values: Vec<Vec<f64>> = members.iter().map(|&i| per_doc[i].clone()).collect();
             let tests = analyse(&sizes, &values, &strata, higher_is_better, options);
             let verdict = decide_all(std::slice::from_ref(&tests), &[None]).remove(0);
-            verdicts.push(FamilyVerdict { family, members, tests, noise_floor: None, verdict });
+            verdicts.push(FamilyVerdict { family, members, tests, noise_floor, verdict });
         };
-        for (family, members) in &trended {
-            add(family.to_string(), members.clone(), vec![0; members.len()]);
+        for (family, members, noise) in &trended {
+            add(family.to_string(), members.clone(), vec![0; members.len()], *noise);
         }
         if pooled && trended.len() >= 2 {
-            let names: Vec<&str> = trended.iter().map(|(f, _)| *f).collect();
+            let names: Vec<&str> = trended.iter().map(|(f, _, _)| *f).collect();
             let (members, strata): (Vec<usize>, Vec<usize>) =
-                trended.iter().enumerate().flat_map(|(k, (_, m))| m.iter().map(move |&i| (i, k))).unzip();
-            add(format!("pooled ({})", names.join(", ")), members, strata);
+                trended.iter().enumerate().flat_map(|(k, (_, m, _))| m.iter().map(move |&i| (i, k))).unzip();
+            add(format!("pooled ({})", names.join(", ")), members, strata, None);
         }
         MetricSeries { metric: metric.to_string(), higher_is_better, values, stderrs, chance, verdicts }
     }
@@ -141,6 +151,41 @@ impl MetricSeries {
         }
         if parts.is_empty() { "no family has two sizes: no trend can be called".into() } else { parts.join("; ") }
     }
+}
+
+/// A family's line, one model per size, and the noise floor its repeated sizes give.
+///
+/// Several models of one size in a family are checkpoints of that size (`pythia-410m@step141000`,
+/// `…@step142000`, `…@step143000`): the spread of their means is the metric's
+/// checkpoint-to-checkpoint noise (the standard deviation, pooled over such sizes: Heineman et
+/// al. 2025, "Signal and Noise", estimate it from the last checkpoints), and the size stands on
+/// the line by its latest checkpoint (the highest `@stepN`, else the last listed).
+fn one_per_size(models: &[ModelPoint], members: &[usize], per_doc: &[Vec<f64>]) -> (Vec<usize>, Option<f64>) {
+    let mean = |i: usize| per_doc[i].iter().sum::<f64>() / per_doc[i].len().max(1) as f64;
+    let mut line: Vec<usize> = Vec::new();
+    let (mut squares, mut dof) = (0.0, 0usize);
+    let mut sizes: Vec<f64> = members.iter().map(|&i| models[i].size).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    for size in sizes {
+        let same: Vec<usize> = members.iter().copied().filter(|&i| models[i].size == size).collect();
+        let latest = same.iter().copied().max_by_key(|&i| (step_of(&models[i].name), i)).expect("a model of this size");
+        line.push(latest);
+        if same.len() >= 2 {
+            let m = same.iter().map(|&i| mean(i)).sum::<f64>() / same.len() as f64;
+            squares += same.iter().map(|&i| (mean(i) - m).powi(2)).sum::<f64>();
+            dof += same.len() - 1;
+        }
+    }
+    line.sort_unstable();
+    (line, (dof > 0).then(|| (squares / dof as f64).sqrt()))
+}
+
+/// `N` of a name's `@stepN` (Pythia's and OLMo's checkpoint revisions).
+pub fn step_of(name: &str) -> Option<u64> {
+    let rest = &name[name.find("@step")? + 5..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// How many different sizes `members` have.

@@ -237,3 +237,65 @@ fn html_report_renders_in_headless_chromium() {
     // The verdict badge for inverse scaling (#c0392b) is on screen.
     assert!(count_near(&img, [0xc0, 0x39, 0x2b]) > 50, "no inverse-scaling badge rendered");
 }
+
+/// Checkpoints of one size (`@stepN`) give the metric's checkpoint-to-checkpoint noise; the
+/// size stands on the line by its latest checkpoint, and a trend smaller than the noise is not
+/// called (issue 23).
+#[test]
+fn checkpoints_of_one_size_set_the_noise_floor() {
+    let point = |name: &str, size: f64| ModelPoint {
+        name: name.into(),
+        family: "P".into(),
+        parameters: size as u64,
+        size,
+        non_embedding_parameters: 0,
+        scored_by: "in-process (f32)".into(),
+        architecture: "gptneox".into(),
+        tokenizer: "gpt2".into(),
+    };
+    let n = 4000;
+    let mut rng = SplitMix64::new(5);
+    let difficulty: Vec<f64> = (0..n).map(|_| rng.unit()).collect();
+    let mut docs = |p: f64| -> Vec<f64> { difficulty.iter().map(|&u| f64::from(u8::from(0.7 * u + 0.3 * rng.unit() < p))).collect() };
+    // Sorted by size as a report is; the 410M size three times, its latest checkpoint listed first.
+    let models = vec![
+        point("p-160m", 1.6e8),
+        point("p-410m@step143000", 4.1e8),
+        point("p-410m@step141000", 4.1e8),
+        point("p-410m@step142000", 4.1e8),
+        point("p-1b", 1.0e9),
+    ];
+    let per_doc = vec![docs(0.62), docs(0.58), docs(0.46), docs(0.72), docs(0.54)];
+    let means: Vec<f64> = per_doc.iter().map(|d| d.iter().sum::<f64>() / n as f64).collect();
+    let series = |models: &[ModelPoint], per_doc: &[Vec<f64>]| {
+        let values = per_doc.iter().map(|d| d.iter().sum::<f64>() / n as f64).collect();
+        let mut r = ScalingReport {
+            command: String::new(),
+            axis: Axis::Parameters,
+            models: models.to_vec(),
+            bootstrap: Options { resamples: 1000, ..Options::default() },
+            tasks: vec![TaskScaling {
+                task: "t".into(),
+                documents: n,
+                metrics: vec![MetricSeries::new("acc", true, values, vec![None; models.len()], None, models, per_doc, Options { resamples: 1000, ..Options::default() }, false)],
+                flips_total: Vec::new(),
+                flips: Vec::new(),
+            }],
+            skipped: Vec::new(),
+        };
+        r.adjust();
+        r.tasks[0].metrics[0].verdicts[0].clone()
+    };
+    let noisy = series(&models, &per_doc);
+    assert_eq!(noisy.members, vec![0, 1, 4], "the latest 410M checkpoint stands for its size");
+    // The sample standard deviation of the three 410M checkpoints' means.
+    let m = (means[1] + means[2] + means[3]) / 3.0;
+    let sd = (((means[1] - m).powi(2) + (means[2] - m).powi(2) + (means[3] - m).powi(2)) / 2.0).sqrt();
+    assert!((noisy.noise_floor.unwrap() - sd).abs() < 1e-12, "{:?} vs {sd}", noisy.noise_floor);
+    assert_eq!(noisy.verdict.trend, invscale_scale::Trend::Flat, "{:?}", noisy.verdict);
+    assert!(noisy.verdict.evidence.contains("below the checkpoint noise"), "{}", noisy.verdict.evidence);
+    // Without the other checkpoints the same line (0.62, 0.58, 0.54 on 4000 documents) is a trend.
+    let line = [0usize, 1, 4];
+    let clean = series(&line.map(|i| models[i].clone()), &line.map(|i| per_doc[i].clone()));
+    assert_eq!((clean.noise_floor, clean.verdict.trend), (None, invscale_scale::Trend::Inverse), "{:?}", clean.verdict);
+}

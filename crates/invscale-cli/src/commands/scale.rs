@@ -30,14 +30,13 @@ pub struct FamilyArgs {
     /// The models, comma-separated (.gguf files, folders or hub ids); any order: sorted by size.
     #[arg(long, value_delimiter = ',', required_unless_present = "family")]
     models: Vec<String>,
-    /// A family file (TOML) instead of --models: each `[[model]]` has `path` and optionally
-    /// `label`, `family` (one line per family in the plots), `params` (else counted from the
-    /// weights), `train_tokens`, `train_flops`, and `server` (a URL: scored there, as `run
-    /// --server`) with `served_model` and `server_api`.
+    /// A family file (TOML) instead of --models: each `[[model]]` has `path` (or `results`: a
+    /// finished run's folder) and optionally `label`, `family`, `params`, `train_tokens`,
+    /// `train_flops`, `step`, `server` (a URL: scored there) with `served_model`, `server_api`.
     #[arg(long, value_name = "FILE", conflicts_with = "models")]
     family: Option<PathBuf>,
-    /// What size means on the trend's axis: parameters, or training tokens / FLOPs from the
-    /// family file.
+    /// The trend's axis: parameters, training tokens / FLOPs (family file), or the training step
+    /// of one model's checkpoints (`@stepN`). Checkpoints of one size give the noise floor.
     #[arg(long, value_enum, default_value_t = SizeAxis::Params)]
     x: SizeAxis,
 }
@@ -56,8 +55,7 @@ pub struct AnalysisArgs {
     device: String,
     #[arg(long, value_enum, default_value_t = Bos::Auto)]
     bos: Bos,
-    /// Bootstrap resamples over documents for the verdicts' tests (the smallest p-value is
-    /// 2/(N+1), before Holm's adjustment over the report's tests).
+    /// Bootstrap resamples over documents (the smallest p-value is 2/(N+1), before Holm's).
     #[arg(long, default_value_t = 10_000)]
     resamples: usize,
     /// Level of the intervals; tests are called at 1 − level after adjustment.
@@ -66,7 +64,7 @@ pub struct AnalysisArgs {
     /// Also fit all families together, one intercept each (verdicts stay per family too).
     #[arg(long)]
     pooled: bool,
-    /// Right-to-wrong documents to show per task.
+    /// Right-to-wrong documents to show per task and family.
     #[arg(long, default_value_t = 5)]
     flips: usize,
     #[arg(long, value_name = "DIR")]
@@ -150,6 +148,7 @@ enum SizeAxis {
     Params,
     TrainTokens,
     TrainFlops,
+    Step,
 }
 
 impl SizeAxis {
@@ -158,6 +157,7 @@ impl SizeAxis {
             SizeAxis::Params => Axis::Parameters,
             SizeAxis::TrainTokens => Axis::TrainingTokens,
             SizeAxis::TrainFlops => Axis::TrainingFlops,
+            SizeAxis::Step => Axis::TrainingStep,
         }
     }
 }
