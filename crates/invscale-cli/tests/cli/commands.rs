@@ -448,6 +448,20 @@ fn a_report_from_lm_eval_output_folders_equals_one_from_invscale_runs() {
             assert!((x[key].as_f64().unwrap() - y[key].as_f64().unwrap()).abs() < 1e-9, "{key}: {x} vs {y}");
         }
     }
+    // invscale's own output folders read back the same way: `run --output-path --log-samples`.
+    for model in ["gpt2", "opt"] {
+        let o = invscale(&[
+            "run", "--model", tiny.join(model).to_str().unwrap(), "--tasks", "neqa", "--limit", "40", "--no-cache", "--log-samples",
+            "--data-dir", data.to_str().unwrap(), "--output-path", dir.path().join(format!("run-{model}")).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let from_runs = report("runs", "results", &dir.path().join("run-gpt2"), &dir.path().join("run-opt"));
+    for (x, y) in verdicts(&from_runs).iter().zip(&vb) {
+        for key in ["trend", "p_value", "p_adjusted", "interval"] {
+            assert_eq!(x[key], y[key], "{key}: {x} vs {y}");
+        }
+    }
     // A folder that holds no run: the error names it, exit 2.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
