@@ -62,6 +62,13 @@ fn family_label(family: &str, s: &MetricSeries) -> String {
     }
 }
 
+/// The families' verdicts for a panel's title (the legend, on the first panel only, gives them too):
+/// ` (Qwen2.5: inverse)`.
+fn verdicts_note(s: &MetricSeries) -> String {
+    let named: Vec<String> = s.verdicts.iter().map(|v| format!("{}: {}", v.family, v.verdict.trend.label())).collect();
+    if named.is_empty() { String::new() } else { format!(" ({})", named.join("; ")) }
+}
+
 /// A task's figure: accuracy and loss (the paper's two views), or whatever metrics it has.
 pub fn task_figure(report: &ScalingReport, task: &TaskScaling) -> Result<Figure, String> {
     let mut chosen: Vec<&MetricSeries> = ["acc", "loss"].iter().filter_map(|m| task.metric(m)).collect();
@@ -71,7 +78,7 @@ pub fn task_figure(report: &ScalingReport, task: &TaskScaling) -> Result<Figure,
     let panels: Vec<Panel> = chosen
         .iter()
         .enumerate()
-        .map(|(i, s)| Panel { title: format!("{}: {}", task.short_name(), s.metric), series: s, legend: i == 0 })
+        .map(|(i, s)| Panel { title: format!("{}: {}{}", task.short_name(), s.metric, verdicts_note(s)), series: s, legend: i == 0 })
         .collect();
     render(&report.models, report.axis, &report.families(), &panels, panels.len().max(1))
 }
@@ -83,7 +90,7 @@ pub fn grid_figure(report: &ScalingReport, metric: &str) -> Result<Option<Figure
         .iter()
         .filter_map(|t| t.metric(metric).map(|s| (t, s)))
         .enumerate()
-        .map(|(i, (t, s))| Panel { title: t.short_name().to_string(), series: s, legend: i == 0 })
+        .map(|(i, (t, s))| Panel { title: format!("{}{}", t.short_name(), verdicts_note(s)), series: s, legend: i == 0 })
         .collect();
     if panels.is_empty() {
         return Ok(None);
