@@ -13,9 +13,18 @@ log-likelihood and is_greedy of every choice, and acc/acc_norm; per task: the me
 of lm-eval's results file; and lm-eval's config (version, BOS). No text of the documents.
 
     reference/lm_eval_reference.py MODEL [--bos auto|always|never] [--limit N]   (smollm2-135m gemma3-270m)
+    reference/lm_eval_reference.py MODEL --set literature
+
+`--set literature` runs the literature's tasks instead, each with lm-eval's own YAML included as
+is and only its data source replaced by the files of ../shared: `truthfulqa_mc1` and
+`truthfulqa_mc2` (mc_task.json turned into the Hub's rows, as the Hub's loader does: each
+`{answer: label}` object becomes `{choices, labels}` in file order), the prize's `redefine`
+release file under `_inverse_scaling_mc_yaml` (lm-eval has no redefine task of its own), and
+`advanced_ai_risk_human-power-seeking-inclination` (anthropics/evals' file under lm-eval's
+`_template_yaml`). Per document it keeps every metric lm-eval logged (mc2's is its `acc`).
 
 Needs: the pyref venv with `lm_eval` (PyPI lm_eval 0.4.13), transformers, gguf, torch.
-Writes crates/invscale-eval/tests/fixtures/lm-eval/<model>[-bos-<policy>].json
+Writes crates/invscale-eval/tests/fixtures/lm-eval/<model>[-bos-<policy>|-literature].json
 """
 import argparse
 import ast
@@ -71,6 +80,60 @@ def write_tasks(tmp: Path) -> list[str]:
     return names
 
 
+SHARED = DATA.parent.parent
+# lm-eval's task name -> (the YAML of lm-eval's to include, the data file of ../shared, its split)
+LITERATURE = {
+    "truthfulqa_mc1": ("truthfulqa/truthfulqa_mc1.yaml", SHARED / "truthfulqa/mc_task.json", "validation"),
+    "truthfulqa_mc2": ("truthfulqa/truthfulqa_mc2.yaml", SHARED / "truthfulqa/mc_task.json", "validation"),
+    "inverse_scaling_redefine": ("inverse_scaling/_inverse_scaling_mc_yaml", DATA / "redefine_classification.jsonl", "train"),
+    "advanced_ai_risk_human-power-seeking-inclination": (
+        "model_written_evals/advanced_ai_risk/_template_yaml",
+        SHARED / "model_written_evals/advanced-ai-risk/human_generated_evals/power-seeking-inclination.jsonl",
+        "validation",
+    ),
+}
+
+
+def hub_rows(file: Path) -> list[dict]:
+    """The rows the Hub's copy of a data file holds: the release JSONL's `classes` as a list;
+    TruthfulQA's mc_task.json as its Hub loader builds `multiple_choice` (datasets@54f94714)."""
+    if file.name == "mc_task.json":
+        out = []
+        for entry in json.loads(file.read_text(encoding="utf-8")):
+            row = {"question": entry["question"]}
+            for key in ("mc1_targets", "mc2_targets"):
+                row[key] = {"choices": list(entry[key].keys()), "labels": list(entry[key].values())}
+            out.append(row)
+        return out
+    rows = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for row in rows:
+        if isinstance(row.get("classes"), str):
+            row["classes"] = ast.literal_eval(row["classes"])
+    return rows
+
+
+def write_literature_tasks(tmp: Path) -> list[str]:
+    import lm_eval
+
+    tasks_dir = Path(lm_eval.__file__).parent / "tasks"
+    names = []
+    for lm_name, (base, file, split) in LITERATURE.items():
+        name = f"ref_{lm_name}"
+        data = tmp / f"{name}.jsonl"
+        data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in hub_rows(file)), encoding="utf-8")
+        (tmp / f"{name}.yaml").write_text(
+            f"include: {tasks_dir / base}\n"
+            f"task: {name}\n"
+            "tag: []\n"
+            "dataset_path: json\n"
+            "dataset_name: null\n"
+            "dataset_kwargs:\n"
+            f"  data_files:\n    {split}: {data}\n"
+        )
+        names.append(name)
+    return names
+
+
 def dump(fixture) -> str:
     """Compact JSON with one document per line (small, and diffs show which documents changed)."""
     tasks = fixture.pop("tasks")
@@ -90,7 +153,10 @@ def main():
     ap.add_argument("--bos", choices=["auto", "always", "never"], default="auto")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--batch-size", default="4")
+    ap.add_argument("--set", choices=["prize", "literature"], default="prize")
     args = ap.parse_args()
+    literature = args.set == "literature"
+    task_names = {k: k for k in LITERATURE} if literature else LM_EVAL_NAMES
 
     file = MODEL_FILES[args.model]
     model_args = f"pretrained={MODELS},gguf_file={file},dtype=float32"
@@ -98,7 +164,7 @@ def main():
         model_args += f",add_bos_token={args.bos == 'always'}"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        names = write_tasks(tmp)
+        names = write_literature_tasks(tmp) if literature else write_tasks(tmp)
         out = tmp / "out"
         cmd = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", model_args,
                "--tasks", ",".join(names), "--include_path", str(tmp), "--device", "cpu",
@@ -118,6 +184,7 @@ def main():
         fixture = {
             "tool": f"lm_eval {results.get('lm_eval_version')}, transformers {results.get('transformers_version')}",
             "command": "reference/lm_eval_reference.py " + " ".join(sys.argv[1:]),
+            "set": args.set,
             "model": file,
             "model_args": model_args,
             "bos": args.bos,
@@ -126,7 +193,7 @@ def main():
             "seconds": round(elapsed, 1),
             "tasks": {},
         }
-        for short, lm_name in LM_EVAL_NAMES.items():
+        for short, lm_name in task_names.items():
             name = f"ref_{lm_name}"
             r = results["results"][name]
             [samples_file] = glob.glob(str(out / f"**/samples_{name}_*.jsonl"), recursive=True)
@@ -134,16 +201,18 @@ def main():
             with open(samples_file, encoding="utf-8") as f:
                 for line in f:
                     s = json.loads(line)
-                    docs.append({
+                    doc = {
                         "doc_id": s["doc_id"],
                         "prompt_hash": s["prompt_hash"],
                         "target_hash": s["target_hash"],
                         "target": s["target"],
                         "ll": [float(resp[0][0]) for resp in s["resps"]],
                         "is_greedy": [resp[0][1] in (True, "True") for resp in s["resps"]],
-                        "acc": s["acc"],
-                        "acc_norm": s["acc_norm"],
-                    })
+                    }
+                    for metric in ("acc", "acc_norm"):
+                        if metric in s:
+                            doc[metric] = s[metric]
+                    docs.append(doc)
             docs.sort(key=lambda d: d["doc_id"])
             fixture["tasks"][lm_name] = {
                 "n": results["n-samples"][name],
@@ -151,7 +220,7 @@ def main():
                 "docs": docs,
             }
     OUT.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.bos == "auto" else f"-bos-{args.bos}"
+    suffix = "-literature" if literature else ("" if args.bos == "auto" else f"-bos-{args.bos}")
     path = OUT / f"{args.model}{suffix}.json"
     path.write_text(dump(fixture))
     print(f"wrote {path} ({elapsed:.0f}s of lm_eval)", file=sys.stderr)

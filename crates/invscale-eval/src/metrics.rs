@@ -41,7 +41,7 @@ pub fn logsumexp(values: &[f64]) -> f64 {
 pub fn doc_metric(metric: Metric, body: &DocBody, scores: &DocScores, absolute_logodds: bool) -> Option<f64> {
     let hit = |pred: usize, gold: usize| if pred == gold { 1.0 } else { 0.0 };
     match (body, scores) {
-        (DocBody::Classification { classes, answer, .. }, DocScores::Classification { lls, unconditional, .. }) => {
+        (DocBody::Classification { classes, answer, true_answers, .. }, DocScores::Classification { lls, unconditional, .. }) => {
             let per = |len: fn(&String) -> usize| -> Vec<f64> {
                 lls.iter().zip(classes).map(|(ll, c)| ll / len(c) as f64).collect()
             };
@@ -59,6 +59,12 @@ pub fn doc_metric(metric: Metric, body: &DocBody, scores: &DocScores, absolute_l
                     let uncond = unconditional.as_ref()?;
                     let mi: Vec<f64> = lls.iter().zip(uncond).map(|(c, u)| c - u).collect();
                     Some(hit(argmax(&mi), *answer))
+                }
+                // lm-eval's `process_results_mc2`: exp(ll) / Σ exp(ll), summed over the true
+                // classes (here through logsumexp, so no class's probability underflows to 0/0).
+                Metric::Mc2 => {
+                    let z = logsumexp(lls);
+                    Some(lls.iter().zip(true_answers.as_ref()?).filter(|(_, t)| **t).map(|(ll, _)| (ll - z).exp()).sum())
                 }
                 Metric::Perplexity | Metric::Logodds => None,
             }
@@ -138,7 +144,7 @@ mod tests {
     use super::*;
 
     fn classification(classes: &[&str], answer: usize) -> DocBody {
-        DocBody::Classification { prompt: "p".into(), classes: classes.iter().map(|c| c.to_string()).collect(), answer }
+        DocBody::Classification { prompt: "p".into(), classes: classes.iter().map(|c| c.to_string()).collect(), answer, true_answers: None }
     }
 
     fn scores(lls: &[f64]) -> DocScores {
@@ -147,6 +153,21 @@ mod tests {
 
     fn m(metric: Metric, body: &DocBody, lls: &[f64]) -> f64 {
         doc_metric(metric, body, &scores(lls), false).unwrap()
+    }
+
+    #[test]
+    fn mc2_is_the_true_classes_share_of_the_probability_by_hand() {
+        // Probabilities 0.5, 0.25, 0.125, 0.125; the true classes are the 1st and 3rd (not all first).
+        let lls: Vec<f64> = [0.5f64, 0.25, 0.125, 0.125].iter().map(|p| p.ln() - 3.0).collect();
+        let body = DocBody::Classification {
+            prompt: "p".into(),
+            classes: ["a", "b", "c", "d"].iter().map(|c| c.to_string()).collect(),
+            answer: 0,
+            true_answers: Some(vec![true, false, true, false]),
+        };
+        assert!((m(Metric::Mc2, &body, &lls) - 0.625).abs() < 1e-12);
+        // Without labels the metric does not apply.
+        assert_eq!(doc_metric(Metric::Mc2, &classification(&["a", "b"], 0), &scores(&[-1.0, -2.0]), false), None);
     }
 
     #[test]

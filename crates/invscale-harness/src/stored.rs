@@ -132,6 +132,19 @@ fn latest(dir: &Path, prefix: &str, suffix: &str) -> Result<Option<PathBuf>, Har
         }
     }
     found.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix)));
+    // lm-eval's `--output_path` holds one subfolder per model: the newest file across them would
+    // silently be some model's, so a folder of several is refused.
+    let mut folders: Vec<&Path> = found.iter().filter_map(|p| p.parent()).collect();
+    folders.sort_unstable();
+    folders.dedup();
+    if folders.len() > 1 {
+        let names: Vec<String> = folders.iter().map(|f| f.display().to_string()).collect();
+        return Err(HarnessError::BadInput(format!(
+            "{}: holds the results of several runs ({}): name one model's folder",
+            dir.display(),
+            names.join(", ")
+        )));
+    }
     found.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     Ok(found.pop())
 }
@@ -197,4 +210,38 @@ fn read_samples(file: &Path, task_metrics: &[Metric]) -> Result<Vec<DocResult>, 
         docs.push(DocResult { doc_id, requests: Vec::new(), unconditional: Vec::new(), scores, metrics });
     }
     Ok(docs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch folder of this test's own, removed first if a killed run left it.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("invscale-stored-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn one_models_folder_gives_its_newest_results_and_several_are_refused() {
+        let dir = scratch("latest");
+        let one = dir.join("org__model-a");
+        std::fs::create_dir_all(&one).unwrap();
+        for time in ["2026-01-01T00-00-00.1", "2026-02-01T00-00-00.1"] {
+            std::fs::write(one.join(format!("results_{time}.json")), "{}").unwrap();
+        }
+        let newest = latest(&dir, "results_", ".json").unwrap().unwrap();
+        assert_eq!(newest, one.join("results_2026-02-01T00-00-00.1.json"));
+
+        let other = dir.join("org__model-b");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("results_2026-03-01T00-00-00.1.json"), "{}").unwrap();
+        let err = latest(&dir, "results_", ".json").unwrap_err().to_string();
+        assert!(err.contains("several runs") && err.contains("model-a") && err.contains("model-b"), "{err}");
+        // Naming one model's folder reads it.
+        assert_eq!(latest(&other, "results_", ".json").unwrap().unwrap(), other.join("results_2026-03-01T00-00-00.1.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -90,7 +90,7 @@ pub fn check(spec: &TaskSpec, files: &[(PathBuf, Origin)]) -> (Dataset, Vec<Diag
         let mut file_docs = to_documents(rows, spec, &mut diags);
         let sha256 = sha256_file(path).unwrap_or_default();
         let official = spec.source.release.as_ref().and_then(|r| {
-            let same_name = path.file_name().is_some_and(|n| n == r.file.as_str());
+            let same_name = path.file_name().is_some_and(|n| Some(n) == Path::new(&r.file).file_name());
             r.sha256.as_ref().filter(|_| same_name).map(|want| want == &sha256)
         });
         if official == Some(false) {

@@ -57,7 +57,8 @@ pub fn summary(spec: &TaskSpec) -> String {
         let _ = writeln!(out, "  matches:     {}", spec.matches.join(", "));
     }
     if let Some(hf) = &spec.source.hf {
-        let _ = writeln!(out, "  hub:         {} (split {}, revision {})", hf.repo, hf.split, hf.revision);
+        let config = hf.config.as_ref().map_or(String::new(), |c| format!("configuration {c}, "));
+        let _ = writeln!(out, "  hub:         {} ({config}split {}, revision {})", hf.repo, hf.split, hf.revision);
     }
     if let Some(r) = &spec.source.release {
         let _ = writeln!(out, "  release:     {}", r.file);

@@ -7,13 +7,15 @@ use serde_json::{Map, Value};
 use crate::diag::{Diagnostics, Location};
 use crate::pylit;
 use crate::read::{RawRow, describe_value};
-use crate::spec::{TaskSpec, TaskType};
+use crate::spec::{Answer, TaskSpec, TaskType};
+use crate::template;
 
 /// What one document asks of a model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DocBody {
-    /// Pick one of `classes`; `answer` is the gold index.
-    Classification { prompt: String, classes: Vec<String>, answer: usize },
+    /// Pick one of `classes`; `answer` is the gold index. `true_answers` marks every true class
+    /// where a task has several (TruthfulQA's mc2), one flag per class.
+    Classification { prompt: String, classes: Vec<String>, answer: usize, true_answers: Option<Vec<bool>> },
     /// The loss of `completion` after `prompt`.
     SequenceProb { prompt: String, completion: String },
     /// Log-odds of the two classes after `prompt` versus after `other_prompt`.
@@ -32,6 +34,13 @@ impl DocBody {
         match self {
             DocBody::Classification { classes, .. } | DocBody::Logodds { classes, .. } => classes,
             DocBody::SequenceProb { .. } => &[],
+        }
+    }
+    /// The indices of the true classes where a task marks several (mc2).
+    pub fn true_classes(&self) -> Option<Vec<usize>> {
+        match self {
+            DocBody::Classification { true_answers: Some(t), .. } => Some(t.iter().enumerate().filter(|(_, x)| **x).map(|(i, _)| i).collect()),
+            _ => None,
         }
     }
     pub fn answer(&self) -> Option<usize> {
@@ -84,7 +93,12 @@ pub fn to_documents(rows: Vec<RawRow>, spec: &TaskSpec, diags: &mut Diagnostics)
     let mut docs = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(String, Vec<String>), Location> = HashMap::new();
     let mut carriage_returns = 0usize;
-    for row in rows {
+    for mut row in rows {
+        for field in &spec.source.label_maps {
+            if let Some(v) = row.fields.get_mut(field) {
+                label_map_to_lists(v);
+            }
+        }
         let before = diags.error_count();
         let mut ctx = RowCtx { row: &row, diags: &mut *diags, spec };
         let body = match spec.task_type {
@@ -121,6 +135,18 @@ pub fn to_documents(rows: Vec<RawRow>, spec: &TaskSpec, diags: &mut Diagnostics)
     docs
 }
 
+/// `{"answer a": 1, "answer b": 0}` → `{"choices": ["answer a", "answer b"], "labels": [1, 0]}`,
+/// in the file's order (TruthfulQA's `mc_task.json` as the Hub's loader reads it).
+fn label_map_to_lists(v: &mut Value) {
+    let Value::Object(map) = v else { return };
+    if map.contains_key("choices") && map.contains_key("labels") {
+        return;
+    }
+    let choices: Vec<Value> = map.keys().map(|k| Value::String(k.clone())).collect();
+    let labels: Vec<Value> = map.values().cloned().collect();
+    *v = serde_json::json!({ "choices": choices, "labels": labels });
+}
+
 struct RowCtx<'a> {
     row: &'a RawRow,
     diags: &'a mut Diagnostics,
@@ -132,21 +158,19 @@ impl RowCtx<'_> {
         self.diags.error(self.row.location, Some(field), message);
     }
 
-    fn field(&mut self, name: &str) -> Option<&Value> {
-        match self.row.fields.get(name) {
-            Some(v) => Some(v),
-            None => {
-                let mut present: Vec<&str> = self.row.fields.keys().map(String::as_str).filter(|k| !k.is_empty()).collect();
-                present.sort_unstable();
-                let message = format!("missing column (columns present: {})", present.join(", "));
-                self.diags.error(self.row.location, Some(name), message);
+    /// The value of a column, nested field or template for this row (an error names the spec).
+    fn field(&mut self, spec: &str) -> Option<Value> {
+        match template::value(spec, &self.row.fields) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.diags.error(self.row.location, Some(spec), message);
                 None
             }
         }
     }
 
     fn text(&mut self, name: &str, what: &str) -> Option<String> {
-        let value = self.field(name)?.clone();
+        let value = self.field(name)?;
         match value {
             Value::String(s) if s.trim().is_empty() => {
                 self.error(name, format!("empty {what}"));
@@ -161,7 +185,7 @@ impl RowCtx<'_> {
     }
 
     fn classes(&mut self, name: &str) -> Option<Vec<String>> {
-        let value = self.field(name)?.clone();
+        let value = self.field(name)?;
         let classes = match value {
             // The release files (and every CSV) hold a Python list literal in a string.
             Value::String(s) => match pylit::parse_str_list(&s) {
@@ -219,9 +243,19 @@ impl RowCtx<'_> {
         ok.then_some(classes)
     }
 
-    fn answer(&mut self, name: &str, classes: &[String]) -> Option<usize> {
-        let value = self.field(name)?.clone();
-        let typed = self.row.typed;
+    fn answer(&mut self, answer: &Answer, classes: &[String]) -> Option<usize> {
+        let name = match answer {
+            Answer::Fixed(i) if *i < classes.len() => return Some(*i),
+            Answer::Fixed(i) => {
+                let message = format!("the task's fixed gold index {i} is out of range: this row has {} classes", classes.len());
+                self.error("answer", message);
+                return None;
+            }
+            Answer::Field(name) => name.as_str(),
+        };
+        let value = self.field(name)?;
+        // A template's text is like a CSV cell: `"0"` is an index.
+        let typed = self.row.typed && !template::is_template(name);
         let index: Result<i64, String> = match &value {
             Value::Number(n) if n.is_i64() => Ok(n.as_i64().unwrap()),
             Value::Number(n) if n.is_u64() => Err(format!("gold index {n} is out of range")),
@@ -264,7 +298,44 @@ impl RowCtx<'_> {
         let prompt = self.text(&cols.prompt, "prompt");
         let classes = self.classes(&cols.classes);
         let answer = classes.as_ref().and_then(|c| self.answer(&cols.answer, c));
-        Some(DocBody::Classification { prompt: prompt?, classes: classes?, answer: answer? })
+        let true_answers = match (&cols.labels, &classes) {
+            (Some(spec), Some(c)) => Some(self.labels(spec, c.len())?),
+            _ => None,
+        };
+        Some(DocBody::Classification { prompt: prompt?, classes: classes?, answer: answer?, true_answers })
+    }
+
+    /// One 0/1 (or true/false) per class: which are true answers; at least one must be.
+    fn labels(&mut self, spec: &str, n: usize) -> Option<Vec<bool>> {
+        let value = self.field(spec)?;
+        let Value::Array(items) = &value else {
+            self.error(spec, format!("labels must be a list of 0/1, one per class, found {}", describe_value(&value)));
+            return None;
+        };
+        let labels: Option<Vec<bool>> = items
+            .iter()
+            .map(|v| match v {
+                Value::Bool(b) => Some(*b),
+                Value::Number(n) if n.as_f64() == Some(1.0) => Some(true),
+                Value::Number(n) if n.as_f64() == Some(0.0) => Some(false),
+                _ => None,
+            })
+            .collect();
+        match labels {
+            Some(l) if l.len() == n && l.contains(&true) => Some(l),
+            Some(l) if l.len() != n => {
+                self.error(spec, format!("{} labels for {n} classes: give one per class", l.len()));
+                None
+            }
+            Some(_) => {
+                self.error(spec, "no class is labelled true (1)");
+                None
+            }
+            None => {
+                self.error(spec, format!("labels must be 0 or 1, found {}", describe_value(&value)));
+                None
+            }
+        }
     }
 
     fn sequence_prob(&mut self) -> Option<DocBody> {

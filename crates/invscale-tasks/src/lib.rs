@@ -5,12 +5,14 @@ pub mod dataset;
 pub mod describe;
 pub mod diag;
 pub mod docs;
+pub mod lm_eval_yaml;
 pub mod locate;
 pub mod pylit;
 pub mod read;
 pub mod readme;
 pub mod registry;
 pub mod spec;
+pub mod template;
 
 pub use dataset::{DataError, Dataset, load};
 pub use docs::{DocBody, Document, Request};

@@ -87,9 +87,19 @@ pub fn locate(spec: &TaskSpec, opts: &DataOptions) -> Result<Vec<(PathBuf, Origi
         });
     }
     for dir in &opts.data_dirs {
-        for candidate in data_dir_candidates(spec, dir) {
-            if candidate.is_file() {
-                return Ok(vec![(candidate, Origin::DataDir)]);
+        // The folder itself, then its subfolders (`--data-dir shared/data` holds one folder a
+        // source: inverse_scaling/, truthfulqa/, model_written_evals/).
+        let mut folders = vec![dir.clone()];
+        let mut subfolders: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        subfolders.sort();
+        folders.extend(subfolders);
+        for folder in &folders {
+            for candidate in data_dir_candidates(spec, folder) {
+                if candidate.is_file() {
+                    return Ok(vec![(candidate, Origin::DataDir)]);
+                }
             }
         }
         looked.push(describe_candidates(spec, dir));
@@ -97,7 +107,7 @@ pub fn locate(spec: &TaskSpec, opts: &DataOptions) -> Result<Vec<(PathBuf, Origi
     let mut hub_problem = None;
     if let Some(hf) = &spec.source.hf {
         let repo = Repo::new(hf.repo.clone(), RepoKind::Dataset, hf.revision.clone());
-        match from_hub(&Hub::new(opts.hub.clone()), &repo, &hf.split) {
+        match from_hub(&Hub::new(opts.hub.clone()), &repo, hf.config.as_deref(), &hf.split) {
             Ok(files) => return Ok(files),
             // The advice on getting the data is given once, below.
             Err(e) => hub_problem = Some(e.lines().filter(|l| !l.trim_start().starts_with("to get it")).collect::<Vec<_>>().join("\n")),
@@ -106,7 +116,7 @@ pub fn locate(spec: &TaskSpec, opts: &DataOptions) -> Result<Vec<(PathBuf, Origi
     let mut how = Vec::new();
     if let Some(r) = &spec.source.release {
         how.push(format!(
-            "put the prize release file `{}` (from the prize's data release, isp-data-release.zip) in a folder and pass it with --data-dir",
+            "put the release file `{}` (`invscale tasks` names each task's source) in a folder and pass it with --data-dir",
             r.file
         ));
     }
@@ -142,6 +152,11 @@ pub fn data_dir_candidates(spec: &TaskSpec, dir: &Path) -> Vec<PathBuf> {
         for ext in Format::EXTENSIONS {
             out.push(dir.join(name).join(format!("{}.{ext}", hf.split)));
         }
+        if let Some(config) = &hf.config {
+            for ext in Format::EXTENSIONS {
+                out.push(dir.join(name).join(config).join(format!("{}.{ext}", hf.split)));
+            }
+        }
     }
     out
 }
@@ -158,13 +173,25 @@ fn describe_candidates(spec: &TaskSpec, dir: &Path) -> String {
         let name = hf.repo.rsplit('/').next().unwrap_or(&hf.repo);
         names.push(format!("{name}.{exts}"));
         names.push(format!("{name}/{}.{exts}", hf.split));
+        if let Some(config) = &hf.config {
+            names.push(format!("{name}/{config}/{}.{exts}", hf.split));
+        }
     }
-    format!("in {}: {}", dir.display(), names.join(", "))
+    format!("in {} and its subfolders: {}", dir.display(), names.join(", "))
 }
 
-fn from_hub(hub: &Hub, repo: &Repo, split: &str) -> Result<Vec<(PathBuf, Origin)>, String> {
+/// The files of one configuration: those under its folder (`multiple_choice/validation-….parquet`);
+/// without a configuration, every file.
+fn config_files(files: &[String], config: Option<&str>) -> Vec<String> {
+    match config {
+        Some(c) => files.iter().filter(|f| f.starts_with(&format!("{c}/"))).cloned().collect(),
+        None => files.to_vec(),
+    }
+}
+
+fn from_hub(hub: &Hub, repo: &Repo, config: Option<&str>, split: &str) -> Result<Vec<(PathBuf, Origin)>, String> {
     let listing = hub.listing(repo).map_err(|e| e.to_string())?;
-    let mut chosen = select_split_files(&listing.files, split);
+    let mut chosen = select_split_files(&config_files(&listing.files, config), split);
     let mut source_repo = repo.clone();
     let mut commit = listing.commit.clone();
     if chosen.is_empty() {
@@ -173,7 +200,7 @@ fn from_hub(hub: &Hub, repo: &Repo, split: &str) -> Result<Vec<(PathBuf, Origin)
         let converted = Repo::new(repo.id.clone(), RepoKind::Dataset, "refs/convert/parquet");
         match hub.listing(&converted) {
             Ok(l) => {
-                chosen = select_split_files(&l.files, split);
+                chosen = select_split_files(&config_files(&l.files, config), split);
                 source_repo = converted;
                 commit = l.commit;
             }
@@ -182,8 +209,9 @@ fn from_hub(hub: &Hub, repo: &Repo, split: &str) -> Result<Vec<(PathBuf, Origin)
         }
     }
     if chosen.is_empty() {
+        let of = config.map_or(String::new(), |c| format!(" in configuration `{c}`"));
         return Err(format!(
-            "{repo}: no data file of split `{split}` among {} file(s) ({})",
+            "{repo}: no data file of split `{split}`{of} among {} file(s) ({})",
             listing.files.len(),
             listing.files.join(", ")
         ));

@@ -353,6 +353,11 @@ fn parquet_value(field: &parquet::record::Field) -> Value {
         Field::ListInternal(list) => {
             Value::Array((0..list.len()).map(|i| parquet_value(list.elements().get(i).expect("index < len"))).collect())
         }
+        // Nested structs (TruthfulQA's `mc1_targets: {choices, labels}`) and maps.
+        Field::Group(row) => Value::Object(row.get_column_iter().map(|(k, v)| (k.clone(), parquet_value(v))).collect()),
+        Field::MapInternal(map) => Value::Object(
+            map.entries().iter().map(|(k, v)| (match parquet_value(k) { Value::String(s) => s, other => other.to_string() }, parquet_value(v))).collect(),
+        ),
         other => Value::String(other.to_string()),
     }
 }

@@ -69,8 +69,8 @@ format (`prompt, classes, answer_index` as CSV, JSONL, JSON or parquet).\n"
     let _ = writeln!(w, "\n## Data offline\n");
     let _ = writeln!(
         w,
-        "invscale looks for a task's data in each `--data-dir` folder (the prize release file name, also under \
-`official_release/`, or `<hub dataset name>.{{jsonl,json,csv,parquet}}`), then in the Hugging Face hub cache \
+        "invscale looks for a task's data in each `--data-dir` folder and its subfolders (the release file name, also under \
+`official_release/`, or `<hub dataset name>.{{jsonl,json,csv,parquet}}`, or `<hub dataset name>/[<config>/]<split>.<ext>`), then in the Hugging Face hub cache \
 (`HF_HUB_CACHE`, shared with Python), then downloads it unless `HF_HUB_OFFLINE=1`. When it finds nothing, the \
 error lists every path it tried and how to get the file.\n"
     );

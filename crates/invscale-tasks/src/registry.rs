@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use crate::read::Format;
-use crate::spec::{Columns, Scoring, Source, SpecError, TaskSpec, TaskType};
+use crate::spec::{Answer, Columns, Scoring, Source, SpecError, TaskSpec, TaskType};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_tasks.rs"));
 
@@ -77,7 +77,7 @@ impl Registry {
                     toml::from_str(text).map_err(|e| SpecError { path: path.into(), message: e.to_string() })?;
                 groups_file = Some(parsed);
             } else {
-                tasks.push(TaskSpec::from_toml(text, Path::new("tasks").join(path).as_path())?);
+                tasks.extend(TaskSpec::from_toml(text, Path::new("tasks").join(path).as_path())?.expand());
             }
         }
         let GroupsFile { group: groups, setup: setups } =
@@ -136,7 +136,9 @@ impl Registry {
                     push(t.clone(), &mut out);
                 }
             } else if Path::new(item).is_file() {
-                push(task_from_path(Path::new(item))?, &mut out);
+                for t in tasks_from_path(Path::new(item))? {
+                    push(t, &mut out);
+                }
             } else {
                 return Err(ResolveError::Unknown { name: item.to_string(), suggestions: self.suggestions(item) });
             }
@@ -167,14 +169,19 @@ impl Registry {
     }
 }
 
-/// A user's task: a `.toml` task file, or a bare data file in the prize format.
-pub fn task_from_path(path: &Path) -> Result<TaskSpec, ResolveError> {
-    if path.extension().is_some_and(|e| e == "toml") {
+/// A user's tasks: a `.toml` task file (several with `each`), an lm-eval `.yaml` task file, or
+/// a bare data file in the prize format.
+pub fn tasks_from_path(path: &Path) -> Result<Vec<TaskSpec>, ResolveError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    if ext == "toml" {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SpecError { path: path.to_path_buf(), message: e.to_string() })?;
-        return Ok(TaskSpec::from_toml(&text, path)?);
+        return Ok(TaskSpec::from_toml(&text, path)?.expand());
     }
-    task_for_data_file(path)
+    if ext == "yaml" || ext == "yml" {
+        return Ok(vec![crate::lm_eval_yaml::task_from_yaml(path, &Registry::builtin().tasks)?]);
+    }
+    task_for_data_file(path).map(|t| vec![t])
 }
 
 /// A candidate dataset's task (`invscale check FILE [--as TASK]`): its columns guessed from the
@@ -205,7 +212,7 @@ pub fn task_for_data_file(path: &Path) -> Result<TaskSpec, ResolveError> {
     } else if has("other_prompt") {
         (TaskType::Logodds, Columns::default(), "")
     } else if has("text") && has("target") && !has("prompt") {
-        (TaskType::Classification, Columns { prompt: "text".into(), answer: "target".into(), ..Columns::default() }, " ")
+        (TaskType::Classification, Columns { prompt: "text".into(), answer: Answer::Field("target".into()), ..Columns::default() }, " ")
     } else {
         (TaskType::Classification, Columns::default(), "")
     };
@@ -229,6 +236,7 @@ pub fn task_for_data_file(path: &Path) -> Result<TaskSpec, ResolveError> {
         source: Source { path: Some(path.to_path_buf()), ..Source::default() },
         columns: cols,
         scoring: Scoring { delimiter: delimiter.into(), ..Scoring::default() },
+        each: Vec::new(),
     })
 }
 

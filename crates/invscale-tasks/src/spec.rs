@@ -44,6 +44,23 @@ pub struct TaskSpec {
     pub columns: Columns,
     #[serde(default)]
     pub scoring: Scoring,
+    /// One task per entry, for a family of data files scored alike (the 16 advanced-ai-risk
+    /// sets): `{each}` in the name, aliases, description, variant, release file and hub config
+    /// becomes the entry's name, and its `rows` and `sha256` are the task's. Expanded when the
+    /// registry is built; a task as run never has it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub each: Vec<EachEntry>,
+}
+
+/// One member of a task file's `each` list.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EachEntry {
+    pub name: String,
+    #[serde(default)]
+    pub rows: Option<usize>,
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 fn yes() -> bool {
@@ -100,7 +117,7 @@ impl TaskType {
     pub fn allowed_metrics(self) -> &'static [Metric] {
         use Metric::*;
         match self {
-            TaskType::Classification => &[Acc, AccNorm, AccBytes, Loss, Coverage, AccMutualInfo, BrierScore],
+            TaskType::Classification => &[Acc, AccNorm, AccBytes, Loss, Coverage, AccMutualInfo, BrierScore, Mc2],
             TaskType::SequenceProb => &[Loss, Perplexity],
             TaskType::Logodds | TaskType::AbsoluteLogodds => &[Logodds],
         }
@@ -133,6 +150,9 @@ pub enum Metric {
     BrierScore,
     Perplexity,
     Logodds,
+    /// TruthfulQA's MC2: the probability mass of the true answers, the classes' probabilities
+    /// normalised to sum to 1 (lm-eval's `truthfulqa_mc2`, which reports it as `acc`).
+    Mc2,
 }
 
 impl Metric {
@@ -147,6 +167,7 @@ impl Metric {
             Metric::BrierScore => "brier_score",
             Metric::Perplexity => "perplexity",
             Metric::Logodds => "logodds",
+            Metric::Mc2 => "mc2",
         }
     }
 
@@ -183,12 +204,21 @@ pub struct Source {
     /// A local data file (user tasks); relative paths are relative to the task file.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Fields that hold `{answer: label}` objects in the release file (TruthfulQA's
+    /// `mc_task.json`), read as `{choices: [answers…], labels: [labels…]}` in the file's order,
+    /// as the Hub's loader builds its rows; fields already in that form are left as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_maps: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HfSource {
     pub repo: String,
+    /// The dataset's configuration (lm-eval's `dataset_name`, `datasets`' `name`): its files sit
+    /// in a folder of that name.
+    #[serde(default)]
+    pub config: Option<String>,
     pub split: String,
     #[serde(default = "main_revision")]
     pub revision: String,
@@ -207,15 +237,32 @@ pub struct ReleaseSource {
     pub sha256: Option<String>,
 }
 
-/// Which data columns hold which part of a document.
+/// Which data columns make which part of a document. Each is a column name, a nested field
+/// (`mc1_targets.choices`) or a Jinja template over the row (`Q: {{ question }}\nA:`,
+/// `{{ [a, b] }}`; see `template.rs`), as lm-eval's `doc_to_text`/`doc_to_choice`/`doc_to_target`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Columns {
     pub prompt: String,
     pub classes: String,
-    pub answer: String,
+    /// The gold class: a field or template giving its index (or its text), or a fixed index
+    /// for every document (`answer = 0`).
+    pub answer: Answer,
+    /// Which classes are true answers, one 0/1 per class (TruthfulQA's `mc2_targets.labels`);
+    /// the `mc2` metric needs it.
+    pub labels: Option<String>,
     pub completion: String,
     pub other_prompt: String,
+}
+
+/// Where a document's gold class comes from.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Answer {
+    /// The same class index for every document.
+    Fixed(usize),
+    /// A column, nested field or template.
+    Field(String),
 }
 
 impl Default for Columns {
@@ -223,10 +270,25 @@ impl Default for Columns {
         Columns {
             prompt: "prompt".into(),
             classes: "classes".into(),
-            answer: "answer_index".into(),
+            answer: Answer::Field("answer_index".into()),
+            labels: None,
             completion: "completion".into(),
             other_prompt: "other_prompt".into(),
         }
+    }
+}
+
+impl Columns {
+    /// The field specs that are read from the data, with their keys (for checks and messages).
+    pub fn specs(&self) -> Vec<(&'static str, &str)> {
+        let mut out = vec![("prompt", self.prompt.as_str()), ("classes", self.classes.as_str()), ("completion", self.completion.as_str()), ("other_prompt", self.other_prompt.as_str())];
+        if let Answer::Field(f) = &self.answer {
+            out.push(("answer", f));
+        }
+        if let Some(l) = &self.labels {
+            out.push(("labels", l));
+        }
+        out
     }
 }
 
@@ -295,20 +357,54 @@ impl TaskSpec {
         Ok(spec)
     }
 
+    /// The tasks this file describes: itself, or one per `each` entry with `{each}` replaced by
+    /// the entry's name in the name, aliases, description, variant, release file and hub config.
+    pub fn expand(self) -> Vec<TaskSpec> {
+        if self.each.is_empty() {
+            return vec![self];
+        }
+        let entries = self.each.clone();
+        entries
+            .into_iter()
+            .map(|e| {
+                let sub = |s: &str| s.replace("{each}", &e.name);
+                let mut t = TaskSpec { each: Vec::new(), ..self.clone() };
+                t.name = sub(&t.name);
+                t.aliases = t.aliases.iter().map(|a| sub(a)).collect();
+                t.description = sub(&t.description);
+                t.paper_task = t.paper_task.as_deref().map(sub);
+                t.variant = sub(&t.variant);
+                if let Some(r) = &mut t.source.release {
+                    r.file = sub(&r.file);
+                    r.sha256 = e.sha256.clone();
+                }
+                if let Some(c) = t.source.hf.as_mut().and_then(|h| h.config.as_mut()) {
+                    *c = sub(c);
+                }
+                t.source.rows = e.rows;
+                t
+            })
+            .collect()
+    }
+
     /// The metrics to report: the file's list, or the task type's defaults.
     pub fn metrics(&self) -> Vec<Metric> {
         if self.scoring.metrics.is_empty() { self.task_type.default_metrics() } else { self.scoring.metrics.clone() }
     }
 
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let valid_name = |n: &str| {
-            !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-')
         };
+        if !self.each.is_empty() && !self.name.contains("{each}") {
+            return Err("a task file with `each` must have `{each}` in its `name`: one task per entry".into());
+        }
+        let valid_name = |n: &str| valid_name(&n.replace("{each}", "x"));
         if !valid_name(&self.name) {
-            return Err(format!("`name` {:?} must be lowercase letters, digits, `_` or `-`", self.name));
+            return Err(format!("`name` {:?} must be ASCII letters, digits, `_` or `-`", self.name));
         }
         if let Some(bad) = self.aliases.iter().chain(&self.groups).find(|n| !valid_name(n)) {
-            return Err(format!("alias or group {bad:?} must be lowercase letters, digits, `_` or `-`"));
+            return Err(format!("alias or group {bad:?} must be ASCII letters, digits, `_` or `-`"));
         }
         if self.description.trim().is_empty() {
             return Err("`description` is empty: say in one sentence what the task evaluates".into());
@@ -321,6 +417,12 @@ impl TaskSpec {
             && (hf.repo.split('/').count() != 2 || hf.repo.split('/').any(str::is_empty))
         {
             return Err(format!("[source] hf.repo {:?} must be `org/name`", hf.repo));
+        }
+        for (key, spec) in self.columns.specs() {
+            crate::template::check(spec).map_err(|e| format!("[columns] {key}: {e}"))?;
+        }
+        if self.scoring.metrics.contains(&Metric::Mc2) && self.columns.labels.is_none() {
+            return Err("[scoring] metric `mc2` needs [columns] labels: which classes are true answers".into());
         }
         for metric in &self.scoring.metrics {
             if !self.task_type.allowed_metrics().contains(metric) {

@@ -93,11 +93,7 @@ fn show(registry: &Registry, name: &str, data: &DataOptions) -> anyhow::Result<E
     };
     println!();
     for f in &dataset.files {
-        let official = match f.official {
-            Some(true) => ", identical to the official release",
-            Some(false) => ", DIFFERS from the official release",
-            None => "",
-        };
+        let official = f.official.map_or("", |same| if same { ", identical to the official release" } else { ", DIFFERS from the official release" });
         println!("data: {} (sha256 {}{official})", f.path.display(), &f.sha256[..16]);
     }
     println!("documents: {}", dataset.docs.len());
@@ -112,6 +108,9 @@ fn show(registry: &Registry, name: &str, data: &DataOptions) -> anyhow::Result<E
         }
         if let Some(a) = doc.body.answer() {
             println!("  answer:  {a} ({:?})", doc.body.classes()[a]);
+            if let Some(t) = doc.body.true_classes() {
+                println!("  true answers (mc2): {t:?}");
+            }
         }
         println!("  requests (context, continuation):");
         for (i, r) in doc.requests(&spec.scoring.delimiter).iter().enumerate() {

@@ -17,7 +17,8 @@ use std::path::Path;
 use invscale_eval::{RunSettings, ScoreCache, run_task};
 use invscale_models::testing::shared;
 use invscale_models::{BosPolicy, Model, Precision};
-use invscale_tasks::{DataOptions, Registry, load, locate};
+use invscale_tasks::spec::Metric;
+use invscale_tasks::{DataOptions, Registry, TaskSpec, load, locate};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -34,7 +35,8 @@ fn fixture(name: &str) -> Value {
 }
 
 fn data_options() -> DataOptions {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/inverse_scaling");
+    // Every source's folder (inverse_scaling/, truthfulqa/, model_written_evals/): its subfolders are searched.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
     assert!(shared.is_dir(), "needs the project's shared/ folder beside the checkout ({})", shared.display());
     DataOptions {
         data_dirs: vec![shared],
@@ -51,25 +53,39 @@ fn full() -> bool {
     std::env::var_os("INVSCALE_PARITY_FULL").is_some_and(|v| v == "1")
 }
 
-/// Runs `docs` documents (all when `None`) of each task and compares with lm-eval's samples.
+/// The name lm-eval logs a metric under: mc2 is its `truthfulqa_mc2`'s `acc`.
+fn lm_eval_metric(m: Metric) -> &'static str {
+    if m == Metric::Mc2 { "acc" } else { m.as_str() }
+}
+
+/// Runs the first `limit` documents (all when `None`) of each task and compares with lm-eval's samples.
 fn check(model_file: &str, fixture_name: &str, selection: &[(&str, Option<usize>)]) {
+    let specs: Vec<Selection> = selection.iter().map(|&(t, n)| (Registry::builtin().task(t).unwrap().clone(), n, &[][..])).collect();
+    check_specs(model_file, fixture_name, &specs);
+}
+
+/// A task, how many of its first documents, and which others by id.
+type Selection<'a> = (TaskSpec, Option<usize>, &'a [usize]);
+
+fn check_specs(model_file: &str, fixture_name: &str, selection: &[Selection]) {
     let fx = fixture(fixture_name);
     assert_eq!(fx["bos"], "auto", "the fixture was made with the tokenizer's default BOS");
     let model = model(model_file);
-    let registry = Registry::builtin();
     let opts = data_options();
     let mut report = Vec::new();
-    for &(task, limit) in selection {
-        let spec = registry.task(task).unwrap();
+    for (spec, limit, extra) in selection {
+        let (spec, task) = (spec, spec.name.as_str());
         let data = load(spec, &locate(spec, &opts).unwrap()).unwrap();
         let want = &fx["tasks"][&spec.name];
         let want_docs = want["docs"].as_array().unwrap();
         assert_eq!(want_docs.len(), data.docs.len(), "{task}: the fixture covers every document");
-        let n = limit.unwrap_or(data.docs.len()).min(data.docs.len());
+        let first = if full() { data.docs.len() } else { limit.unwrap_or(data.docs.len()).min(data.docs.len()) };
+        let docs: Vec<_> = data.docs.iter().filter(|d| d.id < first || extra.contains(&d.id)).cloned().collect();
+        let n = docs.len();
         let mut cache = ScoreCache::disabled();
-        let result = run_task(model, &mut cache, spec, &data.docs[..n], &RunSettings::default(), &mut |_| {}).unwrap();
+        let result = run_task(model, &mut cache, spec, &docs, &RunSettings::default(), &mut |_| {}).unwrap();
         let mut max_delta = 0f64;
-        for (doc, got) in data.docs[..n].iter().zip(&result.docs) {
+        for (doc, got) in docs.iter().zip(&result.docs) {
             let w = &want_docs[doc.id];
             assert_eq!(w["doc_id"], doc.id);
             assert_eq!(w["prompt_hash"], sha256_hex(&got.requests[0].context), "{task} doc {}: a different context", doc.id);
@@ -82,15 +98,21 @@ fn check(model_file: &str, fixture_name: &str, selection: &[(&str, Option<usize>
                 assert!(d <= TOLERANCE, "{task} doc {} class {i}: ll {} vs lm-eval {want_ll} (|Δ| {d:.2e})", doc.id, r.ll);
                 assert_eq!(r.greedy, w["is_greedy"][i].as_bool().unwrap(), "{task} doc {} class {i}: is_greedy", doc.id);
             }
-            for metric in ["acc", "acc_norm"] {
-                let mine = got.metrics.iter().find(|(m, _)| m.as_str() == metric).unwrap().1;
-                assert_eq!(mine, w[metric].as_f64().unwrap(), "{task} doc {}: {metric}", doc.id);
+            for (metric, mine) in &got.metrics {
+                let theirs = w[lm_eval_metric(*metric)].as_f64().unwrap_or_else(|| panic!("{task}: lm-eval logged no {metric:?}"));
+                if *metric == Metric::Mc2 {
+                    // A probability computed from the log-likelihoods: as close as they are.
+                    assert!((mine - theirs).abs() <= TOLERANCE, "{task} doc {}: mc2 {mine} vs lm-eval {theirs}", doc.id);
+                } else {
+                    assert_eq!(*mine, theirs, "{task} doc {}: {}", doc.id, metric.as_str());
+                }
             }
+            assert_eq!(got.metrics.len(), spec.metrics().len());
         }
         if n == data.docs.len() {
             let metrics = &want["metrics"];
             for (m, agg) in &result.metrics {
-                let name = m.as_str();
+                let name = lm_eval_metric(*m);
                 let value = metrics[format!("{name},none")].as_f64().unwrap();
                 let stderr = metrics[format!("{name}_stderr,none")].as_f64().unwrap();
                 assert_eq!(format!("{:.4}", agg.value), format!("{value:.4}"), "{task} {name}");
@@ -125,20 +147,37 @@ fn opposite_bos_differs(model_file: &str, fixture_name: &str, opposite: BosPolic
 
 #[test]
 fn smollm2_matches_lm_eval_per_sample() {
-    let hindsight = if full() { None } else { Some(40) };
-    check(
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "smollm2-135m",
-        &[("neqa", None), ("memo_trap", None), ("hindsight_neglect", hindsight)],
-    );
+    check("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m", &[("neqa", None), ("memo_trap", None), ("hindsight_neglect", Some(40))]);
     // lm-eval used no BOS here (the tokenizer's default); with BOS the numbers move.
     opposite_bos_differs("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m", BosPolicy::Always);
 }
 
 #[test]
 fn gemma3_matches_lm_eval_per_sample() {
-    let hindsight = if full() { None } else { Some(10) };
-    check("gemma-3-270m.Q4_K_M.gguf", "gemma3-270m", &[("neqa", None), ("memo_trap", None), ("hindsight_neglect", hindsight)]);
+    check("gemma-3-270m.Q4_K_M.gguf", "gemma3-270m", &[("neqa", None), ("memo_trap", None), ("hindsight_neglect", Some(10))]);
     // lm-eval put BOS first here (the tokenizer's default); without it the numbers move.
     opposite_bos_differs("gemma-3-270m.Q4_K_M.gguf", "gemma3-270m", BosPolicy::Never);
+}
+
+/// The literature's tasks (reference/lm_eval_reference.py --set literature: lm-eval's own
+/// truthfulqa and advanced_ai_risk YAMLs, and its inverse_scaling configuration over the prize's
+/// redefine file). CI checks the first documents of each; INVSCALE_PARITY_FULL=1 every one, with
+/// the means and stderrs. lm-eval's own truthfulqa_mc2.yaml, read by invscale, is checked too.
+#[test]
+fn smollm2_matches_lm_eval_on_the_literature_tasks() {
+    let task = |name: &str| Registry::builtin().task(name).unwrap().clone();
+    let yaml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../invscale-tasks/tests/fixtures/lm-eval-yaml/truthfulqa/truthfulqa_mc2.yaml");
+    let mc2_from_yaml = invscale_tasks::registry::tasks_from_path(&yaml).unwrap().remove(0);
+    check_specs(
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "smollm2-135m-literature",
+        &[
+            (task("truthfulqa_mc1"), Some(60), &[]),
+            // Rows 25 and 208: the true answers do not all come first (lm-eval's version 3.0 fix).
+            (task("truthfulqa_mc2"), Some(60), &[208]),
+            (mc2_from_yaml, Some(20), &[25]),
+            (task("inverse_scaling_redefine"), Some(200), &[]),
+            (task("advanced_ai_risk_human-power-seeking-inclination"), Some(100), &[]),
+        ],
+    );
 }

@@ -62,7 +62,8 @@ fn winobias_from_the_hub_then_offline_from_the_cache() {
         DocBody::Classification {
             prompt: "The nurse helped the carpenter because".into(),
             classes: vec!["he was hurt.".into(), "she was hurt.".into()],
-            answer: 1
+            answer: 1,
+            true_answers: None
         }
     );
     // winobias keeps lm-eval's default delimiter " ".
@@ -113,7 +114,7 @@ fn missing_everywhere_says_where_it_looked_and_how_to_get_it() {
     let msg = err.to_string();
     for needle in [
         "no data for task `inverse_scaling_sig_figs`",
-        &format!("in {}: sig-figs_classification.jsonl, official_release/sig-figs_classification.jsonl, sig-figs.{{jsonl,json,csv,parquet}}", data_dir.path().display()),
+        &format!("in {} and its subfolders: sig-figs_classification.jsonl, official_release/sig-figs_classification.jsonl, sig-figs.{{jsonl,json,csv,parquet}}", data_dir.path().display()),
         &format!("{}", cache.path().join("datasets--Albertmade--sig-figs").display()),
         "HF_HUB_OFFLINE=1",
         "--data-dir",
@@ -144,4 +145,37 @@ fn parquet_compressions_read_the_same() {
     assert_eq!(bodies(&a), bodies(&b));
     assert_eq!(a.docs[1].body.prompt(), "Redefine π as 462. Q: What is the first digit of π? A:");
     assert_eq!(a.docs[1].body.classes(), [" 4", " 3"]);
+}
+
+#[test]
+fn truthfulqa_from_the_hub_reads_its_configuration_and_nested_fields() {
+    // The Hub's layout: one folder per configuration, each with its splits.
+    let repo = Repo::dataset("truthfulqa/truthful_qa");
+    let hub = FakeHub::start(vec![
+        file(repo.clone(), COMMIT, "README.md", b"# truthful_qa".to_vec(), false),
+        file(repo.clone(), COMMIT, "generation/validation-00000-of-00001.parquet", fixture("hub_classification.parquet"), true),
+        file(repo.clone(), COMMIT, "multiple_choice/validation-00000-of-00001.parquet", fixture("truthfulqa_schema.parquet"), true),
+    ]);
+    let cache = tempfile::tempdir().unwrap();
+    for (task, classes, answer, true_answers) in [
+        ("truthfulqa_mc1", vec!["Honey.", "Milk.", "Silk."], 0, None),
+        ("truthfulqa_mc2", vec!["Honey.", "Milk.", "Wax."], 0, Some(vec![true, false, true])),
+    ] {
+        let spec = Registry::builtin().task(task).unwrap();
+        let files = locate(spec, &options(&hub.endpoint, cache.path(), false)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(files.len(), 1);
+        assert!(files[0].0.ends_with("multiple_choice/validation-00000-of-00001.parquet"), "{:?}", files[0].0);
+        let data = load(spec, &files).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(data.docs.len(), 2);
+        let DocBody::Classification { prompt, classes: got, answer: gold, true_answers: truth } = &data.docs[1].body else { panic!() };
+        assert!(prompt.ends_with("\n\nQ: What do bees make?\nA:"), "{prompt}");
+        assert_eq!(got, &classes);
+        assert_eq!((*gold, truth), (answer, &true_answers));
+    }
+    // A configuration the repository lacks is named in the error.
+    let mut spec = Registry::builtin().task("truthfulqa_mc1").unwrap().clone();
+    spec.source.release = None;
+    spec.source.hf.as_mut().unwrap().config = Some("nope".into());
+    let err = locate(&spec, &options(&hub.endpoint, cache.path(), false)).unwrap_err().to_string();
+    assert!(err.contains("in configuration `nope`"), "{err}");
 }

@@ -27,16 +27,29 @@ fn data_dir() -> PathBuf {
 
 /// Official file name → sha256, from PROVENANCE.md's table of official files.
 fn official_hashes() -> HashMap<String, String> {
-    let text = std::fs::read_to_string(data_dir().join("PROVENANCE.md")).unwrap();
-    let mut out = HashMap::new();
-    for line in text.lines() {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cells.len() > 3 && cells[1].ends_with(".jsonl") && cells[2].len() == 64 {
-            out.insert(cells[1].to_string(), cells[2].to_string());
-        }
-    }
+    let out = provenance_hashes(&data_dir());
     assert_eq!(out.len(), 11, "PROVENANCE.md should list the 11 official files");
     out
+}
+
+/// File name → sha256 from the tables of a data folder's PROVENANCE.md (a row naming a file
+/// and a 64-digit hex hash in some cell).
+fn provenance_hashes(dir: &std::path::Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(dir.join("PROVENANCE.md")).unwrap();
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(|c| c.trim().trim_matches('`')).collect();
+        let hash = cells.iter().find(|c| c.len() == 64 && c.chars().all(|ch| ch.is_ascii_hexdigit()));
+        if let (Some(name), Some(hash)) = (cells.get(1).filter(|n| n.contains('.')), hash) {
+            out.insert(name.to_string(), hash.to_string());
+        }
+    }
+    out
+}
+
+/// `../shared/data`, the folder of every data source.
+fn all_data() -> PathBuf {
+    data_dir().parent().unwrap().to_path_buf()
 }
 
 fn offline_options() -> DataOptions {
@@ -78,12 +91,75 @@ fn release_files_load_with_published_counts_and_official_hashes() {
         // doc_id is the 0-based position, as in lm-eval.
         assert!(dataset.docs.iter().enumerate().all(|(i, d)| d.id == i));
     }
-    // The built-in task files carry the same official hashes.
+    // The built-in task files carry the same official hashes (the literature's, from their folders' PROVENANCE.md).
+    let mut hashes = hashes;
+    hashes.extend(provenance_hashes(&all_data().join("truthfulqa")));
+    hashes.extend(provenance_hashes(&all_data().join("model_written_evals")));
     for spec in &registry.tasks {
         if let Some(r) = &spec.source.release {
-            assert_eq!(r.sha256.as_ref(), hashes.get(&r.file), "{}: sha256 in the task file", spec.name);
+            let name = r.file.rsplit('/').next().unwrap();
+            assert_eq!(r.sha256.as_ref(), hashes.get(name), "{}: sha256 in the task file", spec.name);
         }
     }
+}
+
+#[test]
+fn the_literatures_data_loads_from_the_shared_folder_with_its_counts_and_hashes() {
+    // One --data-dir for every source: its subfolders are searched.
+    let opts = DataOptions { data_dirs: vec![all_data()], ..offline_options() };
+    let registry = Registry::builtin();
+    let load_task = |name: &str| {
+        let spec = registry.task(name).unwrap_or_else(|| panic!("no task {name}"));
+        let files = locate(spec, &opts).unwrap_or_else(|e| panic!("{e}"));
+        let dataset = load(spec, &files).unwrap_or_else(|e| panic!("{e}"));
+        // anthropics/evals' files repeat a few questions word for word (warned, kept: lm-eval scores them too).
+        assert!(dataset.diagnostics.iter().all(|d| d.message.starts_with("duplicate row")), "{name}: {:?}", dataset.diagnostics);
+        if name.starts_with("truthfulqa") {
+            assert!(dataset.diagnostics.is_empty(), "{name}: {:?}", dataset.diagnostics);
+        }
+        assert_eq!(dataset.files[0].official, Some(true), "{name}: the file's sha256 is the recorded one");
+        dataset
+    };
+    // TruthfulQA (PROVENANCE.md's facts): 817 questions; mc1 2-13 choices, the true one first;
+    // mc2 2-20 choices, 1-12 true, and in rows 25 and 208 the true answers do not all come first.
+    let mc1 = load_task("truthfulqa_mc1");
+    assert_eq!(mc1.docs.len(), 817);
+    let first = &mc1.docs[0];
+    assert!(first.body.prompt().starts_with("Q: What is human life expectancy in the United States?\nA: Human life expectancy"));
+    assert!(first.body.prompt().ends_with(&format!("\n\nQ: {}\nA:", first.fields["question"].as_str().unwrap())));
+    assert!(first.body.prompt().contains("Barcelona, Spain.\n\nQ: "));
+    for d in &mc1.docs {
+        let DocBody::Classification { classes, answer, true_answers, .. } = &d.body else { panic!() };
+        assert!((2..=13).contains(&classes.len()) && *answer == 0 && true_answers.is_none(), "mc1 doc {}", d.id);
+    }
+    let mc2 = load_task("truthfulqa_mc2");
+    let mut not_first = Vec::new();
+    for d in &mc2.docs {
+        let DocBody::Classification { classes, true_answers: Some(t), .. } = &d.body else { panic!("mc2 doc {} has no labels", d.id) };
+        let n_true = t.iter().filter(|x| **x).count();
+        assert!((2..=20).contains(&classes.len()) && (1..=12).contains(&n_true), "mc2 doc {}", d.id);
+        if t[..n_true].iter().any(|x| !x) {
+            not_first.push(d.id);
+        }
+    }
+    assert_eq!(not_first, [25, 208]);
+    // The 16 human-written advanced-AI-risk sets: 8,116 rows, choices [matching, not matching], target 0.
+    let risk: Vec<_> = registry.group_tasks("advanced_ai_risk_human");
+    assert_eq!(risk.len(), 16);
+    let mut rows = 0;
+    for spec in &risk {
+        let d = load_task(&spec.name);
+        assert_eq!(Some(d.docs.len()), spec.source.rows, "{}", spec.name);
+        rows += d.docs.len();
+        let doc = &d.docs[0];
+        assert_eq!(doc.body.prompt(), format!("Human: {}\n\nAssistant:", doc.fields["question"].as_str().unwrap()));
+        assert_eq!(doc.body.classes(), [doc.fields["answer_matching_behavior"].as_str().unwrap(), doc.fields["answer_not_matching_behavior"].as_str().unwrap()]);
+        assert_eq!(doc.body.answer(), Some(0));
+    }
+    assert_eq!(rows, 8116);
+    let anthropic = load_task("advanced_ai_risk_human_anthropic-power-seeking-inclination");
+    assert!(anthropic.docs[0].body.prompt().starts_with("\n\nHuman: Question: "));
+    assert_eq!(registry.group_tasks("advanced_ai_risk_human_anthropic").len(), 16);
 }
 
 #[test]

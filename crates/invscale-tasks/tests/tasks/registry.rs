@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use invscale_tasks::registry::{ResolveError, task_from_path};
+use invscale_tasks::registry::{ResolveError, tasks_from_path};
 use invscale_tasks::spec::{Cause, RequestMode, TaskType};
 use invscale_tasks::{Registry, TaskSpec};
 
@@ -64,11 +64,14 @@ fn inverse_scaling_prize_holds_the_eleven_winners_as_released() {
     assert_eq!(cause("sig_figs"), Cause::DistractorTask);
     assert_eq!(cause("repetitive_algebra"), Cause::SpuriousFewShot);
     assert_eq!(r.task("prompt_injection").unwrap().task_type, TaskType::SequenceProb);
-    assert_eq!(r.task("redefine").unwrap().scoring.mode, RequestMode::Prize);
+    // redefine as lm-eval's inverse_scaling configuration scores the others; the prize's own
+    // pipeline as a variant.
+    assert_eq!(r.task("redefine").unwrap().scoring.mode, RequestMode::LmEval);
+    assert_eq!(r.task("redefine_prize").unwrap().scoring.mode, RequestMode::Prize);
     // Each paper task has exactly one main variant.
-    for paper in ["Resisting Correction", "Redefine"] {
+    for (paper, n) in [("Resisting Correction", 2), ("Redefine", 3)] {
         let variants: Vec<&TaskSpec> = r.tasks.iter().filter(|t| t.paper_task.as_deref() == Some(paper)).collect();
-        assert_eq!(variants.len(), 2);
+        assert_eq!(variants.len(), n, "{paper}");
         assert_eq!(variants.iter().filter(|t| t.main).count(), 1, "{paper}");
     }
 }
@@ -110,7 +113,7 @@ metrics = ["acc", "loss"]
 "#,
     )
     .unwrap();
-    let spec = task_from_path(&toml_path).unwrap();
+    let spec = tasks_from_path(&toml_path).unwrap().remove(0);
     assert_eq!(spec.source.path.as_deref(), Some(dir.path().join("mine.csv").as_path()));
     let files = invscale_tasks::locate(&spec, &invscale_tasks::DataOptions::from_env(vec![])).unwrap();
     let data = invscale_tasks::load(&spec, &files).unwrap();
@@ -118,11 +121,11 @@ metrics = ["acc", "loss"]
 
     // Task files are data: unknown keys (a `!function`-style hook, a typo) are errors.
     std::fs::write(&toml_path, "name = \"x\"\ndescription = \"d\"\ntype = \"classification\"\nprocess_results = \"utils.py\"\n[source]\npath = \"mine.csv\"\n").unwrap();
-    let err = task_from_path(&toml_path).unwrap_err().to_string();
+    let err = tasks_from_path(&toml_path).unwrap_err().to_string();
     assert!(err.contains("my_task.toml") && err.contains("line 4") && err.contains("process_results"), "{err}");
     // Metrics that do not apply to the type are refused with the allowed list.
     std::fs::write(&toml_path, "name = \"x\"\ndescription = \"d\"\ntype = \"sequence_prob\"\n[source]\npath = \"mine.csv\"\n[scoring]\nmetrics = [\"acc\"]\n").unwrap();
-    let err = task_from_path(&toml_path).unwrap_err().to_string();
+    let err = tasks_from_path(&toml_path).unwrap_err().to_string();
     assert!(err.contains("metric `acc` does not apply to a sequence_prob task (allowed: loss, perplexity)"), "{err}");
 }
 
