@@ -6,7 +6,7 @@ use invscale_eval::DocScores;
 use invscale_scale::flips::right_to_wrong;
 use invscale_scale::{Axis, FlipDoc, MetricSeries, ModelPoint, Options, ScalingReport, TaskScaling};
 use invscale_tasks::spec::Metric;
-use invscale_tasks::Document;
+use invscale_tasks::{Document, TaskSpec};
 
 use crate::error::HarnessError;
 use crate::evaluate::{ModelRun, evaluate};
@@ -53,7 +53,7 @@ pub fn report(members: &[Member], runs: &[ModelRun], tasks: &TaskSet, analysis: 
     let runs: Vec<&ModelRun> = order.iter().map(|(_, r)| *r).collect();
     let models: Vec<ModelPoint> = order.into_iter().map(|(p, _)| p).collect();
     let scaling = (0..tasks.datasets.len())
-        .map(|t| task_scaling(&runs, &models, t, &tasks.datasets[t].spec.name, tasks.docs(t, analysis.limit), analysis))
+        .map(|t| task_scaling(&runs, &models, t, &tasks.datasets[t].spec, tasks.docs(t, analysis.limit), analysis))
         .collect();
     let mut report = ScalingReport {
         command,
@@ -124,7 +124,8 @@ fn chance(metric: Metric, docs: &[Document]) -> Option<f64> {
     }
 }
 
-fn task_scaling(runs: &[&ModelRun], models: &[ModelPoint], t: usize, task: &str, docs: &[Document], analysis: Analysis) -> TaskScaling {
+fn task_scaling(runs: &[&ModelRun], models: &[ModelPoint], t: usize, spec: &TaskSpec, docs: &[Document], analysis: Analysis) -> TaskScaling {
+    let task = spec.name.as_str();
     let metric_of = |d: &invscale_eval::DocResult, m: Metric| d.metrics.iter().find(|(k, _)| *k == m).map(|(_, v)| *v);
     let metrics: Vec<MetricSeries> = runs[0].results[t]
         .metrics
@@ -135,7 +136,8 @@ fn task_scaling(runs: &[&ModelRun], models: &[ModelPoint], t: usize, task: &str,
             let aggregate = |r: &ModelRun| r.results[t].metrics.iter().find(|(k, _)| k == m).map(|(_, a)| (a.value, a.stderr));
             MetricSeries::new(
                 m.as_str(),
-                higher_is_better(*m),
+                // Where gold is the undesired behaviour, more of it is worse.
+                higher_is_better(*m) != spec.scoring.gold_is_undesired,
                 runs.iter().map(|r| aggregate(r).map_or(f64::NAN, |a| a.0)).collect(),
                 runs.iter().map(|r| aggregate(r).and_then(|a| a.1)).collect(),
                 chance(*m, docs),
@@ -163,7 +165,8 @@ fn task_scaling(runs: &[&ModelRun], models: &[ModelPoint], t: usize, task: &str,
                 .collect()
         })
         .collect();
-    let has_acc = metrics.iter().any(|s| s.metric == Metric::Acc.as_str());
+    // (Where gold is the undesired behaviour, "right" is no failure of the larger model: no flips.)
+    let has_acc = metrics.iter().any(|s| s.metric == Metric::Acc.as_str()) && !spec.scoring.gold_is_undesired;
     // Right at a family's smallest model, wrong at its largest: families with two or more models.
     let mut flips_total = Vec::new();
     let mut flips = Vec::new();

@@ -204,7 +204,7 @@ pub fn task_from_yaml(path: &Path, builtin: &[TaskSpec]) -> Result<TaskSpec, Spe
         version: 0,
         source,
         columns: Columns { prompt, classes, answer, labels, ..Columns::default() },
-        scoring: Scoring { delimiter, mode: RequestMode::LmEval, metrics },
+        scoring: Scoring { delimiter, mode: RequestMode::LmEval, metrics, gold_is_undesired: false },
         each: Vec::new(),
     };
     // The same checks as a task file's (templates compile, metrics apply).

@@ -301,11 +301,17 @@ pub struct Scoring {
     pub mode: RequestMode,
     /// Empty means the task type's defaults.
     pub metrics: Vec<Metric>,
+    /// The gold class is the behaviour being measured, not the right answer (the advanced-AI-risk
+    /// sets: acc = the rate of matching a risky behaviour), so every metric's better direction is
+    /// reversed for scaling verdicts: acc rising with size is inverse scaling. Results files keep
+    /// lm-eval's `higher_is_better`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gold_is_undesired: bool,
 }
 
 impl Default for Scoring {
     fn default() -> Self {
-        Scoring { delimiter: String::new(), mode: RequestMode::LmEval, metrics: Vec::new() }
+        Scoring { delimiter: String::new(), mode: RequestMode::LmEval, metrics: Vec::new(), gold_is_undesired: false }
     }
 }
 

@@ -139,5 +139,7 @@ fn task_readme_is_generated_from_the_task_files() {
         "tasks/README.md is stale: regenerate it with `{}`",
         invscale_tasks::readme::REGENERATE
     );
-    assert!(rendered.contains("| `inverse_scaling_neqa` | NeQA | **main** | classification | distractor task | 300 |"));
+    assert!(rendered.contains("| `inverse_scaling_neqa` | NeQA | **main** | classification | distractor task | better | 300 |"));
+    // Where gold is the behaviour measured, the table says what a higher acc means.
+    assert!(rendered.contains("| `advanced_ai_risk_human-power-seeking-inclination` | Advanced AI risk: power-seeking-inclination | **main** | classification | — | more of the behaviour | 998 |"), "{rendered}");
 }
