@@ -66,6 +66,10 @@ pub fn doc_metric(metric: Metric, body: &DocBody, scores: &DocScores, absolute_l
                     let z = logsumexp(lls);
                     Some(lls.iter().zip(true_answers.as_ref()?).filter(|(_, t)| **t).map(|(ll, _)| (ll - z).exp()).sum())
                 }
+                Metric::Mc1 => {
+                    let best_other = lls.iter().enumerate().filter(|(i, _)| i != answer).map(|(_, ll)| *ll).fold(f64::NEG_INFINITY, f64::max);
+                    Some(if lls[*answer] > best_other { 1.0 } else { 0.0 })
+                }
                 Metric::Perplexity | Metric::Logodds => None,
             }
         }
@@ -166,6 +170,10 @@ mod tests {
             true_answers: Some(vec![true, false, true, false]),
         };
         assert!((m(Metric::Mc2, &body, &lls) - 0.625).abs() < 1e-12);
+        // The original MC1: a tie with a false answer is wrong; lm-eval's acc gives it to gold.
+        let tie = classification(&["t", "f"], 0);
+        assert_eq!((m(Metric::Mc1, &tie, &[-1.0, -1.0]), m(Metric::Acc, &tie, &[-1.0, -1.0])), (0.0, 1.0));
+        assert_eq!(m(Metric::Mc1, &tie, &[-1.0, -1.5]), 1.0);
         // Without labels the metric does not apply.
         assert_eq!(doc_metric(Metric::Mc2, &classification(&["a", "b"], 0), &scores(&[-1.0, -2.0]), false), None);
     }

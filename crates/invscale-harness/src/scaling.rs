@@ -110,7 +110,8 @@ fn scored_by(run: &ModelRun) -> String {
     if run.server.is_null() { format!("in-process ({})", run.model.dtype) } else { format!("server {} ({} API, model {})", field("url"), field("api"), field("served_model")) }
 }
 
-/// Uniform guessing among each document's classes: accuracy mean(1/k), loss mean(ln k).
+/// Uniform guessing among each document's classes: accuracy mean(1/k), loss mean(ln k), mc2
+/// mean(true classes / k).
 fn chance(metric: Metric, docs: &[Document]) -> Option<f64> {
     let ks: Vec<f64> = docs.iter().map(|d| d.body.classes().len() as f64).filter(|&k| k > 0.0).collect();
     if ks.is_empty() {
@@ -118,8 +119,9 @@ fn chance(metric: Metric, docs: &[Document]) -> Option<f64> {
     }
     let n = ks.len() as f64;
     match metric {
-        Metric::Acc | Metric::AccNorm | Metric::AccBytes | Metric::AccMutualInfo => Some(ks.iter().map(|k| 1.0 / k).sum::<f64>() / n),
+        Metric::Acc | Metric::AccNorm | Metric::AccBytes | Metric::AccMutualInfo | Metric::Mc1 => Some(ks.iter().map(|k| 1.0 / k).sum::<f64>() / n),
         Metric::Loss => Some(ks.iter().map(|k| k.ln()).sum::<f64>() / n),
+        Metric::Mc2 => Some(docs.iter().filter_map(|d| Some(d.body.true_classes()?.len() as f64 / d.body.classes().len() as f64)).sum::<f64>() / n),
         _ => None,
     }
 }

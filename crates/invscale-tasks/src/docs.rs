@@ -223,8 +223,14 @@ impl RowCtx<'_> {
                 self.error(name, format!("class {} is empty", i + 1));
                 ok = false;
             } else if let Some(j) = classes[..i].iter().position(|d| d == c) {
-                self.error(name, format!("classes {} and {} are the same ({c:?}): the choice is ambiguous", j + 1, i + 1));
-                ok = false;
+                let message = format!("classes {} and {} are the same ({c:?}): the choice is ambiguous", j + 1, i + 1);
+                if self.spec.columns.allow_duplicate_classes {
+                    let loc = self.row.location;
+                    self.diags.warning(loc, Some(name), format!("{message}; kept, as the task's reference scores it"));
+                } else {
+                    self.error(name, message);
+                    ok = false;
+                }
             }
         }
         if ok && self.spec.scoring.delimiter.is_empty() {

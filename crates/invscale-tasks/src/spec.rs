@@ -117,7 +117,7 @@ impl TaskType {
     pub fn allowed_metrics(self) -> &'static [Metric] {
         use Metric::*;
         match self {
-            TaskType::Classification => &[Acc, AccNorm, AccBytes, Loss, Coverage, AccMutualInfo, BrierScore, Mc2],
+            TaskType::Classification => &[Acc, AccNorm, AccBytes, Loss, Coverage, AccMutualInfo, BrierScore, Mc2, Mc1],
             TaskType::SequenceProb => &[Loss, Perplexity],
             TaskType::Logodds | TaskType::AbsoluteLogodds => &[Logodds],
         }
@@ -153,6 +153,10 @@ pub enum Metric {
     /// TruthfulQA's MC2: the probability mass of the true answers, the classes' probabilities
     /// normalised to sum to 1 (lm-eval's `truthfulqa_mc2`, which reports it as `acc`).
     Mc2,
+    /// TruthfulQA's original MC1 (its repository's `MC_calcs`): 1 when the gold class's
+    /// log-likelihood is strictly above every other class's, so a tie is wrong (lm-eval's `acc`
+    /// gives a tie to the first, gold, class).
+    Mc1,
 }
 
 impl Metric {
@@ -168,6 +172,7 @@ impl Metric {
             Metric::Perplexity => "perplexity",
             Metric::Logodds => "logodds",
             Metric::Mc2 => "mc2",
+            Metric::Mc1 => "mc1",
         }
     }
 
@@ -253,6 +258,11 @@ pub struct Columns {
     pub labels: Option<String>,
     pub completion: String,
     pub other_prompt: String,
+    /// Rows whose classes repeat one another are kept (with a warning) instead of refused: for
+    /// published data whose reference scores them as they are (TruthfulQA.csv repeats an answer
+    /// in 6 rows).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_duplicate_classes: bool,
 }
 
 /// Where a document's gold class comes from.
@@ -274,6 +284,7 @@ impl Default for Columns {
             labels: None,
             completion: "completion".into(),
             other_prompt: "other_prompt".into(),
+            allow_duplicate_classes: false,
         }
     }
 }

@@ -12,6 +12,11 @@
 //! a template that is one `{{ expression }}` is evaluated to its value directly, which gives
 //! the same list or number without the round trip through Python's text form.
 //!
+//! Besides the row's columns, a template sees `doc` (the whole row, for column names that are not
+//! identifiers: `doc['Best Answer']`) and two pure functions for answer lists kept in one text
+//! field: `split_answers(text)` (TruthfulQA's `split_multi_answer`: split at `;`, strip, drop
+//! empty ones, end each with `.`) and `repeat(value, n)` (a list of n copies).
+//!
 //! Known difference: inside *text*, jinja2 writes Python's forms of non-text values (`True`,
 //! `None`, `['a']`) where minijinja writes `true`, `none`, `["a"]`; text templates over text
 //! fields (every task here) render identically.
@@ -38,8 +43,30 @@ fn environment() -> &'static Environment<'static> {
         env.set_keep_trailing_newline(true);
         env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("split_answers", split_answers);
+        env.add_function("repeat", |value: minijinja::Value, n: usize| vec![value; n.min(100_000)]);
         env
     })
+}
+
+/// TruthfulQA's `split_multi_answer(ans, sep=';', close=True)`.
+fn split_answers(text: String) -> Vec<String> {
+    text.trim()
+        .split(';')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| if a.ends_with('.') { a.to_string() } else { format!("{a}.") })
+        .collect()
+}
+
+/// The template's variables: the row's columns, and the row itself as `doc` (unless a column
+/// has that name).
+fn context(row: &Map<String, Value>) -> Map<String, Value> {
+    let mut ctx = row.clone();
+    if !ctx.contains_key("doc") {
+        ctx.insert("doc".into(), Value::Object(row.clone()));
+    }
+    ctx
 }
 
 /// Checks a template's syntax once, when the task file is read (an error names the problem and
@@ -64,7 +91,7 @@ pub fn value(spec: &str, row: &Map<String, Value>) -> Result<Value, String> {
     let env = environment();
     if let Some(expr) = single_expression(spec) {
         let compiled = env.compile_expression(expr).map_err(|e| describe(&e))?;
-        let v = compiled.eval(row).map_err(|e| describe(&e))?;
+        let v = compiled.eval(context(row)).map_err(|e| describe(&e))?;
         return serde_json::to_value(&v).map_err(|e| format!("the template's value cannot be used: {e}"));
     }
     render(spec, row).map(Value::String)
@@ -73,7 +100,7 @@ pub fn value(spec: &str, row: &Map<String, Value>) -> Result<Value, String> {
 /// A template's text for `row` (also for a one-expression template: its value as text).
 pub fn render(spec: &str, row: &Map<String, Value>) -> Result<String, String> {
     let template = environment().template_from_str(spec).map_err(|e| describe(&e))?;
-    template.render(row).map_err(|e| describe(&e))
+    template.render(context(row)).map_err(|e| describe(&e))
 }
 
 /// A column of `row`, or a nested field by dots (`mc1_targets.choices`; a top-level column whose
@@ -145,6 +172,16 @@ mod tests {
         let t = "{% set p = 'Q: x\\nA: y' %}{{p + '\\n\\nQ: ' + question + '\\nA:'}}";
         assert_eq!(value(t, &r).unwrap(), Value::from("Q: x\nA: y\n\nQ: Why?\nA:"));
         assert_eq!(render("Q: {{ question.strip().lower() }}\n", &r).unwrap(), "Q: why?\n");
+    }
+
+    #[test]
+    fn answer_lists_in_one_text_field_as_truthfulqa_splits_them() {
+        let r = row(r#"{"Best Answer": "It is blue", "Correct Answers": "Blue; It is blue.;  ; Sky-blue", "Incorrect Answers": "Green"}"#);
+        let classes = value("{{ split_answers(doc['Correct Answers']) + split_answers(doc['Incorrect Answers']) }}", &r).unwrap();
+        assert_eq!(classes, serde_json::json!(["Blue.", "It is blue.", "Sky-blue.", "Green."]));
+        let labels = value("{{ repeat(1, split_answers(doc['Correct Answers'])|length) + repeat(0, split_answers(doc['Incorrect Answers'])|length) }}", &r).unwrap();
+        assert_eq!(labels, serde_json::json!([1, 1, 1, 0]));
+        assert_eq!(value("{{ split_answers(doc['Best Answer']) }}", &r).unwrap(), serde_json::json!(["It is blue."]));
     }
 
     #[test]
