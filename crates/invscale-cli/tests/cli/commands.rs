@@ -192,6 +192,27 @@ fn run_reports_bad_data_with_file_line_and_field_before_loading_the_model() {
 }
 
 #[test]
+fn lm_evals_yaml_task_files_run_and_python_hooks_are_refused_with_their_line() {
+    let yamls = Path::new(env!("CARGO_MANIFEST_DIR")).join("../invscale-tasks/tests/fixtures/lm-eval-yaml");
+    let all_data = shared_data().parent().unwrap().display().to_string();
+    // lm-eval's own truthfulqa_mc2.yaml: its process_results hook is recognised as mc2.
+    let mc2 = yamls.join("truthfulqa/truthfulqa_mc2.yaml").display().to_string();
+    let o = invscale(&["tasks", "show", &mc2, "--data-dir", &all_data]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("metrics mc2") && out.contains("documents: 817") && out.contains("true answers (mc2): [0]"), "{out}");
+    // A hook that is Python code: exit 2, the file and line, before any model is loaded.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("my_task.yaml");
+    let base = yamls.join("inverse_scaling/_inverse_scaling_mc_yaml");
+    std::fs::write(&bad, format!("include: {}\ntask: mine\ndataset_path: inverse-scaling/NeQA\nprocess_docs: !function utils.process_docs\n", base.display())).unwrap();
+    let o = invscale(&["run", "--model", "/nonexistent/model.gguf", "--tasks", &bad.display().to_string(), "--no-cache"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("my_task.yaml: line 4: `process_docs: !function utils.process_docs` is Python code"), "{err}");
+}
+
+#[test]
 fn run_refuses_bad_arguments_clearly() {
     let data = shared_data();
     let cases: &[(&[&str], &str)] = &[
