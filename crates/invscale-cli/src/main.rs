@@ -53,6 +53,7 @@ enum Command {
 
 fn main() -> ExitCode {
     invscale_models::pin_cpu_thread_count();
+    invscale_models::host::quiet_error_backtraces();
     let cli = Cli::parse();
     let data = invscale_tasks::DataOptions::from_env(cli.data_dirs);
     let result = match cli.command {

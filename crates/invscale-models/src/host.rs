@@ -13,6 +13,20 @@ pub fn pin_cpu_thread_count() {
     }
 }
 
+/// Call first thing in `main`, before any thread starts. candle attaches a backtrace to each of
+/// its errors when `RUST_BACKTRACE` is set (common among Rust users), and its text is part of the
+/// error's message: a bad GGUF then printed its located message followed by 50 lines of frames.
+/// Bad input is the user's to fix and its message says where, so errors capture none:
+/// `RUST_LIB_BACKTRACE=0` (which `std::backtrace::Backtrace::capture` reads before
+/// `RUST_BACKTRACE`) unless the user set it. A panic, an internal error, still prints its
+/// backtrace under `RUST_BACKTRACE=1`: the panic hook reads only that variable.
+pub fn quiet_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Safety: no other thread exists yet to read the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
+}
+
 /// The most resident memory this process has held so far (Linux's `VmHWM`), in bytes: what a
 /// run needed at its peak, weights, activations and all.
 pub fn peak_resident_bytes() -> Option<u64> {

@@ -213,6 +213,30 @@ fn lm_evals_yaml_task_files_run_and_python_hooks_are_refused_with_their_line() {
 }
 
 #[test]
+fn bad_input_prints_its_message_and_no_backtrace_whatever_rust_backtrace_says() {
+    let dir = tempfile::tempdir().unwrap();
+    // A GGUF header that declares more tensors than any file holds.
+    let gguf = dir.path().join("bad.gguf");
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(u64::MAX.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes());
+    std::fs::write(&gguf, bytes).unwrap();
+    for backtrace in ["1", "full"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_invscale"))
+            .args(["logprobs", "--model", &gguf.display().to_string(), "--text", "hi"])
+            .env("RUST_BACKTRACE", backtrace)
+            .env_remove("RUST_LIB_BACKTRACE")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("bad.gguf: unreadable GGUF header"), "{err}");
+        assert!(!err.contains("backtrace") && !err.contains("candle_core") && !err.contains("   0: ") && err.lines().count() <= 3, "RUST_BACKTRACE={backtrace}:\n{err}");
+    }
+}
+
+#[test]
 fn run_refuses_bad_arguments_clearly() {
     let data = shared_data();
     let cases: &[(&[&str], &str)] = &[
