@@ -302,6 +302,11 @@ impl Parser<'_> {
         }
         let name: String = self.chars[name_start..name_start + len].iter().collect();
         self.pos = name_start + len + 1;
+        // No name starts with a hyphen; unicode_names2 2.0 reads the byte before a leading one
+        // (`bytes.get(i - 1)` at i = 0: an overflow, found by fuzzing).
+        if name.trim_start().starts_with('-') {
+            return Err(self.error_at(escape_at, format!("\\N{{{name}}} names no Unicode character")));
+        }
         unicode_names2::character(&name)
             .ok_or_else(|| self.error_at(escape_at, format!("\\N{{{name}}} names no Unicode character")))
     }

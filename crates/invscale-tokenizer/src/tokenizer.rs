@@ -118,7 +118,7 @@ impl Tokenizer {
 
     /// A tokenizer.json with the BOS/EOS and default of its checkpoint's config.
     pub fn from_tokenizer_json(path: &Path, bos_id: Option<u32>, eos_id: Option<u32>, add_bos: bool) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::corrupt(path, e.to_string()))?;
+        let inner = read_tokenizer_json(path)?;
         Ok(Tokenizer { inner: Inner::Hf(inner), bos_id, eos_id, add_bos, kind: "tokenizer.json".into(), vocab_size: Default::default() })
     }
 
@@ -134,7 +134,7 @@ impl Tokenizer {
                 "no tokenizer.json (only fast tokenizers are read: save one with transformers' AutoTokenizer.from_pretrained(dir).save_pretrained(dir))",
             ));
         }
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| TokenizerError::corrupt(&path, e.to_string()))?;
+        let inner = read_tokenizer_json(&path)?;
         let tc_path = dir.join("tokenizer_config.json");
         let tc: serde_json::Value = match std::fs::read_to_string(&tc_path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| TokenizerError::corrupt(&tc_path, format!("not valid JSON: {e}")))?,
@@ -156,4 +156,13 @@ impl Tokenizer {
         };
         Ok(Tokenizer { inner: Inner::Hf(inner), bos_id, eos_id, add_bos, kind: "tokenizer.json".into(), vocab_size: Default::default() })
     }
+}
+
+/// A `tokenizer.json` read by the tokenizers library, checked as JSON first: tokenizers 0.22
+/// panics on a syntax error inside some sections (an unwrap in `decoders/mod.rs`, found by
+/// fuzzing), where serde_json reports the line.
+fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let text = std::fs::read_to_string(path).map_err(|e| TokenizerError::corrupt(path, e.to_string()))?;
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| TokenizerError::corrupt(path, format!("not valid JSON: {e}")))?;
+    text.parse::<tokenizers::Tokenizer>().map_err(|e| TokenizerError::corrupt(path, e.to_string()))
 }

@@ -41,9 +41,11 @@ fn tasks_json_lists_the_suite() {
     let o = invscale(&["tasks", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["tasks"].as_array().unwrap().len(), 14);
-    let mc = v["groups"].as_array().unwrap().iter().find(|g| g["name"] == "inverse_scaling_mc").unwrap();
-    assert_eq!(mc["tasks"].as_array().unwrap().len(), 11);
+    // The prize's 15 task files, TruthfulQA's 4, and 2 × 16 advanced-AI-risk sets.
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 15 + 4 + 32);
+    let group = |name: &str| v["groups"].as_array().unwrap().iter().find(|g| g["name"] == name).unwrap()["tasks"].as_array().unwrap().len();
+    assert_eq!(group("inverse_scaling_mc"), 11);
+    assert_eq!((group("truthfulqa"), group("advanced_ai_risk_human"), group("inverse_scaling_literature")), (2, 16, 18));
 }
 
 #[test]

@@ -41,13 +41,16 @@ impl GgufFile {
     fn check_tensor_bounds(&self) -> Result<()> {
         let data_start = self.content.tensor_data_offset as usize;
         for (name, info) in &self.content.tensor_infos {
-            let elems = info.shape.elem_count();
+            // Checked arithmetic: a crafted shape's element count overflows (found by fuzzing),
+            // and a wrapped count would pass the bounds check below.
+            let overflow = || ModelError::corrupt(&self.path, format!("tensor `{name}`: its shape {:?} or offset is too large for any file", info.shape.dims()));
+            let elems = info.shape.dims().iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(overflow)?;
             let block = info.ggml_dtype.block_size();
             if elems % block != 0 {
                 return Err(ModelError::corrupt(&self.path, format!("tensor `{name}`: {elems} elements is not a whole number of {block}-element blocks")));
             }
-            let bytes = elems / block * info.ggml_dtype.type_size();
-            let end = data_start + info.offset as usize + bytes;
+            let bytes = (elems / block).checked_mul(info.ggml_dtype.type_size()).ok_or_else(overflow)?;
+            let end = data_start.checked_add(info.offset as usize).and_then(|e| e.checked_add(bytes)).ok_or_else(overflow)?;
             if end > self.mmap.len() {
                 return Err(ModelError::corrupt(
                     &self.path,

@@ -47,6 +47,30 @@ fn not_gguf_and_corrupt_headers() {
     assert!(e.contains("model.gguf") && e.contains("unreadable GGUF header"), "{e}");
 }
 
+/// Found by fuzzing (scripts/fuzz.sh gguf): a tensor whose shape's element count overflows
+/// (2^33 × 2^33) made the bounds check's arithmetic overflow (a panic in a debug build; a
+/// wrapped count that passed the check in a release one).
+#[test]
+fn a_shape_too_large_for_any_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge-shape.gguf");
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes()); // version
+    b.extend(1u64.to_le_bytes()); // tensors
+    b.extend(0u64.to_le_bytes()); // metadata entries
+    b.extend(1u64.to_le_bytes());
+    b.push(b'w'); // name "w"
+    b.extend(2u32.to_le_bytes()); // dimensions
+    b.extend((1u64 << 33).to_le_bytes());
+    b.extend((1u64 << 33).to_le_bytes());
+    b.extend(0u32.to_le_bytes()); // F32
+    b.extend(0u64.to_le_bytes()); // offset
+    b.resize(b.len().next_multiple_of(32) + 64, 0);
+    std::fs::write(&p, &b).unwrap();
+    let e = load_err(&p);
+    assert!(e.contains("huge-shape.gguf") && e.contains("tensor `w`: its shape [8589934592, 8589934592] or offset is too large for any file"), "{e}");
+}
+
 #[test]
 fn truncated_download_is_named_as_such() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,6 +207,13 @@ fn broken_checkpoints_give_clear_errors() {
     assert!(e.contains("model.safetensors: not a readable safetensors file"), "{e}");
     let e = case("bad-json", &|d| std::fs::write(d.join("config.json"), "{\"model_type\": ").unwrap());
     assert!(e.contains("config.json: not valid JSON"), "{e}");
+    // Found by fuzzing (scripts/fuzz.sh tokenizer_json): a syntax error inside the `decoder`
+    // section made tokenizers 0.22 panic (an unwrap in decoders/mod.rs) instead of erring.
+    let e = case("bad-decoder", &|d| {
+        let text = std::fs::read_to_string(d.join("tokenizer.json")).unwrap().replacen("\"decoder\": {", "\"decoder\": {,", 1);
+        std::fs::write(d.join("tokenizer.json"), text).unwrap();
+    });
+    assert!(e.contains("tokenizer.json: not valid JSON: key must be a string at line"), "{e}");
     // A tokenizer from another model: 100 more tokens than the embedding has rows.
     let e = case("misfit", &|d| {
         let mut t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("tokenizer.json")).unwrap()).unwrap();
