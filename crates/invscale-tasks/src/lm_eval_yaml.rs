@@ -204,9 +204,14 @@ pub fn task_from_yaml(path: &Path, builtin: &[TaskSpec]) -> Result<TaskSpec, Spe
         version: 0,
         source,
         columns: Columns { prompt, classes, answer, labels, ..Columns::default() },
+        // Set below where a built-in task reads the same dataset.
         scoring: Scoring { delimiter, mode: RequestMode::LmEval, metrics, gold_is_undesired: false },
         each: Vec::new(),
     };
+    // A YAML over a built-in task's dataset keeps that task's orientation (the advanced-AI-risk
+    // sets: a rising acc is the inverse trend).
+    let mut spec = spec;
+    spec.scoring.gold_is_undesired = builtin.iter().any(|b| b.source.hf.is_some() && b.source.hf == spec.source.hf && b.scoring.gold_is_undesired);
     // The same checks as a task file's (templates compile, metrics apply).
     spec.check().map_err(err)?;
     Ok(spec)

@@ -38,6 +38,7 @@ fn lm_evals_own_yaml_files_make_the_built_in_tasks_requests() {
         assert_eq!(from_yaml.scoring.metrics, metrics, "{file}");
         assert_eq!(from_yaml.scoring.metrics, reference.scoring.metrics, "{file}");
         assert_eq!(from_yaml.scoring.mode, reference.scoring.mode);
+        assert_eq!(from_yaml.scoring.gold_is_undesired, reference.scoring.gold_is_undesired, "{file}");
         let a = load(&from_yaml, &locate(&from_yaml, &opts).unwrap_or_else(|e| panic!("{file}: {e}"))).unwrap_or_else(|e| panic!("{file}: {e}"));
         let b = load(reference, &locate(reference, &opts).unwrap()).unwrap();
         assert_eq!(a.docs.len(), b.docs.len(), "{file}");
