@@ -42,4 +42,4 @@ PYTHON="${PYTHON:-$HOME/.cache/invscale/pyref/bin/python}"
 if [[ -z "$keep" ]]; then
   (cd reference && "$PYTHON" lm_eval_reference.py "$model" "${set_args[@]}")
 fi
-HF_HUB_OFFLINE=1 INVSCALE_PARITY_FULL=1 cargo test --release --locked -p invscale-eval --test lm_eval_parity -- --exact "$test" --nocapture
+HF_HUB_OFFLINE=1 INVSCALE_PARITY_FULL=1 cargo test --release --locked -p invscale-eval --test engine -- --exact "lm_eval_parity::$test" --nocapture
