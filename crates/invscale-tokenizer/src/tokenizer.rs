@@ -163,6 +163,24 @@ impl Tokenizer {
 /// fuzzing), where serde_json reports the line.
 fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
     let text = std::fs::read_to_string(path).map_err(|e| TokenizerError::corrupt(path, e.to_string()))?;
-    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| TokenizerError::corrupt(path, format!("not valid JSON: {e}")))?;
+    let json = serde_json::from_str::<serde_json::Value>(&text).map_err(|e| TokenizerError::corrupt(path, format!("not valid JSON: {e}")))?;
+    check_templates(&json["post_processor"]).map_err(|m| TokenizerError::corrupt(path, m))?;
     text.parse::<tokenizers::Tokenizer>().map_err(|e| TokenizerError::corrupt(path, e.to_string()))
+}
+
+/// A `TemplateProcessing` post-processor (alone or in a `Sequence`) whose single-sequence template
+/// names sequence B: tokenizers 0.22 indexes a second encoding that is not there when it encodes
+/// (found by fuzzing), so it is refused when the file is read.
+fn check_templates(processor: &serde_json::Value) -> std::result::Result<(), String> {
+    if let Some(list) = processor["processors"].as_array() {
+        return list.iter().try_for_each(check_templates);
+    }
+    if processor["type"] != "TemplateProcessing" {
+        return Ok(());
+    }
+    let names_b = processor["single"].as_array().is_some_and(|pieces| pieces.iter().any(|p| p["Sequence"]["id"] == "B"));
+    if names_b {
+        return Err("post_processor: the single-sequence template names sequence B, which a single text does not have".into());
+    }
+    Ok(())
 }

@@ -214,6 +214,16 @@ fn broken_checkpoints_give_clear_errors() {
         std::fs::write(d.join("tokenizer.json"), text).unwrap();
     });
     assert!(e.contains("tokenizer.json: not valid JSON: key must be a string at line"), "{e}");
+    // Found by fuzzing too: a single-sequence template naming sequence B made tokenizers index a
+    // second encoding while encoding.
+    let e = case("template-b", &|d| {
+        let mut t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("tokenizer.json")).unwrap()).unwrap();
+        t["post_processor"] = serde_json::json!({"type": "TemplateProcessing",
+            "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}], "special_tokens": {}});
+        std::fs::write(d.join("tokenizer.json"), t.to_string()).unwrap();
+    });
+    assert!(e.contains("tokenizer.json: post_processor: the single-sequence template names sequence B"), "{e}");
     // A tokenizer from another model: 100 more tokens than the embedding has rows.
     let e = case("misfit", &|d| {
         let mut t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("tokenizer.json")).unwrap()).unwrap();
