@@ -28,8 +28,9 @@ use crate::spec::{Answer, Columns, HfSource, Metric, RequestMode, Scoring, Sourc
 /// How deep `include:` may nest (lm-eval's real files use one or two levels).
 const MAX_INCLUDE_DEPTH: usize = 8;
 
-/// Keys with no effect on a zero-shot multiple-choice log-likelihood score.
-const IGNORED: &[&str] = &[
+/// The keys read: those used below, and those with no effect on a zero-shot multiple-choice
+/// log-likelihood score (tags, metadata, decontamination, few-shot and generation settings).
+const KNOWN_KEYS: &[&str] = &[
     "tag",
     "group",
     "group_alias",
@@ -101,8 +102,8 @@ pub fn task_from_yaml(path: &Path, builtin: &[TaskSpec]) -> Result<TaskSpec, Spe
             }
         }
     }
-    if let Some(e) = entries.iter().find(|e| !IGNORED.contains(&e.key.as_str())) {
-        return Err(err_at(e, format!("`{}` is not supported in lm-eval YAML tasks here (known keys: {})", e.key, IGNORED.join(", "))));
+    if let Some(e) = entries.iter().find(|e| !KNOWN_KEYS.contains(&e.key.as_str())) {
+        return Err(err_at(e, format!("`{}` is not supported in lm-eval YAML tasks here (known keys: {})", e.key, KNOWN_KEYS.join(", "))));
     }
     let text = |k: &str| -> Result<Option<String>, SpecError> {
         match get(k).map(|e| (e, &e.value)) {
@@ -190,7 +191,7 @@ pub fn task_from_yaml(path: &Path, builtin: &[TaskSpec]) -> Result<TaskSpec, Spe
         Some(e) => err_at(e, m),
         None => err(m),
     })?;
-    let spec = TaskSpec {
+    let mut spec = TaskSpec {
         name,
         aliases: Vec::new(),
         groups: Vec::new(),
@@ -210,7 +211,6 @@ pub fn task_from_yaml(path: &Path, builtin: &[TaskSpec]) -> Result<TaskSpec, Spe
     };
     // A YAML over a built-in task's dataset keeps that task's orientation (the advanced-AI-risk
     // sets: a rising acc is the inverse trend).
-    let mut spec = spec;
     spec.scoring.gold_is_undesired = builtin.iter().any(|b| b.source.hf.is_some() && b.source.hf == spec.source.hf && b.scoring.gold_is_undesired);
     // The same checks as a task file's (templates compile, metrics apply).
     spec.check().map_err(err)?;

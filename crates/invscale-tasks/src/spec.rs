@@ -376,16 +376,15 @@ impl TaskSpec {
 
     /// The tasks this file describes: itself, or one per `each` entry with `{each}` replaced by
     /// the entry's name in the name, aliases, description, variant, release file and hub config.
-    pub fn expand(self) -> Vec<TaskSpec> {
+    pub fn expand(mut self) -> Vec<TaskSpec> {
         if self.each.is_empty() {
             return vec![self];
         }
-        let entries = self.each.clone();
-        entries
+        std::mem::take(&mut self.each)
             .into_iter()
             .map(|e| {
                 let sub = |s: &str| s.replace("{each}", &e.name);
-                let mut t = TaskSpec { each: Vec::new(), ..self.clone() };
+                let mut t = self.clone();
                 t.name = sub(&t.name);
                 t.aliases = t.aliases.iter().map(|a| sub(a)).collect();
                 t.description = sub(&t.description);
@@ -410,13 +409,14 @@ impl TaskSpec {
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
-        let valid_name = |n: &str| {
-            !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-')
-        };
         if !self.each.is_empty() && !self.name.contains("{each}") {
             return Err("a task file with `each` must have `{each}` in its `name`: one task per entry".into());
         }
-        let valid_name = |n: &str| valid_name(&n.replace("{each}", "x"));
+        // `{each}` stands for an entry's name, itself checked once expanded.
+        let valid_name = |n: &str| {
+            let n = n.replace("{each}", "x");
+            !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
         if !valid_name(&self.name) {
             return Err(format!("`name` {:?} must be ASCII letters, digits, `_` or `-`", self.name));
         }
